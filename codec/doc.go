@@ -1,0 +1,163 @@
+// Package codec is Warp Mesh's wire format, version 1: it turns frames into
+// bytes and bytes into frames (header, invalidation records, heartbeats,
+// leaves, NACKs, high-water marks). It owns the layout and every bounds
+// check on it. codec never allocates on encode or decode, never touches a
+// socket, never panics on any input, and holds no state: encoders are
+// AppendX(dst, ...) []byte, decoders ParseX(b) (x, n, err) returning the
+// sentinel ErrX of the first rule broken. Keys and payloads it returns are
+// views into the caller's buffer.
+//
+// # Wire format
+//
+// Every integer is big-endian (network order). A datagram is one frame:
+//
+//	+----------------+---------------------------+------------------------+
+//	| header (56 B)  | payload (PayloadLen B)    | tag (16 B) iff FlagAuth|
+//	+----------------+---------------------------+------------------------+
+//
+// Its length must be exactly HeaderLen + PayloadLen (+ TagLen), at most
+// MaxFrameSize; anything else is ErrBadLength or ErrFrameTooLarge.
+//
+// # Frame header
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-------------------------------+---------------+---------------+
+//	|        magic 0x574D "WM"      |  version = 1  |     type      |  0
+//	+---------------+---------------+---------------+---------------+
+//	|     flags     |  hdrlen = 56  |     hops      |   hop limit   |  4
+//	+---------------+---------------+---------------+---------------+
+//	|                 cluster hash (u64, ClusterHash)               |  8
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                      origin node id (u64)                     | 16
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                    origin boot epoch (u64)                    | 24
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                          seq (u64)                            | 32
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                     packet number (u64)                       | 40
+//	+                                                               +
+//	|                                                               |
+//	+-------------------------------+-------------------------------+
+//	|          count (u16)          |     payload length (u16)      | 48
+//	+-------------------------------+-------------------------------+
+//	|                     reserved (u32) = 0                        | 52
+//	+---------------------------------------------------------------+
+//	|                     payload ...                               | 56
+//
+//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM; else ErrBadType
+//	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
+//	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
+//	         bits 2-7 reserved; set bits are ErrBadFlags
+//	hops     relay hops so far (0 at the origin). The only field a relay
+//	         changes (SetHops); authentication therefore covers the
+//	         header with hops zeroed as AAD (HeaderAAD, AppendAAD).
+//	seq      DATA: data sequence per (origin, epoch), from 1, one per
+//	         DATA frame (a retransmission keeps its seq). HWM: the
+//	         origin's high-water data seq. ALIVE, LEAVE, NACK: by
+//	         convention the sender's high-water data seq; codec does not
+//	         interpret it.
+//	packet   counter per (origin, epoch) over every frame the node seals
+//	         and sends (retransmits and heartbeats too); never repeats
+//	         within an epoch: the AEAD nonce source.
+//	count    DATA: records; ALIVE: digest entries; NACK: ranges;
+//	         LEAVE, HWM: 0.
+//
+// # DATA payload: Count >= 1 records back to back
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-------------------------------+---------------+---------------+
+//	|        key length (u16)       |  rec flags    | reserved = 0  |  0
+//	+-------------------------------+---------------+---------------+
+//	|                  xxhash64 of key (u64)                        |  4
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|        key (key length bytes, 1..MaxKeyLen) ...               | 12
+//
+//	rec flags  exactly one of bit 0 RecordExact (this key) and bit 1
+//	           RecordPrefix (every key starting with it); else
+//	           ErrBadRecordFlags. The hash is verified (ErrBadHash).
+//
+// # Address (AddrLen = 18 bytes, inside ALIVE and digest entries)
+//
+//	+---------------------------------------------------------------+
+//	|   IPv6 address, or IPv4 as v4-mapped ::ffff:a.b.c.d (16 B)    |  0
+//	+-------------------------------+-------------------------------+
+//	|          port (u16)           |                                 16
+//	+-------------------------------+
+//
+// All 18 bytes zero means "no address". Otherwise a unicast address with a
+// non-zero port (ParseAddr lists what is rejected).
+//
+// # ALIVE payload: fixed part (AliveFixedLen = 36), then Count digest entries
+//
+//	+---------------------------------------------------------------+
+//	|                 sender incarnation (u64)                      |  0
+//	+---------------------------------------------------------------+
+//	|               sender data high-water seq (u64)                |  8
+//	+---------------------------------------------------------------+
+//	|               sender advertised address (18 B)                | 16
+//	+-------------------------------+-------------------------------+
+//	|        reserved (u16) = 0     |                                 34
+//	+-------------------------------+
+//
+//	digest entry (DigestEntryLen = 44 bytes), one per known member:
+//	+---------------------------------------------------------------+
+//	|                       member id (u64)                         |  0
+//	+---------------------------------------------------------------+
+//	|                   member boot epoch (u64)                     |  8
+//	+---------------------------------------------------------------+
+//	|                  member incarnation (u64)                     | 16
+//	+---------------------------------------------------------------+
+//	|                    member address (18 B)                      | 24
+//	+---------------+---------------+-------------------------------+
+//	|    state      | reserved = 0  |                                 42
+//	+---------------+---------------+
+//
+//	state  1 alive, 2 suspect, 3 dead, 4 left; else ErrBadState
+//
+// # LEAVE payload (LeaveLen = 8), Count = 0
+//
+//	+---------------------------------------------------------------+
+//	|               incarnation of the leaving node (u64)           |  0
+//	+---------------------------------------------------------------+
+//
+// # NACK payload: fixed part (NackFixedLen = 16), then Count >= 1 ranges
+//
+//	+---------------------------------------------------------------+
+//	|          origin whose DATA frames are missing (u64)           |  0
+//	+---------------------------------------------------------------+
+//	|                  that origin's boot epoch (u64)               |  8
+//	+---------------------------------------------------------------+
+//
+//	sequence range (SeqRangeLen = 16), inclusive, 1 <= first <= last:
+//	+---------------------------------------------------------------+
+//	|                       first seq (u64)                         |  0
+//	+---------------------------------------------------------------+
+//	|                        last seq (u64)                         |  8
+//	+---------------------------------------------------------------+
+//
+// The header's origin is the node asking; the answer is DATA frames with
+// FlagRetransmit and their original seq.
+//
+// # HWM payload: empty, Count = 0
+//
+// The header's seq is the origin's high-water data seq, sent when the
+// origin goes idle so that a lost final DATA frame is noticed.
+//
+// # Tag
+//
+// With FlagAuth, TagLen bytes follow the payload. codec only reserves and
+// locates them (FrameBuilder budgets for them, ParseFrame returns them as
+// Frame.Tag); sealing and opening belong to the engine.
+package codec
