@@ -1,0 +1,207 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// heartbeater runs membership rounds: every Heartbeat it sends an ALIVE
+// (our address, incarnation, data high-water mark and a digest of known
+// members) to the group and to every known member and seed, and it runs
+// failure detection more often than that. The worker also uses it to answer
+// a newcomer at once. Control traffic is rare; its buffers are reused under
+// a mutex.
+type heartbeater struct {
+	n       *Node
+	mu      sync.Mutex
+	buf     []byte
+	targets []netip.AddrPort
+	msgs    []sockopt.Message
+	seeds   []netip.AddrPort // resolved seeds, refreshed each round
+	lastRep map[netip.AddrPort]time.Time
+}
+
+func (h *heartbeater) init(n *Node) {
+	h.n = n
+	h.buf = make([]byte, 0, n.cfg.MaxFrameSize)
+	h.lastRep = make(map[netip.AddrPort]time.Time)
+}
+
+func (h *heartbeater) run() {
+	defer h.n.wg.Done()
+	cfg := h.n.cfg
+	tick := min(cfg.Heartbeat, cfg.SuspectAfter/3) / 2
+	tick = max(tick, 2*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var last time.Time
+	for {
+		now := time.Now()
+		if now.Sub(last) >= cfg.Heartbeat {
+			h.resolveSeeds()
+			h.broadcast()
+			last = now
+		}
+		h.n.members.tick(now)
+		select {
+		case <-h.n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// resolveSeeds turns Peers into addresses; a seed that does not resolve is
+// retried next round.
+func (h *heartbeater) resolveSeeds() {
+	seeds := h.seeds[:0]
+	for _, p := range h.n.cfg.seeds {
+		if ap, err := netip.ParseAddrPort(p); err == nil {
+			seeds = append(seeds, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(h.n.ctx, time.Second)
+		host, port, _ := net.SplitHostPort(p)
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		cancel()
+		if err != nil || len(ips) == 0 {
+			if h.n.lim.allow() {
+				h.n.log.Warn("warpmesh: seed does not resolve", "peer", p, "err", err)
+			}
+			continue
+		}
+		pn, _ := net.LookupPort("udp", port)
+		seeds = append(seeds, netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)))
+	}
+	h.mu.Lock()
+	h.seeds = seeds
+	h.mu.Unlock()
+}
+
+// broadcast sends one heartbeat round.
+func (h *heartbeater) broadcast() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.n
+	h.targets = h.targets[:0]
+	if n.group.IsValid() {
+		h.targets = append(h.targets, n.group)
+	}
+	n.members.mu.Lock()
+	start := len(h.targets)
+	h.targets = n.members.unicastTargets(h.targets)
+	n.members.mu.Unlock()
+	known := h.targets[start:]
+	for _, s := range h.seeds {
+		if s == n.cfg.advertise || containsAddr(known, s) {
+			continue
+		}
+		h.targets = append(h.targets, s)
+	}
+	h.sendAliveLocked(h.targets)
+}
+
+// reply answers a newcomer (or refutes a suspicion) with an immediate
+// heartbeat, at most once per Heartbeat/4 per address.
+func (h *heartbeater) reply(to netip.AddrPort) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	if t, ok := h.lastRep[to]; ok && now.Sub(t) < h.n.cfg.Heartbeat/4 {
+		return
+	}
+	if len(h.lastRep) > 4096 {
+		clear(h.lastRep)
+	}
+	h.lastRep[to] = now
+	h.targets = append(h.targets[:0], to)
+	if h.n.group.IsValid() {
+		h.targets = append(h.targets, h.n.group)
+	}
+	h.sendAliveLocked(h.targets)
+}
+
+func containsAddr(list []netip.AddrPort, a netip.AddrPort) bool {
+	for _, x := range list {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *heartbeater) header(t codec.FrameType) codec.Header {
+	n := h.n
+	return codec.Header{
+		Type:     t,
+		HopLimit: 1,
+		Cluster:  n.cfg.cluster,
+		Origin:   n.id,
+		Epoch:    n.epoch,
+		Seq:      n.hwm.Load(),
+		Packet:   n.packet.Add(1),
+	}
+}
+
+func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
+	if len(targets) == 0 {
+		return
+	}
+	n := h.n
+	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.AliveFixedLen - codec.TagLen) / codec.DigestEntryLen
+	n.members.mu.Lock()
+	entries := n.members.digestEntries(room)
+	hdr := h.header(codec.TypeAlive)
+	hdr.Count = uint16(len(entries))
+	hdr.PayloadLen = uint16(codec.AlivePayloadLen(len(entries)))
+	b := codec.AppendHeader(h.buf[:0], &hdr)
+	b = codec.AppendAlive(b, &codec.Alive{Incarnation: n.inc.Load(), HWM: n.hwm.Load(), Addr: n.cfg.advertise})
+	for i := range entries {
+		b = codec.AppendDigestEntry(b, &entries[i])
+	}
+	n.members.mu.Unlock()
+	h.buf = b
+	h.sendLocked(b, targets)
+	n.ctr.heartbeatsSent.Add(1)
+}
+
+func (h *heartbeater) sendLocked(frame []byte, targets []netip.AddrPort) {
+	h.msgs = h.msgs[:0]
+	for _, t := range targets {
+		h.msgs = append(h.msgs, sockopt.Message{Buf: frame, Addr: t})
+	}
+	for len(h.msgs) > 0 {
+		k := min(len(h.msgs), h.n.cfg.BatchSize)
+		h.n.write(h.msgs[:k])
+		h.msgs = h.msgs[k:]
+	}
+}
+
+// sendLeave tells every member (and the group) that we are going.
+func (h *heartbeater) sendLeave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.n
+	h.targets = h.targets[:0]
+	if n.group.IsValid() {
+		h.targets = append(h.targets, n.group)
+	}
+	n.members.mu.Lock()
+	h.targets = n.members.unicastTargets(h.targets)
+	n.members.mu.Unlock()
+	if len(h.targets) == 0 {
+		return
+	}
+	hdr := h.header(codec.TypeLeave)
+	hdr.PayloadLen = codec.LeaveLen
+	b := codec.AppendHeader(h.buf[:0], &hdr)
+	b = codec.AppendLeave(b, n.inc.Load())
+	h.buf = b
+	h.sendLocked(b, h.targets)
+}

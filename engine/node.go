@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warpmesh/warpmesh/ringbuf"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// ErrClosed is returned by a Node's methods after Close. It wraps
+// net.ErrClosed.
+var ErrClosed = fmt.Errorf("engine: node closed: %w", net.ErrClosed)
+
+// Invalidation is one applied invalidation as a handler sees it.
+type Invalidation struct {
+	// Key is a view into the received frame, valid only during the handler
+	// call; copy it to keep it.
+	Key []byte
+	// Prefix is true when every key starting with Key is invalidated.
+	Prefix bool
+	// Origin is the id of the node that published it.
+	Origin uint64
+}
+
+// Handler receives applied invalidations on the node's receive goroutine.
+// It must not block for long and must not retain inv.Key.
+type Handler func(inv Invalidation)
+
+// Node is one member of a mesh. Create it with New; all methods are safe
+// for concurrent use.
+type Node struct {
+	cfg    *config
+	id     uint64
+	epoch  uint64
+	inc    atomic.Uint64 // incarnation
+	log    *slog.Logger
+	uni    Transport
+	mcast  Transport // nil without a separate group socket
+	uniRaw *sockopt.Conn
+	mcRaw  *sockopt.Conn
+	group  netip.AddrPort // invalid without multicast
+
+	pub      *ringbuf.Records
+	members  *membership
+	events   *eventQueue
+	handlers atomic.Pointer[[]Handler]
+	ctr      counters
+	packet   atomic.Uint64 // packet number source (nonces, replay window)
+	hwm      atomic.Uint64 // highest data sequence published
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closed    atomic.Bool
+	senderWG  sync.WaitGroup
+	wg        sync.WaitGroup
+	stopEv    chan struct{}
+
+	hb  heartbeater
+	tx  sender
+	rx  receiver
+	lim logLimiter
+}
+
+// New validates opts, opens the sockets and starts the node: it begins
+// heartbeating at once and is ready to publish when New returns.
+func New(opts Options) (*Node, error) {
+	cfg, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger, stopEv: make(chan struct{})}
+	for n.id == 0 {
+		n.id = randUint64()
+	}
+	n.epoch = uint64(time.Now().UnixNano())
+	n.inc.Store(1)
+	n.packet.Store(0)
+	n.pub, err = ringbuf.NewRecords(cfg.PublishRing)
+	if err != nil {
+		return nil, optErr("PublishRing", cfg.PublishRing, err.Error())
+	}
+	n.events = newEventQueue()
+	n.members = newMembership(n.id, cfg, n.events)
+	empty := []Handler{}
+	n.handlers.Store(&empty)
+
+	if cfg.Transport != nil {
+		n.uni = cfg.Transport
+	} else {
+		uni, mc, err := openTransports(cfg)
+		if err != nil {
+			return nil, err
+		}
+		n.uni, n.uniRaw = uni, uni
+		if mc != nil {
+			n.mcast, n.mcRaw = mc, mc
+		}
+		if cfg.group.IsValid() {
+			n.group = netip.AddrPortFrom(cfg.group, uint16(cfg.groupPort))
+		}
+	}
+	if err := n.initLoops(); err != nil {
+		n.uni.Close()
+		if n.mcast != nil {
+			n.mcast.Close()
+		}
+		return nil, err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.events.run(n.stopEv) }()
+	n.senderWG.Add(1)
+	go n.tx.run()
+	n.rx.start()
+	n.wg.Add(1)
+	go n.hb.run()
+	n.log.Debug("warpmesh node started", "id", fmt.Sprintf("%016x", n.id),
+		"addr", cfg.advertise, "group", n.group, "interface", cfg.Interface, "cluster", cfg.Cluster)
+	return n, nil
+}
+
+func (n *Node) initLoops() error {
+	if err := n.tx.init(n); err != nil {
+		return err
+	}
+	if err := n.rx.init(n); err != nil {
+		return err
+	}
+	n.hb.init(n)
+	return nil
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("engine: crypto/rand failed: " + err.Error()) // never happens on supported platforms
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// ID returns the node's id.
+func (n *Node) ID() uint64 { return n.id }
+
+// Epoch returns the node's boot epoch.
+func (n *Node) Epoch() uint64 { return n.epoch }
+
+// Addr returns the address the node advertises to others.
+func (n *Node) Addr() netip.AddrPort { return n.cfg.advertise }
+
+// LocalAddr returns the bound unicast address.
+func (n *Node) LocalAddr() netip.AddrPort { return n.uni.LocalAddr() }
+
+// Cluster returns the mesh's name.
+func (n *Node) Cluster() string { return n.cfg.Cluster }
+
+// OnInvalidate registers h to receive every invalidation applied from other
+// nodes (and this node's own with Options.EchoLocal). Handlers run on the
+// receive goroutine, in registration order.
+func (n *Node) OnInvalidate(h Handler) {
+	for {
+		old := n.handlers.Load()
+		hs := make([]Handler, len(*old), len(*old)+1)
+		copy(hs, *old)
+		hs = append(hs, h)
+		if n.handlers.CompareAndSwap(old, &hs) {
+			return
+		}
+	}
+}
+
+// OnEvent registers fn to receive membership and Gap events, in order, on
+// a goroutine of their own.
+func (n *Node) OnEvent(fn func(Event)) { n.events.subscribe(fn) }
+
+// Members returns a snapshot of the other members, sorted by id.
+func (n *Node) Members() []Member { return n.members.snapshot() }
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	var s Stats
+	n.ctr.snapshot(&s)
+	n.members.count(&s)
+	if n.uniRaw != nil {
+		s.RecvBuffer, s.SendBuffer = n.uniRaw.RecvBufferSize(), n.uniRaw.SendBufferSize()
+	}
+	return s
+}
+
+// Close leaves the mesh gracefully: pending invalidations are sent, a leave
+// goes to every member, then the node stops and waits for its goroutines.
+// Close is idempotent; later calls return nil.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		n.pub.Close()
+		n.senderWG.Wait()
+		n.hb.sendLeave()
+		n.cancel()
+		err = n.uni.Close()
+		if n.mcast != nil {
+			if e := n.mcast.Close(); err == nil {
+				err = e
+			}
+		}
+		n.rx.stop()
+		close(n.stopEv)
+		n.wg.Wait()
+	})
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (n *Node) apply(key []byte, prefix bool, origin uint64) {
+	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin}
+	for _, h := range *n.handlers.Load() {
+		h(inv)
+	}
+}
+
+// logLimiter lets at most one log line per interval through on hot paths.
+type logLimiter struct{ last atomic.Int64 }
+
+func (l *logLimiter) allow() bool {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	return now-last >= int64(time.Second) && l.last.CompareAndSwap(last, now)
+}

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+)
+
+func TestThreeNodesUnicastSingleSeed(t *testing.T) {
+	p := freePorts(t, 3)
+	a := startNode(t, unicastOptions(p[0]))
+	b := startNode(t, unicastOptions(p[1], p[0]))
+	c := startNode(t, unicastOptions(p[2], p[0]))
+	nodes := []*Node{a, b, c}
+	logs := []*keyLog{newKeyLog(a), newKeyLog(b), newKeyLog(c)}
+
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "every node to know the other two", func() bool { return aliveCount(n) == 2 })
+	}
+	// b learned c only through a's digest (b's seed is a), and vice versa.
+	for i, n := range nodes {
+		if err := n.Invalidate(fmt.Sprintf("user:%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.InvalidatePrefix(fmt.Sprintf("team:%d:", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, l := range logs {
+		for j := range nodes {
+			if i == j {
+				continue
+			}
+			k := fmt.Sprintf("user:%d", j)
+			waitFor(t, 5*time.Second, k+" at node "+fmt.Sprint(i), func() bool { return l.count(k) > 0 })
+			pk := fmt.Sprintf("team:%d:", j)
+			waitFor(t, 5*time.Second, pk, func() bool { return l.count(pk) > 0 })
+			l.mu.Lock()
+			if l.origin[k] != nodes[j].ID() || l.prefix[k] || !l.prefix[pk] {
+				t.Errorf("node %d: %s origin %x prefix %v, %s prefix %v", i, k, l.origin[k], l.prefix[k], pk, l.prefix[pk])
+			}
+			l.mu.Unlock()
+		}
+		own := fmt.Sprintf("user:%d", i)
+		if l.count(own) != 0 {
+			t.Errorf("node %d applied its own invalidation without EchoLocal", i)
+		}
+	}
+	// Exactly once: a fence published after everything else arrives after
+	// any duplicate could have.
+	for _, n := range nodes {
+		n.Invalidate("fence")
+	}
+	for _, l := range logs {
+		waitFor(t, 5*time.Second, "fences", func() bool { return l.count("fence") == 2 })
+	}
+	for i, l := range logs {
+		l.mu.Lock()
+		for k, c := range l.counts {
+			if c != 1 && k != "fence" {
+				t.Errorf("node %d applied %q %d times, want 1", i, k, c)
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+func TestPublishErrors(t *testing.T) {
+	p := freePorts(t, 1)
+	n := startNode(t, unicastOptions(p[0]))
+	if err := n.Invalidate(""); !errors.Is(err, codec.ErrEmptyKey) {
+		t.Errorf("empty key: %v", err)
+	}
+	if err := n.Invalidate(strings.Repeat("k", codec.MaxKeyLen+1)); !errors.Is(err, codec.ErrKeyTooLong) {
+		t.Errorf("long key: %v", err)
+	}
+	if err := n.Invalidate(strings.Repeat("k", codec.MaxKeyLen)); err != nil {
+		t.Errorf("max key: %v", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := n.Invalidate("x"); !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("after close: %v", err)
+	}
+}
+
+func TestOptionValidation(t *testing.T) {
+	cases := []struct {
+		name   string
+		opts   Options
+		option string
+	}{
+		{"port", Options{Port: 70000}, "Port"},
+		{"heartbeat", Options{Heartbeat: time.Microsecond}, "Heartbeat"},
+		{"dead before suspect", Options{Heartbeat: time.Second, SuspectAfter: 3 * time.Second, DeadAfter: 2 * time.Second}, "DeadAfter"},
+		{"frame", Options{MaxFrameSize: 100}, "MaxFrameSize"},
+		{"frame big", Options{MaxFrameSize: 70000}, "MaxFrameSize"},
+		{"fanout", Options{Fanout: -1}, "Fanout"},
+		{"group", Options{Group: "10.0.0.1", Interface: "lo"}, "Group"},
+		{"peers", Options{Peers: []string{"nocolon"}, UnicastOnly: true}, "Peers"},
+		{"peer port", Options{Peers: []string{"127.0.0.1:0"}, UnicastOnly: true}, "Peers"},
+		{"bind", Options{BindAddr: "not-an-ip", UnicastOnly: true}, "BindAddr"},
+		{"interface", Options{Interface: "nosuchif0"}, "Interface"},
+		{"advertise", Options{AdvertiseAddr: "x:y", UnicastOnly: true, BindAddr: "127.0.0.1"}, "AdvertiseAddr"},
+		{"ring", Options{PublishRing: 5000, UnicastOnly: true}, "PublishRing"},
+		{"batch", Options{BatchSize: 5000, UnicastOnly: true}, "BatchSize"},
+		{"cluster", Options{Cluster: strings.Repeat("c", 256)}, "Cluster"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := New(tc.opts)
+			if err == nil {
+				n.Close()
+				t.Fatal("New accepted bad options")
+			}
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Option != tc.option || !errors.Is(err, ErrInvalidOption) {
+				t.Fatalf("error %q does not name option %s", err, tc.option)
+			}
+			if !strings.Contains(err.Error(), tc.option) {
+				t.Fatalf("message %q lacks option name", err)
+			}
+		})
+	}
+}
+
+func TestClustersIsolated(t *testing.T) {
+	p := freePorts(t, 2)
+	oa := unicastOptions(p[0], p[1])
+	oa.Cluster = "red"
+	ob := unicastOptions(p[1], p[0])
+	ob.Cluster = "blue"
+	a := startNode(t, oa)
+	b := startNode(t, ob)
+	la, lb := newKeyLog(a), newKeyLog(b)
+	waitFor(t, 5*time.Second, "heartbeats to cross", func() bool {
+		return b.Stats().Drops[DropWrongCluster] >= 2 && a.Stats().Drops[DropWrongCluster] >= 2
+	})
+	if len(a.Members()) != 0 || len(b.Members()) != 0 {
+		t.Fatalf("clusters mixed: %v / %v", a.Members(), b.Members())
+	}
+	if la.distinct() != 0 || lb.distinct() != 0 {
+		t.Fatal("invalidation crossed clusters")
+	}
+}
+
+func TestEchoLocal(t *testing.T) {
+	p := freePorts(t, 1)
+	o := unicastOptions(p[0])
+	o.EchoLocal = true
+	n := startNode(t, o)
+	l := newKeyLog(n)
+	n.Invalidate("mine")
+	waitFor(t, 5*time.Second, "echo", func() bool { return l.count("mine") == 1 })
+}

@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+)
+
+// Defaults for Options fields left at their zero value.
+const (
+	DefaultPort         = 7946
+	DefaultGroup        = "239.0.0.1"
+	DefaultHeartbeat    = 5 * time.Second
+	DefaultCluster      = "default"
+	DefaultFanout       = 3
+	DefaultDirectLimit  = 32
+	DefaultPublishRing  = 1 << 20 // bytes
+	DefaultBatchSize    = 64
+	DefaultSocketBuffer = 4 << 20 // bytes
+	DefaultMaxFrameSize = codec.DefaultMaxFrameSize
+	// DefaultHopLimit lets the relay tree reach Fanout^(HopLimit-1)
+	// members: 2187 with the default Fanout.
+	DefaultHopLimit = 8
+)
+
+// Options configure a Node. The zero value of every field selects a safe
+// default; New validates every field and names the offending one in its
+// error.
+type Options struct {
+	// Port is the UDP port the node listens on for unicast. Default 7946.
+	Port int
+	// Group is the IPv4 multicast group used for discovery and, in small
+	// meshes where every member hears it, for data. Default "239.0.0.1".
+	// An empty Group with Peers set means unicast only.
+	Group string
+	// GroupPort is the UDP port of the multicast group. Default: Port.
+	// Nodes sharing one host need distinct Ports but a common GroupPort.
+	GroupPort int
+	// Interface names the network interface multicast is sent and joined
+	// on ("lo" for a single-host mesh). Default: the interface holding the
+	// advertised address.
+	Interface string
+	// Peers are static seeds, "host:port". One reachable seed is enough to
+	// learn the whole mesh.
+	Peers []string
+	// AdvertiseAddr is the address other members reach this node at, "ip"
+	// or "ip:port". Default: the bind address if specific, otherwise the
+	// first global IPv4 address of the multicast interface (or of any up
+	// interface), with Port.
+	AdvertiseAddr string
+	// Heartbeat is the membership keep-alive interval. Default 5s.
+	Heartbeat time.Duration
+
+	// BindAddr is the local IP to bind. Default "0.0.0.0".
+	BindAddr string
+	// Cluster names the mesh; meshes with different names sharing a
+	// network or multicast group ignore each other. Default "default".
+	Cluster string
+	// NodeID identifies this node; 0 picks a random id. A node restarted
+	// with the same id rejoins with a higher boot epoch and replaces its
+	// old self; a different id at the same address also replaces it.
+	NodeID uint64
+	// UnicastOnly disables multicast entirely, even with Group set.
+	UnicastOnly bool
+	// MaxFrameSize is the largest datagram the node sends. Default 1400,
+	// range codec.MinFrameSize..codec.MaxFrameSize.
+	MaxFrameSize int
+	// Fanout is how many random members a frame goes to (and is relayed
+	// to) in meshes larger than DirectLimit. Default 3.
+	Fanout int
+	// DirectLimit is the largest mesh in which the origin sends every
+	// frame directly to every member. Default 32.
+	DirectLimit int
+	// HopLimit bounds relaying in large meshes. Default 8.
+	HopLimit int
+	// SuspectAfter is the silence after which a member becomes suspect.
+	// Default 3 × Heartbeat.
+	SuspectAfter time.Duration
+	// DeadAfter is the silence after which a member is declared dead.
+	// Default 6 × Heartbeat; must exceed SuspectAfter.
+	DeadAfter time.Duration
+	// PublishRing is the size in bytes of the publish ring (power of two).
+	// Default 1 MiB.
+	PublishRing int
+	// BatchSize is the number of datagrams per recvmmsg/sendmmsg. Default 64.
+	BatchSize int
+	// RecvBuffer and SendBuffer are socket buffer sizes in bytes.
+	// Default 4 MiB each; the kernel may grant less (see Stats).
+	RecvBuffer, SendBuffer int
+	// EchoLocal delivers this node's own invalidations to its handlers too.
+	EchoLocal bool
+	// Logger receives the node's logs. Default: slog.Default().
+	Logger *slog.Logger
+
+	// Transport, when set, replaces the UDP sockets (tests, simulation).
+	// The node closes it on Close. Multicast is then off.
+	Transport Transport
+}
+
+// ErrInvalidOption is wrapped by every option validation error.
+var ErrInvalidOption = errors.New("engine: invalid option")
+
+// OptionError names the option that failed validation.
+type OptionError struct {
+	Option string
+	Value  any
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("engine: invalid option %s=%v: %s", e.Option, e.Value, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidOption) hold.
+func (e *OptionError) Unwrap() error { return ErrInvalidOption }
+
+func optErr(option string, value any, reason string) error {
+	return &OptionError{Option: option, Value: value, Reason: reason}
+}
+
+// config is Options resolved and validated.
+type config struct {
+	Options
+	bind      netip.Addr
+	group     netip.Addr // invalid = no multicast
+	groupPort int
+	advertise netip.AddrPort
+	seeds     []string
+	cluster   uint64
+}
+
+func (o Options) resolve() (*config, error) {
+	c := &config{Options: o}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return nil, optErr("Port", o.Port, "must be 1..65535")
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.Heartbeat < 5*time.Millisecond {
+		return nil, optErr("Heartbeat", o.Heartbeat, "must be at least 5ms")
+	}
+	if c.SuspectAfter == 0 {
+		c.SuspectAfter = 3 * c.Heartbeat
+	}
+	if c.SuspectAfter < c.Heartbeat {
+		return nil, optErr("SuspectAfter", o.SuspectAfter, "must be at least Heartbeat")
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = 2 * c.SuspectAfter
+	}
+	if c.DeadAfter <= c.SuspectAfter {
+		return nil, optErr("DeadAfter", o.DeadAfter, "must exceed SuspectAfter")
+	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if len(c.Cluster) > 255 {
+		return nil, optErr("Cluster", o.Cluster, "longer than 255 bytes")
+	}
+	c.cluster = codec.ClusterHash(c.Cluster)
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if c.MaxFrameSize < codec.MinFrameSize || c.MaxFrameSize > codec.MaxFrameSize {
+		return nil, optErr("MaxFrameSize", o.MaxFrameSize,
+			fmt.Sprintf("must be %d..%d", codec.MinFrameSize, codec.MaxFrameSize))
+	}
+	if c.Fanout == 0 {
+		c.Fanout = DefaultFanout
+	}
+	if c.Fanout < 1 || c.Fanout > 64 {
+		return nil, optErr("Fanout", o.Fanout, "must be 1..64")
+	}
+	if c.DirectLimit == 0 {
+		c.DirectLimit = DefaultDirectLimit
+	}
+	if c.DirectLimit < 1 || c.DirectLimit > 4096 {
+		return nil, optErr("DirectLimit", o.DirectLimit, "must be 1..4096")
+	}
+	if c.HopLimit == 0 {
+		c.HopLimit = DefaultHopLimit
+	}
+	if c.HopLimit < 1 || c.HopLimit > 255 {
+		return nil, optErr("HopLimit", o.HopLimit, "must be 1..255")
+	}
+	if c.PublishRing == 0 {
+		c.PublishRing = DefaultPublishRing
+	}
+	if c.PublishRing < 4096 || c.PublishRing&(c.PublishRing-1) != 0 {
+		return nil, optErr("PublishRing", o.PublishRing, "must be a power of two >= 4096")
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1024 {
+		return nil, optErr("BatchSize", o.BatchSize, "must be 1..1024")
+	}
+	if c.RecvBuffer == 0 {
+		c.RecvBuffer = DefaultSocketBuffer
+	}
+	if c.RecvBuffer < 0 {
+		return nil, optErr("RecvBuffer", o.RecvBuffer, "must not be negative")
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = DefaultSocketBuffer
+	}
+	if c.SendBuffer < 0 {
+		return nil, optErr("SendBuffer", o.SendBuffer, "must not be negative")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+
+	c.bind = netip.IPv4Unspecified()
+	if c.BindAddr != "" {
+		a, err := netip.ParseAddr(c.BindAddr)
+		if err != nil {
+			return nil, optErr("BindAddr", o.BindAddr, "not an IP address")
+		}
+		c.bind = a.Unmap()
+	}
+
+	for _, p := range c.Peers {
+		host, port, err := net.SplitHostPort(p)
+		if err != nil || host == "" {
+			return nil, optErr("Peers", p, "must be host:port")
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, optErr("Peers", p, "port must be 1..65535")
+		}
+		c.seeds = append(c.seeds, p)
+	}
+
+	multicast := !c.UnicastOnly && c.Transport == nil && !(c.Group == "" && len(c.Peers) > 0)
+	if multicast {
+		g := c.Group
+		if g == "" {
+			g = DefaultGroup
+		}
+		a, err := netip.ParseAddr(g)
+		if err != nil || !a.Is4() || !a.IsMulticast() {
+			return nil, optErr("Group", o.Group, "must be an IPv4 multicast address")
+		}
+		c.group = a
+		c.groupPort = c.GroupPort
+		if c.groupPort == 0 {
+			c.groupPort = c.Port
+		}
+		if c.groupPort < 1 || c.groupPort > 65535 {
+			return nil, optErr("GroupPort", o.GroupPort, "must be 1..65535")
+		}
+		if c.bind.IsValid() && !c.bind.IsUnspecified() && c.groupPort == c.Port {
+			return nil, optErr("BindAddr", o.BindAddr,
+				"a specific bind address cannot receive multicast on the same port; set GroupPort, leave BindAddr empty, or set UnicastOnly")
+		}
+	} else if c.GroupPort != 0 && (c.GroupPort < 1 || c.GroupPort > 65535) {
+		return nil, optErr("GroupPort", o.GroupPort, "must be 1..65535")
+	}
+
+	if c.Interface != "" {
+		if _, err := net.InterfaceByName(c.Interface); err != nil {
+			return nil, optErr("Interface", o.Interface, "no such interface")
+		}
+	}
+
+	adv, err := c.resolveAdvertise()
+	if err != nil {
+		return nil, err
+	}
+	c.advertise = adv
+	if c.group.IsValid() && c.Interface == "" {
+		ifname, err := interfaceFor(adv.Addr())
+		if err != nil {
+			return nil, optErr("Interface", o.Interface, "cannot auto-detect: "+err.Error()+"; set Interface")
+		}
+		c.Interface = ifname
+	}
+	return c, nil
+}
+
+func (c *config) resolveAdvertise() (netip.AddrPort, error) {
+	if c.AdvertiseAddr != "" {
+		if ap, err := netip.ParseAddrPort(c.AdvertiseAddr); err == nil {
+			if ap.Addr().IsUnspecified() || ap.Port() == 0 {
+				return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "must be a specific address and port")
+			}
+			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+		}
+		a, err := netip.ParseAddr(c.AdvertiseAddr)
+		if err != nil || a.IsUnspecified() {
+			return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "must be ip or ip:port")
+		}
+		return netip.AddrPortFrom(a.Unmap(), uint16(c.Port)), nil
+	}
+	if !c.bind.IsUnspecified() {
+		return netip.AddrPortFrom(c.bind, uint16(c.Port)), nil
+	}
+	a, err := localAddr(c.Interface)
+	if err != nil {
+		return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "cannot auto-detect: "+err.Error())
+	}
+	return netip.AddrPortFrom(a, uint16(c.Port)), nil
+}
+
+// localAddr returns the first IPv4 address of ifname, or, with ifname empty,
+// the first global unicast IPv4 address of any up, non-loopback interface.
+func localAddr(ifname string) (netip.Addr, error) {
+	var ifs []net.Interface
+	if ifname != "" {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		ifs = []net.Interface{*ifi}
+	} else {
+		all, err := net.Interfaces()
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		ifs = all
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagUp == 0 || (ifname == "" && ifi.Flags&net.FlagLoopback != 0) {
+			continue
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := pfx.Addr().Unmap()
+			if ip.Is4() && (ifname != "" || ip.IsGlobalUnicast()) {
+				return ip, nil
+			}
+		}
+	}
+	return netip.Addr{}, errors.New("no usable IPv4 address found")
+}
+
+// interfaceFor names the interface that holds addr.
+func interfaceFor(addr netip.Addr) (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			pfx, err := netip.ParsePrefix(a.String())
+			if err == nil && pfx.Addr().Unmap() == addr {
+				return ifi.Name, nil
+			}
+		}
+	}
+	if addr.IsLoopback() {
+		return "lo", nil
+	}
+	return "", fmt.Errorf("no interface holds %v", addr)
+}

@@ -1,0 +1,254 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"unsafe"
+
+	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/ringbuf"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// ErrBackpressure is returned by TryPublish when the publish ring is full:
+// the sender loop is behind and nothing was queued.
+var ErrBackpressure = errors.New("engine: publish ring full")
+
+// Publishing. Every method copies the key into the publish ring and returns;
+// none allocates. Invalidate, InvalidateBytes and InvalidatePrefix block
+// while the ring is full (the sender loop frees it at network speed) and
+// return ErrClosed once the node is closed; Publish bounds that wait with a
+// context and TryPublish never waits.
+
+// Invalidate invalidates key on every other member.
+func (n *Node) Invalidate(key string) error {
+	return n.Publish(context.Background(), stringBytes(key), false)
+}
+
+// InvalidateBytes is Invalidate for a []byte key; key is copied.
+func (n *Node) InvalidateBytes(key []byte) error {
+	return n.Publish(context.Background(), key, false)
+}
+
+// InvalidatePrefix invalidates, on every other member, every key that
+// starts with prefix.
+func (n *Node) InvalidatePrefix(prefix string) error {
+	return n.Publish(context.Background(), stringBytes(prefix), true)
+}
+
+// Publish queues an invalidation of key (of every key starting with key
+// when prefix is set), waiting while the publish ring is full until ctx is
+// done. It returns a codec key error for an empty or over-long key,
+// ErrClosed after Close, or ctx.Err().
+func (n *Node) Publish(ctx context.Context, key []byte, prefix bool) error {
+	if err := codec.ValidateKey(key); err != nil {
+		return err
+	}
+	err := n.pub.Write(ctx, recordKind(prefix), key)
+	return n.publishResult(err)
+}
+
+// TryPublish is Publish without waiting: it returns ErrBackpressure when the
+// publish ring is full.
+func (n *Node) TryPublish(key []byte, prefix bool) error {
+	if err := codec.ValidateKey(key); err != nil {
+		return err
+	}
+	err := n.pub.TryWrite(recordKind(prefix), key)
+	if errors.Is(err, ringbuf.ErrFull) {
+		return ErrBackpressure
+	}
+	return n.publishResult(err)
+}
+
+func (n *Node) publishResult(err error) error {
+	switch {
+	case err == nil:
+		n.ctr.published.Add(1)
+		return nil
+	case errors.Is(err, ringbuf.ErrClosed):
+		return ErrClosed
+	}
+	return err
+}
+
+func recordKind(prefix bool) uint8 {
+	if prefix {
+		return uint8(codec.RecordPrefix)
+	}
+	return uint8(codec.RecordExact)
+}
+
+// stringBytes views s as bytes without copying; the ring copies them.
+func stringBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// sender is the publish loop's state: it drains the publish ring, packs
+// records into frames and writes (frame × destination) batches. Owned by
+// one goroutine; allocated once.
+type sender struct {
+	n       *Node
+	fb      codec.FrameBuilder
+	open    bool     // fb holds an unfinished frame
+	slab    [][]byte // frame buffers, MaxFrameSize each
+	frames  [][]byte // finished frames awaiting flush (views into slab)
+	msgs    []sockopt.Message
+	dests   []netip.AddrPort
+	seq     uint64
+	packFn  func(kind uint8, rec []byte)
+	readMax int
+}
+
+const senderSlab = 64 // frames packed per flush at most
+
+func (s *sender) init(n *Node) error {
+	s.n = n
+	s.slab = make([][]byte, senderSlab)
+	for i := range s.slab {
+		s.slab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
+	}
+	s.frames = make([][]byte, 0, senderSlab)
+	s.msgs = make([]sockopt.Message, n.cfg.BatchSize)
+	s.dests = make([]netip.AddrPort, 0, 64)
+	s.packFn = s.pack
+	s.readMax = 4096
+	return nil
+}
+
+func (s *sender) run() {
+	defer s.n.senderWG.Done()
+	for {
+		if err := s.n.pub.Wait(context.Background()); err != nil {
+			return // closed and drained
+		}
+		for s.n.pub.Read(s.readMax, s.packFn) > 0 {
+		}
+		s.finish()
+		s.flush()
+	}
+}
+
+// pack adds one record to the open frame, starting a new frame when it is
+// full and flushing when the slab is used up.
+func (s *sender) pack(kind uint8, rec []byte) {
+	if !s.open {
+		s.start()
+	}
+	if !s.fb.Add(rec, codec.RecordFlags(kind)) {
+		s.finish()
+		s.start()
+		s.fb.Add(rec, codec.RecordFlags(kind)) // always fits an empty frame
+	}
+	if s.n.cfg.EchoLocal {
+		s.n.apply(rec, codec.RecordFlags(kind) == codec.RecordPrefix, s.n.id)
+	}
+}
+
+func (s *sender) start() {
+	if len(s.frames) == len(s.slab) {
+		s.flush()
+	}
+	s.seq++
+	h := codec.Header{
+		Type:     codec.TypeData,
+		HopLimit: uint8(s.n.cfg.HopLimit),
+		Cluster:  s.n.cfg.cluster,
+		Origin:   s.n.id,
+		Epoch:    s.n.epoch,
+		Seq:      s.seq,
+		Packet:   s.n.packet.Add(1),
+	}
+	s.fb.Reset(s.slab[len(s.frames)][:0], h, s.n.cfg.MaxFrameSize)
+	s.open = true
+}
+
+func (s *sender) finish() {
+	if !s.open {
+		return
+	}
+	s.open = false
+	if s.fb.Count() == 0 {
+		s.seq--
+		return
+	}
+	s.n.ctr.recordsSent.Add(uint64(s.fb.Count()))
+	s.frames = append(s.frames, s.fb.Finish())
+	s.n.hwm.Store(s.seq)
+}
+
+// flush writes every finished frame to its destinations.
+func (s *sender) flush() {
+	if len(s.frames) == 0 {
+		return
+	}
+	s.n.ctr.sendBatches.Add(1)
+	v := s.n.members.view.Load()
+	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
+	k := 0
+	for _, f := range s.frames {
+		for _, d := range s.dests {
+			s.msgs[k] = sockopt.Message{Buf: f, Addr: d}
+			k++
+			if k == len(s.msgs) {
+				s.n.write(s.msgs[:k])
+				k = 0
+			}
+		}
+	}
+	if k > 0 {
+		s.n.write(s.msgs[:k])
+	}
+	s.frames = s.frames[:0]
+}
+
+// destinations picks where a frame from origin goes next, from this node:
+// the group when every member hears it, every member in a small mesh, or
+// this node's children in the origin-rooted relay tree in a large one.
+func (n *Node) destinations(v *destView, origin uint64, dst []netip.AddrPort) []netip.AddrPort {
+	switch {
+	case len(v.live) == 0:
+		return dst
+	case len(v.live) <= n.cfg.DirectLimit:
+		if origin != n.id {
+			return dst // the origin reached everyone itself
+		}
+		if n.group.IsValid() && v.allMulticast {
+			return append(dst, n.group)
+		}
+		return append(dst, v.live...)
+	default:
+		return treeChildren(v, n.id, origin, n.cfg.Fanout, dst)
+	}
+}
+
+// write sends a batch and keeps the counters. Errors are counted and
+// logged at a bounded rate; UDP is best effort and loss is repaired above.
+func (n *Node) write(msgs []sockopt.Message) {
+	for len(msgs) > 0 {
+		sent, err := n.uni.WriteBatch(msgs)
+		var bytes uint64
+		for i := 0; i < sent; i++ {
+			bytes += uint64(len(msgs[i].Buf))
+		}
+		n.ctr.framesSent.Add(uint64(sent))
+		n.ctr.bytesSent.Add(bytes)
+		if err == nil || sent >= len(msgs) {
+			return
+		}
+		if n.closed.Load() && errors.Is(err, net.ErrClosed) {
+			return
+		}
+		// Skip the datagram the kernel refused and go on with the rest.
+		n.ctr.sendErrors.Add(1)
+		if n.lim.allow() {
+			n.log.Warn("warpmesh: send failed", "err", err, "to", msgs[sent].Addr)
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		msgs = msgs[sent+1:]
+	}
+}

@@ -1,0 +1,335 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/ringbuf"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// The receive path: each socket has a reader goroutine that fills
+// preallocated batches with recvmmsg and hands them, whole, through an MPSC
+// ring to one worker. The worker parses, deduplicates, applies and relays,
+// then returns the batch to its reader's free ring. Buffers never move;
+// only batch indices do.
+
+const rxBatchesPerReader = 8
+
+type rxBatch struct {
+	msgs []sockopt.Message
+	n    int
+}
+
+type rxReader struct {
+	t        Transport
+	viaGroup bool
+	batches  []rxBatch
+	free     *ringbuf.SPSC[uint16]
+}
+
+// rxRef names a filled batch: which reader, which slot.
+type rxRef struct {
+	reader uint8
+	slot   uint16
+}
+
+// originState is what the worker knows of one origin's data stream.
+type originState struct {
+	epoch uint64
+	win   seqWindow
+}
+
+type receiver struct {
+	n       *Node
+	readers []*rxReader
+	full    *ringbuf.MPSC[rxRef]
+	refs    []rxRef
+	origins map[uint64]*originState
+	dedup   *bloom
+	relay   relayQueue
+	dests   []netip.AddrPort
+	done    chan struct{}
+}
+
+func (r *receiver) init(n *Node) error {
+	r.n = n
+	r.origins = make(map[uint64]*originState)
+	r.dedup = newBloom()
+	r.relay.init(n)
+	r.dests = make([]netip.AddrPort, 0, 64)
+	r.done = make(chan struct{})
+	add := func(t Transport, viaGroup bool) error {
+		free, err := ringbuf.NewSPSC[uint16](rxBatchesPerReader)
+		if err != nil {
+			return err
+		}
+		rd := &rxReader{t: t, viaGroup: viaGroup, free: free, batches: make([]rxBatch, rxBatchesPerReader)}
+		for i := range rd.batches {
+			b := &rd.batches[i]
+			b.msgs = make([]sockopt.Message, n.cfg.BatchSize)
+			slab := make([]byte, n.cfg.BatchSize*n.cfg.MaxFrameSize)
+			for j := range b.msgs {
+				b.msgs[j].Buf = slab[j*n.cfg.MaxFrameSize : (j+1)*n.cfg.MaxFrameSize : (j+1)*n.cfg.MaxFrameSize]
+			}
+			free.TryPush(uint16(i))
+		}
+		r.readers = append(r.readers, rd)
+		return nil
+	}
+	if err := add(n.uni, false); err != nil {
+		return err
+	}
+	if n.mcast != nil {
+		if err := add(n.mcast, true); err != nil {
+			return err
+		}
+	}
+	full, err := ringbuf.NewMPSC[rxRef](2 * rxBatchesPerReader)
+	if err != nil {
+		return err
+	}
+	r.full = full
+	r.refs = make([]rxRef, 2*rxBatchesPerReader)
+	return nil
+}
+
+func (r *receiver) start() {
+	for i, rd := range r.readers {
+		r.n.wg.Add(1)
+		go r.read(uint8(i), rd)
+	}
+	r.n.wg.Add(1)
+	go r.work()
+}
+
+// stop is called after the transports are closed: readers have returned or
+// will; closing the ring lets the worker drain and exit.
+func (r *receiver) stop() {
+	r.full.Close()
+	for _, rd := range r.readers {
+		rd.free.Close()
+	}
+}
+
+func (r *receiver) read(id uint8, rd *rxReader) {
+	defer r.n.wg.Done()
+	ctx := context.Background()
+	for {
+		if err := rd.free.Wait(ctx); err != nil {
+			return
+		}
+		slot, ok := rd.free.TryPop()
+		if !ok {
+			continue
+		}
+		b := &rd.batches[slot]
+		for {
+			k, err := rd.t.ReadBatch(b.msgs)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) || r.n.closed.Load() {
+					return
+				}
+				if r.n.lim.allow() {
+					r.n.log.Warn("warpmesh: receive failed", "err", err)
+				}
+				continue
+			}
+			r.n.ctr.readSyscalls.Add(1)
+			b.n = k
+			break
+		}
+		if err := r.full.Push(ctx, rxRef{reader: id, slot: slot}); err != nil {
+			return
+		}
+	}
+}
+
+func (r *receiver) work() {
+	defer r.n.wg.Done()
+	ctx := context.Background()
+	for {
+		if err := r.full.Wait(ctx); err != nil {
+			return
+		}
+		k := r.full.PopBatch(r.refs)
+		now := time.Now()
+		for _, ref := range r.refs[:k] {
+			rd := r.readers[ref.reader]
+			b := &rd.batches[ref.slot]
+			for i := 0; i < b.n; i++ {
+				m := &b.msgs[i]
+				r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
+			}
+			rd.free.TryPush(ref.slot) // never full: it holds this reader's slots
+		}
+		r.relay.flush()
+	}
+}
+
+// frame handles one datagram. It never panics on any input and allocates
+// nothing for data frames.
+func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.Time) {
+	n := r.n
+	n.ctr.framesReceived.Add(1)
+	n.ctr.bytesReceived.Add(uint64(len(b)))
+	h, _, err := codec.ParseHeader(b)
+	if err != nil {
+		n.ctr.drop(dropReasonOf(err))
+		return
+	}
+	if h.Cluster != n.cfg.cluster {
+		n.ctr.drop(DropWrongCluster)
+		return
+	}
+	if h.Origin == n.id {
+		n.ctr.drop(DropOwn)
+		return
+	}
+	if h.Flags&codec.FlagAuth != 0 {
+		n.ctr.drop(DropAuth) // no keyring installed: cannot verify
+		return
+	}
+	payload := b[codec.HeaderLen : codec.HeaderLen+int(h.PayloadLen)]
+	switch h.Type {
+	case codec.TypeData:
+		r.data(&h, b, payload)
+	case codec.TypeAlive:
+		r.alive(&h, payload, from, viaGroup, now)
+	case codec.TypeLeave:
+		if _, _, err := codec.ParseLeave(payload); err != nil {
+			n.ctr.drop(DropMalformed)
+			return
+		}
+		n.members.left(h.Origin, h.Epoch, now)
+	default:
+		n.ctr.drop(DropUnknownType)
+	}
+}
+
+func (r *receiver) data(h *codec.Header, frame, payload []byte) {
+	n := r.n
+	if err := codec.ValidateRecords(payload, h.Count); err != nil {
+		n.ctr.drop(DropMalformed)
+		return
+	}
+	st := r.origins[h.Origin]
+	if st == nil {
+		st = &originState{epoch: h.Epoch} // allocates once per origin
+		st.win.reset()
+		r.origins[h.Origin] = st
+	}
+	switch {
+	case h.Epoch < st.epoch:
+		n.ctr.drop(DropOldEpoch)
+		return
+	case h.Epoch > st.epoch:
+		st.epoch = h.Epoch
+		st.win.reset()
+	}
+	key := frameKey(h.Origin, h.Epoch, h.Seq)
+	switch st.win.observe(h.Seq) {
+	case seqDuplicate:
+		n.ctr.duplicates.Add(1)
+		return
+	case seqBelowWindow:
+		if r.dedup.mayContain(key) {
+			n.ctr.drop(DropTooOld)
+			return
+		}
+	}
+	r.dedup.add(key)
+
+	it := codec.NewRecordIter(payload, h.Count)
+	for rec, ok := it.Next(); ok; rec, ok = it.Next() {
+		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin)
+	}
+	n.ctr.recordsReceived.Add(uint64(h.Count))
+
+	if int(h.Hops)+1 < int(h.HopLimit) {
+		v := n.members.view.Load()
+		if len(v.live) > n.cfg.DirectLimit {
+			r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+			if len(r.dests) > 0 {
+				r.relay.add(frame, h.Hops+1, r.dests)
+			}
+		}
+	}
+}
+
+func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, viaGroup bool, now time.Time) {
+	n := r.n
+	a, off, err := codec.ParseAlive(payload)
+	if err != nil {
+		n.ctr.drop(DropMalformed)
+		return
+	}
+	n.ctr.heartbeatsReceived.Add(1)
+	addr := a.Addr
+	if !addr.IsValid() || addr.Addr().IsUnspecified() || addr.Port() == 0 {
+		addr = from
+	}
+	isNew := n.members.heard(h.Origin, h.Epoch, a.Incarnation, addr, viaGroup, now)
+	refute := false
+	rest := payload[off:]
+	for i := 0; i < int(h.Count); i++ {
+		e, m, err := codec.ParseDigestEntry(rest)
+		if err != nil {
+			n.ctr.drop(DropMalformed)
+			break
+		}
+		rest = rest[m:]
+		if n.members.gossip(&e, n.epoch, n.inc.Load(), now) {
+			refute = true
+		}
+	}
+	if refute {
+		n.inc.Add(1)
+	}
+	if isNew || refute {
+		n.hb.reply(addr)
+	}
+}
+
+// relayQueue batches relayed frames: each is copied once (hops patched) and
+// written to its tree children with the rest of the worker's batch.
+type relayQueue struct {
+	n    *Node
+	slab [][]byte
+	used int
+	msgs []sockopt.Message
+}
+
+func (q *relayQueue) init(n *Node) {
+	q.n = n
+	q.slab = make([][]byte, 64)
+	for i := range q.slab {
+		q.slab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
+	}
+	q.msgs = make([]sockopt.Message, 0, 256)
+}
+
+func (q *relayQueue) add(frame []byte, hops uint8, dests []netip.AddrPort) {
+	if q.used == len(q.slab) || len(q.msgs)+len(dests) > cap(q.msgs) {
+		q.flush()
+	}
+	buf := append(q.slab[q.used][:0], frame...)
+	q.used++
+	codec.SetHops(buf, hops)
+	for _, d := range dests {
+		q.msgs = append(q.msgs, sockopt.Message{Buf: buf, Addr: d})
+	}
+	q.n.ctr.relayed.Add(1)
+}
+
+func (q *relayQueue) flush() {
+	if len(q.msgs) > 0 {
+		q.n.write(q.msgs)
+	}
+	q.msgs = q.msgs[:0]
+	q.used = 0
+}
