@@ -12,17 +12,17 @@ type DropReason uint8
 
 // Drop reasons, counted in Stats.Drops.
 const (
-	DropShort        DropReason = iota // shorter than a header
-	DropBadMagic                       // not a Warp Mesh frame
-	DropBadVersion                     // unknown wire version
-	DropMalformed                      // header or payload fails validation
-	DropWrongCluster                   // another mesh's frame
-	DropOwn                            // our own frame (multicast loopback)
-	DropOldEpoch                       // from an origin's earlier boot
-	DropTooOld                         // sequence below the dedup window
-	DropAuth                           // failed authentication
-	DropUnauthenticated                // no tag where a keyring requires one
-	DropUnknownType                    // frame type this node does not handle
+	DropShort           DropReason = iota // shorter than a header
+	DropBadMagic                          // not a Warp Mesh frame
+	DropBadVersion                        // unknown wire version
+	DropMalformed                         // header or payload fails validation
+	DropWrongCluster                      // another mesh's frame
+	DropOwn                               // our own frame (multicast loopback)
+	DropOldEpoch                          // from an origin's earlier boot
+	DropTooOld                            // sequence below the dedup window
+	DropAuth                              // failed authentication
+	DropUnauthenticated                   // no tag where a keyring requires one
+	DropUnknownType                       // frame type this node does not handle
 	numDropReasons
 )
 
