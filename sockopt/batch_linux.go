@@ -214,7 +214,7 @@ type writeScratch struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []sockaddr
-	ctrl  []byte // writeCmsgSpace per slot, UDP_SEGMENT headers pre-filled
+	ctrl  []byte   // writeCmsgSpace per slot, UDP_SEGMENT headers pre-filled
 	ends  []cursor // ends[i]: where the batch stands once slot i is sent
 	segs  []int    // segs[i]: datagrams slot i carries
 

@@ -188,10 +188,10 @@ type ConnStats struct {
 
 // counters are the live, atomically updated form of ConnStats.
 type counters struct {
-	readCalls, writeCalls         atomic.Uint64
-	packetsRead, packetsWritten   atomic.Uint64
-	bytesRead, bytesWritten       atomic.Uint64
-	gsoFallbacks, truncated       atomic.Uint64
+	readCalls, writeCalls       atomic.Uint64
+	packetsRead, packetsWritten atomic.Uint64
+	bytesRead, bytesWritten     atomic.Uint64
+	gsoFallbacks, truncated     atomic.Uint64
 }
 
 func (s *counters) snapshot() ConnStats {

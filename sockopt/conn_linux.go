@@ -23,9 +23,9 @@ type Conn struct {
 	raw   syscall.RawConn
 	pc4   *ipv4.PacketConn
 	local netip.AddrPort
-	is6   bool  // AF_INET6 socket (destinations are encoded as sockaddr_in6)
-	batch int   // messages per syscall
-	mcast bool  // Config.MulticastInterface was set
+	is6   bool // AF_INET6 socket (destinations are encoded as sockaddr_in6)
+	batch int  // messages per syscall
+	mcast bool // Config.MulticastInterface was set
 
 	gsoCapable bool        // the kernel accepted UDP_SEGMENT at Listen
 	gso        atomic.Bool // GSO in use (turned off when the kernel refuses)
