@@ -62,6 +62,7 @@ type Node struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closed    atomic.Bool
+	aborted   atomic.Bool // Abort: drop instead of sending
 	senderWG  sync.WaitGroup
 	wg        sync.WaitGroup
 	stopEv    chan struct{}
@@ -200,13 +201,26 @@ func (n *Node) Stats() Stats {
 // Close leaves the mesh gracefully: pending invalidations are sent, a leave
 // goes to every member, then the node stops and waits for its goroutines.
 // Close is idempotent; later calls return nil.
-func (n *Node) Close() error {
+func (n *Node) Close() error { return n.shutdown(true) }
+
+// Abort stops the node at once, like a crash: pending invalidations are
+// dropped and no leave is sent, so the other members detect the failure by
+// silence. It exists for failure-detection tests and demos. Like Close, it
+// is idempotent and waits for the node's goroutines.
+func (n *Node) Abort() error { return n.shutdown(false) }
+
+func (n *Node) shutdown(graceful bool) error {
 	var err error
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		if !graceful {
+			n.aborted.Store(true)
+		}
 		n.pub.Close()
 		n.senderWG.Wait()
-		n.hb.sendLeave()
+		if graceful {
+			n.hb.sendLeave()
+		}
 		n.cancel()
 		err = n.uni.Close()
 		if n.mcast != nil {

@@ -184,6 +184,10 @@ func (s *sender) flush() {
 	if len(s.frames) == 0 {
 		return
 	}
+	if s.n.aborted.Load() {
+		s.frames = s.frames[:0]
+		return
+	}
 	s.n.ctr.sendBatches.Add(1)
 	v := s.n.members.view.Load()
 	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
