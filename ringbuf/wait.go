@@ -24,13 +24,17 @@ const spinRounds = 4
 // consistent, so either the waker sees the count or the waiter sees the
 // progress (or both, which costs one spurious wake-up).
 //
-// The channel holds at most one token. A woken waiter that sees other waiters
-// still counted passes a token on, so one wake reaches every parked producer
-// in turn; each re-checks and parks again if the ring is still full.
+// The channel holds at most one token, so one wake releases one waiter. A
+// producer that was woken and then succeeds wakes the next parked producer
+// (the consumer may have freed room for many); one that finds the ring full
+// again simply parks again, because the consumer will signal when it frees
+// more. So a wake-up chain runs while there is room and stops when there is
+// none, and no producer ever wakes another just to re-park.
 type waitq struct {
 	waiters atomic.Int32
+	parks   atomic.Uint64 // times a goroutine blocked here; slow path only
 	ch      chan struct{}
-	_       [cacheLine - 16]byte
+	_       [cacheLine - 24]byte
 }
 
 func newWaitq() waitq { return waitq{ch: make(chan struct{}, 1)} }
@@ -58,11 +62,10 @@ func (q *waitq) park(ctx context.Context, done <-chan struct{}, ready func() boo
 		q.waiters.Add(-1)
 		return nil
 	}
+	q.parks.Add(1)
 	select {
 	case <-q.ch:
-		if q.waiters.Add(-1) > 0 {
-			q.signal() // pass the wake-up on to the next parked goroutine.
-		}
+		q.waiters.Add(-1)
 		return nil
 	case <-done:
 		q.waiters.Add(-1)
@@ -149,6 +152,7 @@ func pushSlow(ctx context.Context, c *closer, q *waitq, hasSpace, try func() boo
 			return ErrClosed
 		}
 		if try() {
+			q.wake() // there may be room for the next parked producer too.
 			return nil
 		}
 	}
