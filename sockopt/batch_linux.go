@@ -22,6 +22,20 @@ var (
 	cmsgDataOff    = unix.CmsgLen(0)
 )
 
+// maxGSOPayload is the most payload one GSO message may carry: an IPv4 UDP
+// datagram of 65535 bytes minus IP and UDP headers (IPv6 headers are
+// larger, so this is checked again by the kernel there).
+const maxGSOPayload = 65535 - 20 - 8
+
+// datagrams is the number of datagrams a message of n bytes with segment
+// size seg carries.
+func datagrams(n, seg int) int {
+	if seg <= 0 || n <= seg {
+		return 1
+	}
+	return (n + seg - 1) / seg
+}
+
 // sockaddrSize is room for either sockaddr_in or sockaddr_in6.
 const sockaddrSize = unix.SizeofSockaddrInet6
 

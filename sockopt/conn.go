@@ -25,11 +25,6 @@ const GROBufferSize = 65535
 // (the kernel's UDP_MAX_SEGMENTS).
 const MaxGSOSegments = 64
 
-// maxGSOPayload is the most payload one GSO message may carry: an IPv4 UDP
-// datagram of 65535 bytes minus IP and UDP headers (IPv6 headers are
-// larger, so this is checked again by the kernel there).
-const maxGSOPayload = 65535 - 20 - 8
-
 // Message is one datagram slot of a batch. Buffers are caller-owned and are
 // not retained after ReadBatch or WriteBatch returns.
 type Message struct {
@@ -65,15 +60,6 @@ func (m *Message) Segments(fn func(datagram []byte)) {
 		fn(b[:n])
 		b = b[n:]
 	}
-}
-
-// datagrams is the number of datagrams a message of n bytes with segment
-// size seg carries.
-func datagrams(n, seg int) int {
-	if seg <= 0 || n <= seg {
-		return 1
-	}
-	return (n + seg - 1) / seg
 }
 
 // Config says how Listen opens a socket. The zero value is a valid IPv4
