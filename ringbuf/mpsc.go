@@ -67,11 +67,11 @@ func NewMPSC[T any](capacity int) (*MPSC[T], error) {
 // the ring is full or closed (see Closed). Safe for many producers. Does not
 // allocate.
 func (r *MPSC[T]) TryPush(v T) bool {
-	if r.closed.Load() {
-		return false
-	}
 	pos := r.tail.Load()
 	for {
+		if pos&closedBit != 0 {
+			return false
+		}
 		s := &r.slots[pos&r.mask]
 		seq := s.seq.Load()
 		switch diff := int64(seq - pos); {
@@ -103,7 +103,7 @@ func (r *MPSC[T]) Push(ctx context.Context, v T) error {
 
 // hasSpace reports whether the cell at the tail is free for this lap.
 func (r *MPSC[T]) hasSpace() bool {
-	pos := r.tail.Load()
+	pos := r.tail.Load() &^ closedBit
 	return int64(r.slots[pos&r.mask].seq.Load()-pos) >= 0
 }
 
@@ -165,13 +165,13 @@ func (r *MPSC[T]) ready() bool {
 }
 
 // drained reports that every claimed position has been popped.
-func (r *MPSC[T]) drained() bool { return r.tail.Load() == r.head.Load() }
+func (r *MPSC[T]) drained() bool { return r.tail.Load()&^closedBit == r.head.Load() }
 
 // Len returns the number of claimed positions not yet popped, including
 // values a producer is still writing. It is a snapshot.
 func (r *MPSC[T]) Len() int {
 	head := r.head.Load()
-	n := r.tail.Load() - head
+	n := r.tail.Load()&^closedBit - head
 	return int(min(n, r.mask+1))
 }
 
@@ -183,5 +183,9 @@ func (r *MPSC[T]) Closed() bool { return r.closed.Load() }
 
 // Close closes the ring and wakes every waiting goroutine. Values already
 // committed can still be popped; Wait returns ErrClosed once they are gone.
-// A Push racing with Close may still land. Close is idempotent.
-func (r *MPSC[T]) Close() { r.close() }
+// A Push racing with Close either lands before it (and will be popped) or
+// fails. Close is idempotent.
+func (r *MPSC[T]) Close() {
+	r.tail.Or(closedBit)
+	r.close()
+}

@@ -100,16 +100,13 @@ func (r *Records) header(idx uint64) *uint64 { return &r.words[idx/8] }
 // (len(p) > MaxPayload) or ErrClosed. Empty records are allowed. Safe for
 // many producers. Does not allocate.
 func (r *Records) TryWrite(kind uint8, p []byte) error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
 	if len(p) > r.maxPayload {
 		return ErrTooLarge
 	}
 	length := uint64(recordHeaderLen + len(p))
-	idx, ok := r.claim(alignRecord(length))
-	if !ok {
-		return ErrFull
+	idx, err := r.claim(alignRecord(length))
+	if err != nil {
+		return err
 	}
 	copy(r.buf[idx+recordHeaderLen:], p)
 	atomic.StoreUint64(r.header(idx), length|uint64(kind)<<headerKindShift) // commit
@@ -119,12 +116,16 @@ func (r *Records) TryWrite(kind uint8, p []byte) error {
 
 // claim reserves required (aligned) contiguous bytes and returns their
 // index, writing a padding record first when they would straddle the end of
-// the ring. It reports false when there is not enough free space.
-func (r *Records) claim(required uint64) (idx uint64, ok bool) {
+// the ring. It fails with ErrFull when there is not enough free space and
+// with ErrClosed once Close has set the closed bit in the tail.
+func (r *Records) claim(required uint64) (idx uint64, err error) {
 	size := r.mask + 1
 	for {
 		head := r.headCache.Load() // before tail, so head <= tail here
 		tail := r.tail.Load()
+		if tail&closedBit != 0 {
+			return 0, ErrClosed
+		}
 		idx = tail & r.mask
 		need := required
 		if toEnd := size - idx; required > toEnd {
@@ -137,7 +138,7 @@ func (r *Records) claim(required uint64) (idx uint64, ok bool) {
 				continue // tail moved on since we read it
 			}
 			if uint64(used)+need > size {
-				return 0, false
+				return 0, ErrFull
 			}
 			r.headCache.Store(head)
 		}
@@ -146,9 +147,9 @@ func (r *Records) claim(required uint64) (idx uint64, ok bool) {
 		}
 		if need != required {
 			atomic.StoreUint64(r.header(idx), (size-idx)|headerPadding)
-			return 0, true
+			return 0, nil
 		}
-		return idx, true
+		return idx, nil
 	}
 }
 
@@ -171,7 +172,7 @@ func (r *Records) Write(ctx context.Context, kind uint8, p []byte) error {
 func (r *Records) hasSpace(required uint64) bool {
 	size := r.mask + 1
 	head := r.head.Load()
-	tail := r.tail.Load()
+	tail := r.tail.Load() &^ closedBit
 	need := required
 	if toEnd := size - tail&r.mask; required > toEnd {
 		need = toEnd + required
@@ -241,14 +242,14 @@ func (r *Records) ready() bool {
 }
 
 // drained reports that every claimed byte has been read.
-func (r *Records) drained() bool { return r.tail.Load() == r.head.Load() }
+func (r *Records) drained() bool { return r.tail.Load()&^closedBit == r.head.Load() }
 
 // Len returns the number of bytes in use: record headers, payloads,
 // alignment and padding, including records still being written. It is a
 // snapshot.
 func (r *Records) Len() int {
 	head := r.head.Load()
-	return int(r.tail.Load() - head)
+	return int(r.tail.Load()&^closedBit - head)
 }
 
 // Size returns the ring size in bytes that NewRecords was given.
@@ -263,4 +264,7 @@ func (r *Records) Closed() bool { return r.closed.Load() }
 // Close closes the ring and wakes every waiting goroutine. Records already
 // committed can still be read; Wait returns ErrClosed once they are gone.
 // Close is idempotent.
-func (r *Records) Close() { r.close() }
+func (r *Records) Close() {
+	r.tail.Or(closedBit)
+	r.close()
+}

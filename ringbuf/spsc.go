@@ -51,10 +51,10 @@ func NewSPSC[T any](capacity int) (*SPSC[T], error) {
 // TryPush appends v and reports true, or reports false without blocking when
 // the ring is full or closed (see Closed). Producer only. Does not allocate.
 func (r *SPSC[T]) TryPush(v T) bool {
-	if r.closed.Load() {
+	tail := r.tail.Load()
+	if tail&closedBit != 0 {
 		return false
 	}
-	tail := r.tail.Load()
 	if tail-r.headCache > r.mask {
 		r.headCache = r.head.Load()
 		if tail-r.headCache > r.mask {
@@ -62,7 +62,13 @@ func (r *SPSC[T]) TryPush(v T) bool {
 		}
 	}
 	r.buf[tail&r.mask] = v
-	r.tail.Store(tail + 1)
+	// A CAS rather than a store (the same locked instruction on amd64) so a
+	// concurrent Close either sees this value or refuses it, never loses it.
+	if !r.tail.CompareAndSwap(tail, tail+1) {
+		var zero T
+		r.buf[tail&r.mask] = zero
+		return false // closed meanwhile
+	}
 	r.notEmpty.wake()
 	return true
 }
@@ -78,7 +84,10 @@ func (r *SPSC[T]) Push(ctx context.Context, v T) error {
 }
 
 // hasSpace reports whether a TryPush would find room.
-func (r *SPSC[T]) hasSpace() bool { return r.tail.Load()-r.head.Load() <= r.mask }
+func (r *SPSC[T]) hasSpace() bool {
+	head := r.head.Load()
+	return r.tail.Load()&^closedBit-head <= r.mask
+}
 
 // TryPop removes and returns the oldest value, or reports false when the
 // ring is empty. Consumer only. Does not allocate.
@@ -86,7 +95,7 @@ func (r *SPSC[T]) TryPop() (T, bool) {
 	var zero T
 	head := r.head.Load()
 	if head == r.tailCache {
-		r.tailCache = r.tail.Load()
+		r.tailCache = r.tail.Load() &^ closedBit
 		if head == r.tailCache {
 			return zero, false
 		}
@@ -105,7 +114,7 @@ func (r *SPSC[T]) TryPop() (T, bool) {
 func (r *SPSC[T]) PopBatch(dst []T) int {
 	head := r.head.Load()
 	if uint64(len(dst)) > r.tailCache-head {
-		r.tailCache = r.tail.Load()
+		r.tailCache = r.tail.Load() &^ closedBit
 	}
 	n := min(uint64(len(dst)), r.tailCache-head)
 	if n == 0 {
@@ -131,7 +140,7 @@ func (r *SPSC[T]) Wait(ctx context.Context) error {
 	return waitReady(ctx, &r.closer, &r.notEmpty, r.ready, r.empty)
 }
 
-func (r *SPSC[T]) ready() bool { return r.tail.Load() != r.head.Load() }
+func (r *SPSC[T]) ready() bool { return r.tail.Load()&^closedBit != r.head.Load() }
 
 func (r *SPSC[T]) empty() bool { return !r.ready() }
 
@@ -139,7 +148,7 @@ func (r *SPSC[T]) empty() bool { return !r.ready() }
 // stale by the time the caller reads it.
 func (r *SPSC[T]) Len() int {
 	head := r.head.Load()
-	return int(r.tail.Load() - head)
+	return int(r.tail.Load()&^closedBit - head)
 }
 
 // Cap returns the capacity the ring was created with.
@@ -151,4 +160,7 @@ func (r *SPSC[T]) Closed() bool { return r.closed.Load() }
 // Close closes the ring and wakes every waiting goroutine. Values already in
 // the ring can still be popped; Wait returns ErrClosed once they are gone.
 // Close is idempotent.
-func (r *SPSC[T]) Close() { r.close() }
+func (r *SPSC[T]) Close() {
+	r.tail.Or(closedBit)
+	r.close()
+}

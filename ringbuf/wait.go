@@ -88,6 +88,12 @@ func spin(ready func() bool) bool {
 	return false
 }
 
+// closedBit is set in a ring's tail by Close. Every claim of a position is a
+// CAS on the tail, so once the bit is set no claim can succeed: a consumer
+// that sees the ring closed and the tail (without the bit) equal to its head
+// knows nothing more can ever arrive. Positions never reach 2^63.
+const closedBit = 1 << 63
+
 // closer is the Close machinery shared by every ring.
 type closer struct {
 	closed atomic.Bool
