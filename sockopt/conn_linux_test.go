@@ -98,7 +98,7 @@ func TestGSOAndGRODeliverSameBytes(t *testing.T) {
 					if n, err := tx.WriteBatch(msgs); err != nil || n != len(msgs) {
 						t.Fatalf("WriteBatch = %d, %v", n, err)
 					}
-					got := collect(t, rx, len(want), GROBufferSize)
+					got := collect(t, rx, tx.LocalAddr(), len(want), GROBufferSize)
 					if len(got) != len(want) {
 						t.Fatalf("got %d datagrams, want %d", len(got), len(want))
 					}
@@ -140,7 +140,7 @@ func TestGSOSplitsOverlongMessages(t *testing.T) {
 	if n, err := tx.WriteBatch([]Message{{Buf: buf, Addr: rx.LocalAddr(), SegSize: 100}}); err != nil || n != 1 {
 		t.Fatalf("WriteBatch = %d, %v", n, err)
 	}
-	got := collect(t, rx, 150, 2048)
+	got := collect(t, rx, tx.LocalAddr(), 150, 2048)
 	for i, d := range got {
 		if !bytes.Equal(d.data, payload(i, 100)) {
 			t.Fatalf("datagram %d wrong (%d bytes, starts %x)", i, len(d.data), d.data[:4])
@@ -167,7 +167,7 @@ func TestGSOFallback(t *testing.T) {
 	if st := tx.Stats(); st.GSOFallbacks != 1 || st.WriteCalls < uint64(len(want)/tx.BatchSize()) {
 		t.Errorf("stats %+v: want 1 GSO fallback", st)
 	}
-	got := collect(t, rx, len(want), 2048)
+	got := collect(t, rx, tx.LocalAddr(), len(want), 2048)
 	for i := range want {
 		if !bytes.Equal(got[i].data, want[i]) {
 			t.Fatalf("datagram %d differs after fallback", i)
@@ -190,7 +190,7 @@ func TestMulticastOnLoopback(t *testing.T) {
 	if _, err := tx.WriteBatch(msgs); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, rx, 2, 2048)
+	got := collect(t, rx, tx.LocalAddr(), 2, 2048)
 	for i, d := range got {
 		if string(d.data) != fmt.Sprintf("hello group %d", i+1) || d.from.Port() != tx.LocalAddr().Port() {
 			t.Errorf("datagram %d: %q from %v", i, d.data, d.from)
@@ -206,7 +206,7 @@ func TestMulticastOnLoopback(t *testing.T) {
 	if _, err := tx.WriteBatch([]Message{{Buf: []byte("after leave"), Addr: dst}, {Buf: []byte("marker"), Addr: marker}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := collect(t, rx, 1, 2048); string(got[0].data) != "marker" {
+	if got := collect(t, rx, tx.LocalAddr(), 1, 2048); string(got[0].data) != "marker" {
 		t.Errorf("after LeaveGroup read %q, want the marker", got[0].data)
 	}
 }
@@ -248,6 +248,9 @@ func dropRun(t *testing.T, fraction float64, total int) int {
 			t.Fatalf("ReadBatch after %d datagrams: %v", arrived, err)
 		}
 		for _, m := range in[:n] {
+			if m.Addr != tx.LocalAddr() {
+				continue // another test's stray datagram
+			}
 			if string(m.Buf[:m.N]) == "marker" {
 				return arrived
 			}
@@ -312,8 +315,33 @@ func TestIPv6(t *testing.T) {
 	if _, err := tx.WriteBatch([]Message{{Buf: []byte("six"), Addr: rx.LocalAddr()}}); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, rx, 1, 64)
+	got := collect(t, rx, tx.LocalAddr(), 1, 64)
 	if string(got[0].data) != "six" || got[0].from != tx.LocalAddr() {
 		t.Errorf("got %q from %v, want \"six\" from %v", got[0].data, got[0].from, tx.LocalAddr())
+	}
+}
+
+func TestDualStack(t *testing.T) {
+	rx, err := Listen(Config{BindAddr: netip.IPv6Unspecified(), DisableGRO: true})
+	if err != nil {
+		t.Skipf("no IPv6: %v", err)
+	}
+	t.Cleanup(func() { _ = rx.Close() })
+	tx4 := listen(t, Config{})
+	to4 := netip.AddrPortFrom(loopback, rx.LocalAddr().Port())
+	if _, err := tx4.WriteBatch([]Message{{Buf: []byte("from four"), Addr: to4}}); err != nil {
+		t.Fatal(err)
+	}
+	got := collect(t, rx, tx4.LocalAddr(), 1, 64)
+	if string(got[0].data) != "from four" || got[0].from != tx4.LocalAddr() {
+		t.Errorf("got %q from %v, want from %v (unmapped)", got[0].data, got[0].from, tx4.LocalAddr())
+	}
+	// And back: the IPv6 socket sends to an IPv4 address (as IPv4-mapped).
+	if _, err := rx.WriteBatch([]Message{{Buf: []byte("from six"), Addr: tx4.LocalAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	back := collect(t, tx4, netip.AddrPortFrom(loopback, rx.LocalAddr().Port()), 1, 64)
+	if string(back[0].data) != "from six" || back[0].from.Port() != rx.LocalAddr().Port() {
+		t.Errorf("got %q from %v", back[0].data, back[0].from)
 	}
 }

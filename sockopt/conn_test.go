@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,9 +45,11 @@ type datagram struct {
 	from netip.AddrPort
 }
 
-// collect reads until want datagrams (GRO segments counted one by one)
-// have arrived or the deadline passes, and returns them in arrival order.
-func collect(tb testing.TB, c *Conn, want, bufSize int) []datagram {
+// collect reads until want datagrams from sender (GRO segments counted one
+// by one) have arrived or the deadline passes, and returns them in arrival
+// order. Datagrams from anyone else are ignored: other packages' tests on
+// this host may aim at a port they used before this test took it.
+func collect(tb testing.TB, c *Conn, sender netip.AddrPort, want, bufSize int) []datagram {
 	tb.Helper()
 	if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		tb.Fatal(err)
@@ -59,6 +63,9 @@ func collect(tb testing.TB, c *Conn, want, bufSize int) []datagram {
 			tb.Fatalf("ReadBatch after %d of %d datagrams: %v", len(got), want, err)
 		}
 		for i := range msgs[:n] {
+			if msgs[i].Addr != sender {
+				continue
+			}
 			msgs[i].Segments(func(d []byte) {
 				got = append(got, datagram{append([]byte(nil), d...), msgs[i].Addr})
 			})
@@ -87,7 +94,7 @@ func TestBatchOf64(t *testing.T) {
 	if err != nil || n != len(msgs) {
 		t.Fatalf("WriteBatch = %d, %v; want %d, nil", n, err, len(msgs))
 	}
-	got := collect(t, rx, len(msgs), 2048)
+	got := collect(t, rx, tx.LocalAddr(), len(msgs), 2048)
 	if len(got) != len(msgs) {
 		t.Fatalf("received %d datagrams, want %d", len(got), len(msgs))
 	}
@@ -129,7 +136,7 @@ func TestSegmentsWithoutGSO(t *testing.T) {
 	if _, err := tx.WriteBatch([]Message{{Buf: buf, Addr: rx.LocalAddr(), SegSize: 500}}); err != nil {
 		t.Fatal(err)
 	}
-	got := collect(t, rx, 5, 2048)
+	got := collect(t, rx, tx.LocalAddr(), 5, 2048)
 	for i, d := range got {
 		if !bytes.Equal(d.data, payload(i, 500)) {
 			t.Fatalf("segment %d: got %d bytes starting %x", i, len(d.data), d.data[:4])
@@ -239,5 +246,62 @@ func TestBadMessage(t *testing.T) {
 	}
 	if err := c.JoinGroup(loopback, "lo"); !errors.Is(err, ErrConfig) {
 		t.Errorf("JoinGroup(unicast) = %v", err)
+	}
+}
+
+func TestOversizedDatagram(t *testing.T) {
+	rx := listen(t, Config{})
+	tx := listen(t, Config{})
+	msgs := []Message{
+		{Buf: []byte("fits"), Addr: rx.LocalAddr()},
+		{Buf: make([]byte, 70000), Addr: rx.LocalAddr()}, // above the UDP maximum
+		{Buf: []byte("never sent"), Addr: rx.LocalAddr()},
+	}
+	n, err := tx.WriteBatch(msgs)
+	if n != 1 || err == nil {
+		t.Fatalf("WriteBatch = %d, %v; want 1 and EMSGSIZE", n, err)
+	}
+	if got := collect(t, rx, tx.LocalAddr(), 1, 2048); string(got[0].data) != "fits" {
+		t.Errorf("received %q", got[0].data)
+	}
+}
+
+func TestConcurrentWriters(t *testing.T) {
+	const writers, batches, perBatch = 4, 10, 16
+	rx := listen(t, Config{RecvBuffer: 4 << 20, DisableGRO: true})
+	tx := listen(t, Config{})
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			msgs := make([]Message, perBatch)
+			for b := range batches {
+				for i := range msgs {
+					id := (w*batches+b)*perBatch + i
+					msgs[i] = Message{Buf: payload(id, 16+id%200), Addr: rx.LocalAddr()}
+				}
+				if n, err := tx.WriteBatch(msgs); err != nil || n != perBatch {
+					errs <- fmt.Errorf("writer %d: WriteBatch = %d, %v", w, n, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	const total = writers * batches * perBatch
+	seen := make([]bool, total)
+	for _, d := range collect(t, rx, tx.LocalAddr(), total, 2048) {
+		id := int(binary.BigEndian.Uint32(d.data))
+		if id >= total || seen[id] || !bytes.Equal(d.data, payload(id, 16+id%200)) {
+			t.Fatalf("datagram %d duplicated or corrupted (%d bytes)", id, len(d.data))
+		}
+		seen[id] = true
+	}
+	if st := tx.Stats(); st.PacketsWritten != total {
+		t.Errorf("PacketsWritten = %d, want %d", st.PacketsWritten, total)
 	}
 }
