@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
 )
 
 // freePorts reserves n distinct UDP ports on 127.0.0.1 and releases them
@@ -154,4 +156,18 @@ func (l *eventLog) first(typ EventType, id uint64) (Event, bool) {
 		}
 	}
 	return Event{}, false
+}
+
+// testDataFrame builds a DATA frame carrying keys as exact invalidations.
+func testDataFrame(cluster, origin, epoch, seq uint64, keys ...string) []byte {
+	var fb codec.FrameBuilder
+	fb.Reset(make([]byte, 0, codec.DefaultMaxFrameSize), codec.Header{
+		Type: codec.TypeData, HopLimit: 1, Cluster: cluster, Origin: origin, Epoch: epoch, Seq: seq, Packet: seq,
+	}, codec.DefaultMaxFrameSize)
+	for _, k := range keys {
+		if !fb.Add([]byte(k), codec.RecordExact) {
+			panic("test frame overflow")
+		}
+	}
+	return fb.Finish()
 }

@@ -249,6 +249,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte) {
 		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin)
 	}
 	n.ctr.recordsReceived.Add(uint64(h.Count))
+	n.ctr.dataFrames.Add(1)
 
 	if int(h.Hops)+1 < int(h.HopLimit) {
 		v := n.members.view.Load()

@@ -70,7 +70,8 @@ type Stats struct {
 	SendBatches                  uint64 // sender loop flushes
 	Published                    uint64 // Invalidate calls accepted
 	Relayed                      uint64 // frames forwarded for others
-	Duplicates                   uint64 // frames dropped as already applied
+	DataFrames                   uint64 // DATA frames applied (first copies)
+	Duplicates                   uint64 // DATA frames dropped as already applied
 	HeartbeatsSent               uint64
 	HeartbeatsReceived           uint64
 	SendErrors                   uint64
@@ -99,6 +100,7 @@ type counters struct {
 	sendBatches                  atomic.Uint64
 	published                    atomic.Uint64
 	relayed                      atomic.Uint64
+	dataFrames                   atomic.Uint64
 	duplicates                   atomic.Uint64
 	heartbeatsSent               atomic.Uint64
 	heartbeatsReceived           atomic.Uint64
@@ -120,6 +122,7 @@ func (c *counters) snapshot(s *Stats) {
 	s.SendBatches = c.sendBatches.Load()
 	s.Published = c.published.Load()
 	s.Relayed = c.relayed.Load()
+	s.DataFrames = c.dataFrames.Load()
 	s.Duplicates = c.duplicates.Load()
 	s.HeartbeatsSent = c.heartbeatsSent.Load()
 	s.HeartbeatsReceived = c.heartbeatsReceived.Load()
