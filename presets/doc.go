@@ -1,0 +1,10 @@
+// Package presets is what an application embeds: a typed, sharded, bounded
+// in-memory cache (Cache) wired to an engine.Node so that a write or delete on
+// one instance invalidates the key on every other instance of the service.
+//
+// presets owns the local copies (L1), their expiry and eviction, request
+// coalescing for loads, and the mapping of cache keys to mesh keys
+// (namespaces). Values never cross the network, only keys; presets never
+// keeps a value it cannot invalidate: an invalidation that may have been
+// missed (engine.EventGap) flushes the whole cache.
+package presets

@@ -1,0 +1,137 @@
+package presets
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
+)
+
+// freePorts reserves n distinct UDP ports on 127.0.0.1 and releases them
+// for the test to bind.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	conns := make([]*net.UDPConn, n)
+	ports := make([]int, n)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		ports[i] = c.LocalAddr().(*net.UDPAddr).Port
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return ports
+}
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// loopback returns options for a unicast-only test node on 127.0.0.1.
+func loopback(port int, seeds ...int) engine.Options {
+	o := engine.Options{
+		Port:        port,
+		BindAddr:    "127.0.0.1",
+		UnicastOnly: true,
+		Heartbeat:   40 * time.Millisecond,
+		Cluster:     "presets-test",
+		Logger:      quietLogger,
+		PublishRing: 1 << 16,
+		RecvBuffer:  1 << 20,
+		SendBuffer:  1 << 20,
+	}
+	for _, s := range seeds {
+		o.Peers = append(o.Peers, fmt.Sprintf("127.0.0.1:%d", s))
+	}
+	return o
+}
+
+// newLocal returns a cache on a node of its own with no peers.
+func newLocal[T any](t testing.TB, opts ...Option) *Cache[T] {
+	t.Helper()
+	c, err := NewMeshEventual[T](loopback(freePorts(t, 1)[0]), opts...)
+	if err != nil {
+		t.Fatalf("NewMeshEventual: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newMesh returns n caches whose nodes all know each other.
+func newMesh[T any](t testing.TB, n int, opts ...Option) []*Cache[T] {
+	t.Helper()
+	ports := freePorts(t, n)
+	cs := make([]*Cache[T], n)
+	for i := range cs {
+		var seeds []int
+		if i > 0 {
+			seeds = ports[:1]
+		}
+		c, err := NewMeshEventual[T](loopback(ports[i], seeds...), opts...)
+		if err != nil {
+			t.Fatalf("NewMeshEventual %d: %v", i, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		cs[i] = c
+	}
+	waitFor(t, 5*time.Second, "every node to see every other", func() bool {
+		for _, c := range cs {
+			if aliveCount(c.Node()) != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return cs
+}
+
+func aliveCount(n *engine.Node) int {
+	k := 0
+	for _, m := range n.Members() {
+		if m.State == engine.StateAlive {
+			k++
+		}
+	}
+	return k
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// fakeClock is a Clock tests advance by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fakeClock) Advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	f.mu.Unlock()
+}
+
+var _ Clock = (*fakeClock)(nil)

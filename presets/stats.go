@@ -1,0 +1,48 @@
+package presets
+
+// Stats is a snapshot of a cache's counters. Counters only grow.
+type Stats struct {
+	Hits   uint64 // Get (and GetOrLoad) calls answered from the cache
+	Misses uint64 // Get calls that found nothing, or an expired entry
+
+	Loads      uint64 // loader calls started by GetOrLoad
+	Coalesced  uint64 // GetOrLoad calls that waited for another's load
+	LoadErrors uint64 // loader calls that returned an error or panicked
+	StaleLoads uint64 // loaded values not stored: their key was invalidated (or every caller gave up) meanwhile
+
+	Sets    uint64 // local Set and SetWithTTL calls
+	Deletes uint64 // local Delete calls
+
+	RemoteInvalidations uint64 // invalidations from other members applied (exact and prefix)
+	PrefixInvalidations uint64 // prefix invalidations applied, local and remote
+	Flushes             uint64 // whole-cache flushes on engine.EventGap
+
+	Evictions   uint64 // entries dropped by the CLOCK sweep to make room
+	Expirations uint64 // expired entries reclaimed
+
+	Entries int // entries held now (as Len)
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache[T]) Stats() Stats {
+	st := Stats{
+		Loads:               c.loads.Load(),
+		Coalesced:           c.coalesced.Load(),
+		LoadErrors:          c.loadErrors.Load(),
+		StaleLoads:          c.staleLoads.Load(),
+		Sets:                c.sets.Load(),
+		Deletes:             c.deletes.Load(),
+		RemoteInvalidations: c.remote.Load(),
+		PrefixInvalidations: c.prefixes.Load(),
+		Flushes:             c.flushes.Load(),
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		st.Hits += s.hits.Load()
+		st.Misses += s.misses.Load()
+		st.Evictions += s.evictions.Load()
+		st.Expirations += s.expirations.Load()
+	}
+	st.Entries = c.Len()
+	return st
+}
