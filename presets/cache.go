@@ -58,6 +58,8 @@ type Cache[T any] struct {
 	wire      string // namespace + separator, or "" without a namespace
 	ttl       time.Duration
 	clock     Clock
+	system    bool      // clock is the system clock: read the monotonic clock alone
+	base      time.Time // expiry times are nanoseconds since base
 	nowFn     func() int64
 	shards    []shard[T]
 	shardMask uint64
@@ -107,12 +109,14 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 		nodeID:    node.ID(),
 		ttl:       cfg.ttl,
 		clock:     cfg.clock,
+		base:      cfg.clock.Now(),
 		shards:    make([]shard[T], n),
 		shardMask: uint64(n - 1),
 	}
 	if cfg.namespace != "" {
 		c.wire = cfg.namespace + string(rune(NamespaceSeparator))
 	}
+	_, c.system = cfg.clock.(systemClock)
 	c.nowFn = c.now
 	base, extra := cfg.maxEntries/n, cfg.maxEntries%n
 	for i := range c.shards {
@@ -136,7 +140,15 @@ func shardCount(maxEntries int) int {
 	return 1 << (bits.Len(uint(maxEntries)) - 1)
 }
 
-func (c *Cache[T]) now() int64 { return c.clock.Now().UnixNano() }
+// now returns the time in nanoseconds since c.base: monotonic, so expiry
+// ignores wall clock steps. With the system clock it reads only the
+// monotonic clock (time.Since), about half the cost of time.Now.
+func (c *Cache[T]) now() int64 {
+	if c.system {
+		return int64(time.Since(c.base))
+	}
+	return int64(c.clock.Now().Sub(c.base))
+}
 
 func (c *Cache[T]) shardOf(h uint64) *shard[T] { return &c.shards[h&c.shardMask] }
 
@@ -198,17 +210,16 @@ func (c *Cache[T]) set(key string, value T, ttl time.Duration) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	now := c.now()
 	var expires int64
 	if ttl > 0 {
-		expires = now + int64(ttl)
+		expires = c.now() + int64(ttl)
 	}
 	s := c.shardOf(xxhash.Sum64String(key))
 	s.mu.Lock()
 	if cl, ok := s.inflight[key]; ok {
 		delete(s.inflight, cl.key)
 	}
-	s.store(key, value, expires, now)
+	s.store(key, value, expires, c.nowFn)
 	s.mu.Unlock()
 	c.sets.Add(1)
 	return c.publish(key, false)

@@ -106,12 +106,11 @@ func (c *Cache[T]) run(ctx context.Context, s *shard[T], cl *call[T], load func(
 	default:
 		delete(s.inflight, cl.key)
 		if cl.err == nil && !c.closed.Load() {
-			now := c.now()
 			var expires int64
 			if c.ttl > 0 {
-				expires = now + int64(c.ttl)
+				expires = c.now() + int64(c.ttl)
 			}
-			s.store(cl.key, cl.val, expires, now)
+			s.store(cl.key, cl.val, expires, c.nowFn)
 		}
 	}
 	s.mu.Unlock()

@@ -27,7 +27,7 @@ const maxShards = 64
 type slot[T any] struct {
 	key     string
 	val     T
-	expires int64  // unix nanoseconds; 0 = never
+	expires int64  // nanoseconds since the cache's base time; 0 = never
 	ref     uint32 // CLOCK reference bit; set atomically by readers
 	live    bool
 }
@@ -68,9 +68,10 @@ func (s *shard[T]) lookup(key string, now func() int64) (v T, ok, expired bool) 
 	return e.val, true, false
 }
 
-// store sets key to v, evicting if the shard is full. The caller holds
-// s.mu for writing.
-func (s *shard[T]) store(key string, v T, expires int64, now int64) {
+// store sets key to v, evicting if the shard is full; now is read only if
+// the eviction sweep meets an entry with a TTL. The caller holds s.mu for
+// writing.
+func (s *shard[T]) store(key string, v T, expires int64, now func() int64) {
 	if i, ok := s.index[key]; ok {
 		e := &s.slots[i]
 		e.val, e.expires = v, expires
@@ -83,7 +84,7 @@ func (s *shard[T]) store(key string, v T, expires int64, now int64) {
 
 // alloc returns a free slot: a dead one, a new one below the limit, or the
 // CLOCK victim. The caller holds s.mu for writing.
-func (s *shard[T]) alloc(now int64) int32 {
+func (s *shard[T]) alloc(now func() int64) int32 {
 	if n := len(s.free); n > 0 {
 		i := s.free[n-1]
 		s.free = s.free[:n-1]
@@ -95,14 +96,18 @@ func (s *shard[T]) alloc(now int64) int32 {
 	}
 	// Every slot is live: at most two laps find a victim, since the first
 	// lap clears every reference bit it passes.
+	var t int64 = -1 // the time, read once if needed
 	for {
 		i := int32(s.hand)
 		e := &s.slots[i]
 		if s.hand++; s.hand == len(s.slots) {
 			s.hand = 0
 		}
+		if e.expires != 0 && t < 0 {
+			t = now()
+		}
 		switch {
-		case e.expires != 0 && now >= e.expires:
+		case e.expires != 0 && t >= e.expires:
 			s.expirations.Add(1)
 		case atomic.LoadUint32(&e.ref) != 0:
 			atomic.StoreUint32(&e.ref, 0)
