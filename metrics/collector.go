@@ -1,0 +1,114 @@
+package metrics
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/warpmesh/warpmesh/engine"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "warpmesh"
+
+// counter is one monotonically growing field of engine.Stats.
+type counter struct {
+	desc  *prometheus.Desc
+	value func(*engine.Stats) uint64
+}
+
+// Collector exports one node's counters, member counts and events. Create
+// it with New and register it with a prometheus.Registerer.
+type Collector struct {
+	node     *engine.Node
+	counters []counter
+	drops    *prometheus.Desc
+	members  *prometheus.Desc
+	buffers  *prometheus.Desc
+	events   *prometheus.Desc
+	missing  *prometheus.Desc
+	info     *prometheus.Desc
+
+	eventCounts [numEventTypes]atomic.Uint64 // indexed by engine.EventType
+	gapMissing  atomic.Uint64
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// numEventTypes bounds engine.EventType values (join..gap are 1..6).
+const numEventTypes = int(engine.EventGap) + 1
+
+// eventTypes lists the event types exported as the type label.
+var eventTypes = []engine.EventType{
+	engine.EventJoin, engine.EventSuspect, engine.EventAlive,
+	engine.EventDead, engine.EventLeave, engine.EventGap,
+}
+
+// memberStates lists the states exported as the state label.
+var memberStates = []engine.MemberState{
+	engine.StateAlive, engine.StateSuspect, engine.StateDead, engine.StateLeft,
+}
+
+// New returns a Collector over node. constLabels, which may be nil, are
+// added to every metric (for example {"mesh": "sessions"} when a process
+// runs several nodes). New subscribes to the node's events to count them;
+// call it once per node.
+func New(node *engine.Node, constLabels prometheus.Labels) *Collector {
+	c := &Collector{node: node}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, constLabels)
+	}
+	for _, f := range statCounters {
+		c.counters = append(c.counters, counter{desc: desc(f.name, f.help), value: f.value})
+	}
+	c.drops = desc("dropped_total", "Received datagrams discarded, by reason.", "reason")
+	c.members = desc("members", "Other members this node knows, by state.", "state")
+	c.buffers = desc("socket_buffer_bytes", "Socket buffer sizes granted by the kernel.", "direction")
+	c.events = desc("events_total", "Membership and gap events seen by this node, by type.", "type")
+	c.missing = desc("gap_missing_frames_total", "Frames reported missing by gap events (each one made caches flush).")
+	c.info = desc("node_info", "Always 1; labels identify the node.", "id", "addr", "cluster", "epoch")
+	node.OnEvent(c.count)
+	return c
+}
+
+func (c *Collector) count(e engine.Event) {
+	if int(e.Type) < numEventTypes {
+		c.eventCounts[e.Type].Add(1)
+	}
+	if e.Type == engine.EventGap {
+		c.gapMissing.Add(e.Gap.Missing)
+	}
+}
+
+// Describe sends every descriptor the Collector can emit.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, f := range c.counters {
+		ch <- f.desc
+	}
+	for _, d := range []*prometheus.Desc{c.drops, c.members, c.buffers, c.events, c.missing, c.info} {
+		ch <- d
+	}
+}
+
+// Collect takes one Stats snapshot and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.node.Stats()
+	for _, f := range c.counters {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, float64(f.value(&s)))
+	}
+	for _, r := range engine.DropReasons() {
+		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(s.Drops[r]), r.String())
+	}
+	byState := [...]int{s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft}
+	for i, st := range memberStates {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(byState[i]), st.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.buffers, prometheus.GaugeValue, float64(s.RecvBuffer), "recv")
+	ch <- prometheus.MustNewConstMetric(c.buffers, prometheus.GaugeValue, float64(s.SendBuffer), "send")
+	for _, t := range eventTypes {
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(c.eventCounts[t].Load()), t.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.missing, prometheus.CounterValue, float64(c.gapMissing.Load()))
+	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
+		fmt.Sprintf("%016x", c.node.ID()), c.node.Addr().String(), c.node.Cluster(), fmt.Sprint(c.node.Epoch()))
+}
