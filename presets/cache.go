@@ -216,6 +216,10 @@ func (c *Cache[T]) set(key string, value T, ttl time.Duration) error {
 	}
 	s := c.shardOf(xxhash.Sum64String(key))
 	s.mu.Lock()
+	if c.closed.Load() { // checked under the lock Close flushes with: nothing outlives Close
+		s.mu.Unlock()
+		return ErrClosed
+	}
 	if cl, ok := s.inflight[key]; ok {
 		delete(s.inflight, cl.key)
 	}
