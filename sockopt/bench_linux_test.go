@@ -216,3 +216,70 @@ func BenchmarkGSO(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendOnly measures the sender alone: the receiver's socket filter
+// drops every datagram in the kernel, so nothing is queued or read. On lo
+// the sender's syscall still carries each datagram through the receive
+// path up to that filter.
+func BenchmarkSendOnly(b *testing.B) {
+	for _, mode := range []string{"plain", "batch", "gso"} {
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("%s/size=%d", mode, size), func(b *testing.B) {
+				b.ReportAllocs()
+				tx, rx := benchConns(b, false)
+				defer rx.Close()
+				if err := rx.SetRandomDrop(1); err != nil {
+					b.Fatal(err)
+				}
+				var send func(n int) int
+				switch mode {
+				case "plain":
+					utx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer utx.Close()
+					out := make([]byte, size)
+					send = func(int) int {
+						if _, err := utx.WriteToUDPAddrPort(out, rx.LocalAddr()); err != nil {
+							b.Fatal(err)
+						}
+						return 1
+					}
+				case "batch":
+					out := make([]Message, tx.BatchSize())
+					for i := range out {
+						out[i] = Message{Buf: make([]byte, size), Addr: rx.LocalAddr()}
+					}
+					send = func(n int) int {
+						k := min(len(out), n)
+						if _, err := tx.WriteBatch(out[:k]); err != nil {
+							b.Fatal(err)
+						}
+						return k
+					}
+				case "gso":
+					if !tx.GSO() {
+						b.Skip("kernel without UDP GSO")
+					}
+					segs := min(MaxGSOSegments, maxGSOPayload/size)
+					out := []Message{{Buf: make([]byte, segs*size), Addr: rx.LocalAddr(), SegSize: size}}
+					send = func(n int) int {
+						k := min(segs, n)
+						out[0].Buf = out[0].Buf[:k*size]
+						if _, err := tx.WriteBatch(out); err != nil {
+							b.Fatal(err)
+						}
+						return k
+					}
+				}
+				b.ResetTimer()
+				for sent := 0; sent < b.N; {
+					sent += send(b.N - sent)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds()/1e6, "MB/s")
+			})
+		}
+	}
+}
