@@ -1,0 +1,190 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/warpmesh/warpmesh/engine"
+	"github.com/warpmesh/warpmesh/metrics"
+)
+
+// The admin endpoint (--http) of a node:
+//
+//	GET  /healthz     {"status":"ok","id":"…","members_alive":n}
+//	GET  /members     membersDoc
+//	GET  /stats       statsDoc
+//	GET  /metrics     Prometheus text format (metrics.Collector + Go runtime)
+//	POST /invalidate  {"keys":["…"],"prefixes":["…"]} → {"keys":n,"prefixes":m}
+
+// memberDoc is one member in /members.
+type memberDoc struct {
+	ID          string    `json:"id"` // 16 hex digits
+	Addr        string    `json:"addr"`
+	State       string    `json:"state"`
+	Epoch       uint64    `json:"epoch"`
+	Incarnation uint64    `json:"incarnation"`
+	LastHeard   time.Time `json:"last_heard,omitzero"`
+}
+
+// membersDoc is the /members response: this node, then the others by id.
+type membersDoc struct {
+	Self    memberDoc   `json:"self"`
+	Cluster string      `json:"cluster"`
+	Members []memberDoc `json:"members"`
+}
+
+// statsDoc is the /stats response: engine.Stats with stable names.
+type statsDoc struct {
+	ID                 string            `json:"id"`
+	FramesSent         uint64            `json:"frames_sent"`
+	FramesReceived     uint64            `json:"frames_received"`
+	RecordsSent        uint64            `json:"records_sent"`
+	RecordsReceived    uint64            `json:"records_received"`
+	BytesSent          uint64            `json:"bytes_sent"`
+	BytesReceived      uint64            `json:"bytes_received"`
+	WriteSyscalls      uint64            `json:"write_syscalls"`
+	ReadSyscalls       uint64            `json:"read_syscalls"`
+	SendBatches        uint64            `json:"send_batches"`
+	Published          uint64            `json:"published"`
+	Relayed            uint64            `json:"relayed"`
+	DataFrames         uint64            `json:"data_frames"`
+	Duplicates         uint64            `json:"duplicates"`
+	HeartbeatsSent     uint64            `json:"heartbeats_sent"`
+	HeartbeatsReceived uint64            `json:"heartbeats_received"`
+	SendErrors         uint64            `json:"send_errors"`
+	Dropped            uint64            `json:"dropped"`
+	Drops              map[string]uint64 `json:"drops"`
+	Members            map[string]int    `json:"members"`
+	RecvBuffer         int               `json:"recv_buffer"`
+	SendBuffer         int               `json:"send_buffer"`
+}
+
+// invalidateRequest is the body of POST /invalidate.
+type invalidateRequest struct {
+	Keys     []string `json:"keys"`
+	Prefixes []string `json:"prefixes"`
+}
+
+// invalidateResponse counts what POST /invalidate queued.
+type invalidateResponse struct {
+	Keys     int `json:"keys"`
+	Prefixes int `json:"prefixes"`
+}
+
+// maxInvalidateBody bounds a POST /invalidate body.
+const maxInvalidateBody = 4 << 20
+
+func memberDocOf(m engine.Member) memberDoc {
+	return memberDoc{
+		ID: fmt.Sprintf("%016x", m.ID), Addr: m.Addr.String(), State: m.State.String(),
+		Epoch: m.Epoch, Incarnation: m.Incarnation, LastHeard: m.LastHeard,
+	}
+}
+
+func statsDocOf(n *engine.Node) statsDoc {
+	s := n.Stats()
+	d := statsDoc{
+		ID:         fmt.Sprintf("%016x", n.ID()),
+		FramesSent: s.FramesSent, FramesReceived: s.FramesReceived,
+		RecordsSent: s.RecordsSent, RecordsReceived: s.RecordsReceived,
+		BytesSent: s.BytesSent, BytesReceived: s.BytesReceived,
+		WriteSyscalls: s.WriteSyscalls, ReadSyscalls: s.ReadSyscalls,
+		SendBatches: s.SendBatches, Published: s.Published, Relayed: s.Relayed,
+		DataFrames: s.DataFrames, Duplicates: s.Duplicates,
+		HeartbeatsSent: s.HeartbeatsSent, HeartbeatsReceived: s.HeartbeatsReceived,
+		SendErrors: s.SendErrors, Dropped: s.Dropped(),
+		Drops: make(map[string]uint64),
+		Members: map[string]int{
+			"alive": s.MembersAlive, "suspect": s.MembersSuspect, "dead": s.MembersDead, "left": s.MembersLeft,
+		},
+		RecvBuffer: s.RecvBuffer, SendBuffer: s.SendBuffer,
+	}
+	for _, r := range engine.DropReasons() {
+		d.Drops[r.String()] = s.Drops[r]
+	}
+	return d
+}
+
+// adminHandler serves a node's admin endpoint.
+func adminHandler(n *engine.Node) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.New(n, nil), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"status": "ok", "id": fmt.Sprintf("%016x", n.ID()), "members_alive": n.Stats().MembersAlive,
+		})
+	})
+	mux.HandleFunc("GET /members", func(w http.ResponseWriter, r *http.Request) {
+		doc := membersDoc{
+			Self:    memberDoc{ID: fmt.Sprintf("%016x", n.ID()), Addr: n.Addr().String(), State: engine.StateAlive.String(), Epoch: n.Epoch()},
+			Cluster: n.Cluster(),
+			Members: []memberDoc{},
+		}
+		for _, m := range n.Members() {
+			doc.Members = append(doc.Members, memberDocOf(m))
+		}
+		writeJSON(w, http.StatusOK, doc)
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, statsDocOf(n))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /invalidate", func(w http.ResponseWriter, r *http.Request) {
+		var req invalidateRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxInvalidateBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			return
+		}
+		if len(req.Keys)+len(req.Prefixes) == 0 {
+			writeError(w, http.StatusBadRequest, errors.New("body: no keys or prefixes"))
+			return
+		}
+		var resp invalidateResponse
+		for _, k := range req.Keys {
+			if err := n.Publish(r.Context(), []byte(k), false); err != nil {
+				writeError(w, publishStatus(err), fmt.Errorf("key %q: %w (%d keys queued before it)", k, err, resp.Keys))
+				return
+			}
+			resp.Keys++
+		}
+		for _, p := range req.Prefixes {
+			if err := n.Publish(r.Context(), []byte(p), true); err != nil {
+				writeError(w, publishStatus(err), fmt.Errorf("prefix %q: %w (%d keys, %d prefixes queued before it)", p, err, resp.Keys, resp.Prefixes))
+				return
+			}
+			resp.Prefixes++
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	return mux
+}
+
+func publishStatus(err error) int {
+	if errors.Is(err, engine.ErrClosed) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) // the client may have gone; nothing to do about it
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
