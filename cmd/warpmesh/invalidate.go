@@ -98,7 +98,7 @@ func runInvalidate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	s := node.Stats()
-	fmt.Fprintf(stdout, "sent %d invalidation(s) to %d member(s) in %d frame(s)", total, members, s.FramesSent-s.HeartbeatsSent)
+	fmt.Fprintf(stdout, "sent %d invalidation(s) to %d member(s)", total, members)
 	if s.SendErrors > 0 {
 		fmt.Fprintf(stdout, ", %d send error(s)", s.SendErrors)
 	}

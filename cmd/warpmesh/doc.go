@@ -1,0 +1,52 @@
+// Command warpmesh runs Warp Mesh from the command line: a demo of a local
+// mesh, a long-running node with an admin endpoint, and one-shot tools.
+// It owns no protocol logic (everything goes through engine, presets and
+// metrics) and it is the only place, with metrics, that may import
+// client_golang.
+//
+//	warpmesh demo                      a 5-node mesh on 127.0.0.1, end to end (about 10 s)
+//	warpmesh node [flags]              one node until SIGINT/SIGTERM, then a graceful leave
+//	warpmesh invalidate [flags] KEY... join, publish, leave; exit 1 if no member answered
+//	warpmesh members --http ADDR       a running node's membership as a table
+//
+// Every command takes -h. Node flags (--port, --bind, --group, --group-port,
+// --interface, --peers, --advertise, --heartbeat, --suspect-after,
+// --dead-after, --cluster, --key-file, --node-id, --unicast-only,
+// --frame-size, --fanout, --direct-limit, --hop-limit, --publish-ring,
+// --batch-size, --recv-buffer, --send-buffer, --echo-local) map one to one
+// onto engine.Options; each may also be set by WARPMESH_<NAME> (--group-port
+// is WARPMESH_GROUP_PORT), and a flag on the command line wins. A bad flag,
+// value or option exits with status 2 and a message naming the flag; a
+// command that ran and failed exits with status 1.
+//
+// # The --print stream
+//
+// warpmesh node --print writes one line per event to stdout, fields
+// separated by single spaces. The first word says what the line is; scripts
+// should ignore lines whose first word they do not know. Ids are 16
+// lowercase hex digits; addresses are ip:port; keys and the cluster name
+// are Go-quoted (strconv.Quote, read back with strconv.Unquote), so any
+// byte string round-trips.
+//
+//	self <id> <addr> epoch=<n> cluster=<quoted>             once, first: this node
+//	http <addr>                                             the admin endpoint is listening (--http)
+//	inv <origin-id> exact <quoted-key>                      an invalidation was applied
+//	inv <origin-id> prefix <quoted-prefix>                  every key with this prefix was invalidated
+//	event join <id> <addr> epoch=<n> incarnation=<n>        a member appeared or came back
+//	event suspect <id> <addr> epoch=<n> incarnation=<n>     a member went silent
+//	event alive <id> <addr> epoch=<n> incarnation=<n>       a suspect member was heard again
+//	event dead <id> <addr> epoch=<n> incarnation=<n>        a member was declared dead
+//	event leave <id> <addr> epoch=<n> incarnation=<n>       a member left gracefully or was replaced
+//	event gap <origin-id> epoch=<n> missing=<n> reason=<r>  invalidations may have been missed
+//
+// Gap reasons: evicted, unreachable, origin_dead, new_epoch, too_old.
+//
+// # The admin endpoint
+//
+// warpmesh node --http ADDR serves GET /healthz, GET /members and GET /stats
+// (JSON), GET /metrics (Prometheus text format, the warpmesh_* series of
+// package metrics plus Go runtime metrics) and POST /invalidate with a JSON
+// body {"keys":["…"],"prefixes":["…"]}, answered with the counts queued,
+// {"keys":n,"prefixes":m}. It has no authentication: bind it to a private
+// address.
+package main

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the warpmesh executable built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "warpmesh-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "warpmesh")
+	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	out, err := exec.Command(goTool, "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building warpmesh: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// child is a warpmesh process whose stdout lines the test reads.
+type child struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  []string
+	stderr strings.Builder
+	done   chan struct{}
+}
+
+// startChild starts warpmesh with args; t.Cleanup kills it.
+func startChild(t *testing.T, args ...string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	c.cmd.Stderr = &lockedWriter{mu: &c.mu, w: &c.stderr}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.done
+		c.cmd.Wait()
+	})
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.lines = append(c.lines, sc.Text())
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// waitLine waits for a stdout line that starts with prefix and returns it.
+func (c *child) waitLine(t *testing.T, prefix string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if strings.HasPrefix(l, prefix) {
+				c.mu.Unlock()
+				return l
+			}
+		}
+		all, errs := strings.Join(c.lines, "\n"), c.stderr.String()
+		c.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no line starting with %q within 10s; stdout:\n%s\nstderr:\n%s", prefix, all, errs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (c *child) stop(t *testing.T) error {
+	t.Helper()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	<-c.done
+	return c.cmd.Wait()
+}
+
+// field returns the i-th space-separated field of line.
+func field(line string, i int) string {
+	f := strings.Fields(line)
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
+}
+
+// loopbackNode returns the flags of a test node: loopback, unicast only,
+// a free port, quick heartbeats, a cluster of the test's own.
+func loopbackNode(cluster string, extra ...string) []string {
+	return append([]string{"node", "--port", "0", "--bind", "127.0.0.1", "--unicast-only",
+		"--cluster", cluster, "--heartbeat", "50ms", "--recv-buffer", "262144", "--send-buffer", "262144",
+		"--log-level", "warn"}, extra...)
+}
