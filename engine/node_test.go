@@ -162,3 +162,16 @@ func TestEchoLocal(t *testing.T) {
 	n.Invalidate("mine")
 	waitFor(t, 5*time.Second, "echo", func() bool { return l.count("mine") == 1 })
 }
+
+func TestPortInUseFails(t *testing.T) {
+	p := freePorts(t, 1)
+	startNode(t, unicastOptions(p[0]))
+	n, err := New(unicastOptions(p[0]))
+	if err == nil {
+		n.Close()
+		t.Fatal("a second node bound a port already in use")
+	}
+	if !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("error does not say what failed: %v", err)
+	}
+}

@@ -70,7 +70,8 @@ type Config struct {
 	BindAddr netip.Addr
 	// Port is the local UDP port; 0 picks an ephemeral one.
 	Port int
-	// ReusePort sets SO_REUSEPORT (SO_REUSEADDR is always set).
+	// ReusePort sets SO_REUSEADDR and SO_REUSEPORT so that several sockets
+	// share the port (multicast listeners); without it a busy port is an error.
 	ReusePort bool
 	// RecvBuffer is the receive buffer size in bytes; 0 keeps the kernel
 	// default. SO_RCVBUFFORCE is tried first (it needs CAP_NET_ADMIN), then

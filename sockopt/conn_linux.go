@@ -92,10 +92,13 @@ func Listen(cfg Config) (*Conn, error) {
 
 // setPreBindOptions sets the options that must precede bind.
 func setPreBindOptions(fd int, cfg Config) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
-	}
+	// For UDP, SO_REUSEADDR lets a second socket bind the same address and
+	// port and steal part of its unicast traffic, so it is only set when
+	// sharing is asked for.
 	if cfg.ReusePort {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+		}
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			return os.NewSyscallError("setsockopt SO_REUSEPORT", err)
 		}
