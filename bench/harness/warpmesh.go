@@ -1,0 +1,115 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
+)
+
+// WarpMeshSystems returns Warp Mesh unicast (publisher seeded with every
+// receiver, receivers seeded with the publisher) and, when multicast is
+// set, Warp Mesh over a multicast group on lo.
+func WarpMeshSystems() []System {
+	return []System{
+		{Name: "warpmesh", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
+		{Name: "warpmesh-mcast", Receiver: wmReceiver(true), Publisher: wmPublisher(true)},
+	}
+}
+
+// benchGroup is the multicast group of the multicast variant; it is only
+// ever sent on lo (Options.Interface).
+const benchGroup = "239.77.7.7"
+
+func wmOptions(spec *Spec, port int, mcast bool) engine.Options {
+	o := engine.Options{
+		Port:        port,
+		Heartbeat:   time.Second,
+		Cluster:     "meshbench",
+		PublishRing: 1 << 22,
+		RecvBuffer:  8 << 20,
+		SendBuffer:  8 << 20,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mcast {
+		o.Group = benchGroup
+		o.GroupPort = spec.Ports[len(spec.Ports)-1]
+		o.Interface = "lo"
+		o.AdvertiseAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	} else {
+		o.BindAddr = "127.0.0.1"
+		o.UnicastOnly = true
+	}
+	return o
+}
+
+type wmReceiverT struct{ n *engine.Node }
+
+func (r wmReceiverT) Drops() uint64 { s := r.n.Stats(); return s.Dropped() }
+func (r wmReceiverT) Close() error  { return r.n.Close() }
+
+func wmReceiver(mcast bool) func(*Spec, int, func([]byte)) (Receiver, error) {
+	return func(spec *Spec, idx int, deliver func([]byte)) (Receiver, error) {
+		o := wmOptions(spec, spec.Ports[1+idx], mcast)
+		if !mcast {
+			o.Peers = []string{fmt.Sprintf("127.0.0.1:%d", spec.Ports[0])}
+		}
+		n, err := engine.New(o)
+		if err != nil {
+			return nil, err
+		}
+		n.OnInvalidate(func(inv engine.Invalidation) { deliver(inv.Key) })
+		return wmReceiverT{n}, nil
+	}
+}
+
+type wmPublisherT struct{ n *engine.Node }
+
+func (p wmPublisherT) Publish(key []byte) error { return p.n.InvalidateBytes(key) }
+func (p wmPublisherT) Flush() error             { return nil }
+func (p wmPublisherT) Close() error             { return p.n.Close() }
+
+func wmPublisher(mcast bool) func(*Spec) (Publisher, error) {
+	return func(spec *Spec) (Publisher, error) {
+		o := wmOptions(spec, spec.Ports[0], mcast)
+		if !mcast {
+			for i := range spec.Receivers {
+				o.Peers = append(o.Peers, fmt.Sprintf("127.0.0.1:%d", spec.Ports[1+i]))
+			}
+		}
+		n, err := engine.New(o)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitMembers(n, spec.Receivers, 10*time.Second); err != nil {
+			n.Close()
+			return nil, err
+		}
+		return wmPublisherT{n}, nil
+	}
+}
+
+// waitMembers polls until n sees want live members (and, with multicast,
+// until all of them are heard on the group, which a heartbeat round
+// settles), or the deadline passes.
+func waitMembers(n *engine.Node, want int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		alive := 0
+		for _, m := range n.Members() {
+			if m.State == engine.StateAlive {
+				alive++
+			}
+		}
+		if alive >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("warpmesh: receivers did not join in time")
+		}
+		time.Sleep(5 * time.Millisecond) // polling membership, not synchronising
+	}
+}
