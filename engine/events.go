@@ -38,6 +38,7 @@ const (
 	GapOriginDead                       // the origin died with gaps open
 	GapNewEpoch                         // the origin restarted with gaps open
 	GapTooOld                           // the gap fell out of the receive window
+	numGapReasons
 )
 
 var gapNames = [...]string{"", "evicted", "unreachable", "origin_dead", "new_epoch", "too_old"}
@@ -55,6 +56,8 @@ type Gap struct {
 	Origin  uint64
 	Epoch   uint64
 	Missing uint64 // number of frames (sequences) not received
+	First   uint64 // lowest missing sequence
+	Last    uint64 // highest missing sequence
 	Reason  GapReason
 }
 

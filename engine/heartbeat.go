@@ -136,19 +136,6 @@ func containsAddr(list []netip.AddrPort, a netip.AddrPort) bool {
 	return false
 }
 
-func (h *heartbeater) header(t codec.FrameType) codec.Header {
-	n := h.n
-	return codec.Header{
-		Type:     t,
-		HopLimit: 1,
-		Cluster:  n.cfg.cluster,
-		Origin:   n.id,
-		Epoch:    n.epoch,
-		Seq:      n.hwm.Load(),
-		Packet:   n.packet.Add(1),
-	}
-}
-
 func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 	if len(targets) == 0 {
 		return
@@ -157,7 +144,7 @@ func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.AliveFixedLen - codec.TagLen) / codec.DigestEntryLen
 	n.members.mu.Lock()
 	entries := n.members.digestEntries(room)
-	hdr := h.header(codec.TypeAlive)
+	hdr := n.controlHeader(codec.TypeAlive)
 	hdr.Count = uint16(len(entries))
 	hdr.PayloadLen = uint16(codec.AlivePayloadLen(len(entries)))
 	b := codec.AppendHeader(h.buf[:0], &hdr)
@@ -166,6 +153,7 @@ func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 		b = codec.AppendDigestEntry(b, &entries[i])
 	}
 	n.members.mu.Unlock()
+	b = n.sealFrame(b, &hdr)
 	h.buf = b
 	h.sendLocked(b, targets)
 	n.ctr.heartbeatsSent.Add(1)
@@ -198,10 +186,11 @@ func (h *heartbeater) sendLeave() {
 	if len(h.targets) == 0 {
 		return
 	}
-	hdr := h.header(codec.TypeLeave)
+	hdr := n.controlHeader(codec.TypeLeave)
 	hdr.PayloadLen = codec.LeaveLen
 	b := codec.AppendHeader(h.buf[:0], &hdr)
 	b = codec.AppendLeave(b, n.inc.Load())
+	b = n.sealFrame(b, &hdr)
 	h.buf = b
 	h.sendLocked(b, h.targets)
 }

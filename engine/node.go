@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -30,6 +31,9 @@ type Invalidation struct {
 	Prefix bool
 	// Origin is the id of the node that published it.
 	Origin uint64
+	// Seq is the sequence number of the origin's frame that carried it
+	// (Gap events name missed sequences).
+	Seq uint64
 }
 
 // Handler receives applied invalidations on the node's receive goroutine.
@@ -67,10 +71,13 @@ type Node struct {
 	wg        sync.WaitGroup
 	stopEv    chan struct{}
 
-	hb  heartbeater
-	tx  sender
-	rx  receiver
-	lim logLimiter
+	hb      heartbeater
+	tx      sender
+	rx      receiver
+	timers  timers
+	retrans *retransmitRing
+	seal    *sealer // nil without a keyring
+	lim     logLimiter
 }
 
 // New validates opts, opens the sockets and starts the node: it begins
@@ -126,12 +133,19 @@ func New(opts Options) (*Node, error) {
 	n.rx.start()
 	n.wg.Add(1)
 	go n.hb.run()
+	n.wg.Add(1)
+	go n.timers.run()
 	n.log.Debug("warpmesh node started", "id", fmt.Sprintf("%016x", n.id),
 		"addr", cfg.advertise, "group", n.group, "interface", cfg.Interface, "cluster", cfg.Cluster)
 	return n, nil
 }
 
 func (n *Node) initLoops() error {
+	n.retrans = newRetransmitRing(n.cfg.RetransmitBuffer, n.cfg.MaxFrameSize)
+	if n.cfg.Keyring != nil {
+		n.seal = &sealer{ring: n.cfg.Keyring, id: n.id, epoch: n.epoch}
+	}
+	n.timers.init(n)
 	if err := n.tx.init(n); err != nil {
 		return err
 	}
@@ -238,11 +252,40 @@ func (n *Node) shutdown(graceful bool) error {
 	return err
 }
 
-func (n *Node) apply(key []byte, prefix bool, origin uint64) {
-	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin}
+func (n *Node) apply(key []byte, prefix bool, origin, seq uint64) {
+	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin, Seq: seq}
 	for _, h := range *n.handlers.Load() {
 		h(inv)
 	}
+}
+
+// controlHeader starts the header of a control frame. Seq carries this
+// node's data high-water mark, so every control frame announces it.
+func (n *Node) controlHeader(t codec.FrameType) codec.Header {
+	h := codec.Header{
+		Type:     t,
+		HopLimit: 1,
+		Cluster:  n.cfg.cluster,
+		Origin:   n.id,
+		Epoch:    n.epoch,
+		Seq:      n.hwm.Load(),
+		Packet:   n.packet.Add(1),
+	}
+	if n.sealing() {
+		h.Flags |= codec.FlagAuth
+	}
+	return h
+}
+
+// sealing reports whether outgoing frames are sealed.
+func (n *Node) sealing() bool { return n.seal != nil && n.cfg.Auth != AuthSendPlaintext }
+
+// sealFrame seals frame when its header asks for it. Does not allocate.
+func (n *Node) sealFrame(frame []byte, h *codec.Header) []byte {
+	if h.Flags&codec.FlagAuth == 0 {
+		return frame
+	}
+	return n.seal.seal(frame, h.Packet)
 }
 
 // logLimiter lets at most one log line per interval through on hot paths.

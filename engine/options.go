@@ -98,10 +98,40 @@ type Options struct {
 	// Logger receives the node's logs. Default: slog.Default().
 	Logger *slog.Logger
 
+	// Keyring, when set, authenticates and encrypts every frame (see
+	// Keyring). Without one, frames are plaintext and anyone who can reach
+	// the port can speak.
+	Keyring *Keyring
+	// Auth chooses how a node with a Keyring treats plaintext frames, for
+	// rolling authentication into a running cluster. Default AuthRequired.
+	Auth AuthMode
+	// RetransmitBuffer is the memory, in bytes, for recent frames kept to
+	// answer NACKs. Default 4 MiB (about 3000 full frames).
+	RetransmitBuffer int
+	// RetransmitRate bounds retransmitted frames per second. Default 100000.
+	RetransmitRate int
+	// RepairTimeout is how long a gap may stay open before it is given up
+	// with a Gap event. Default 2 × DeadAfter, at least 1s.
+	RepairTimeout time.Duration
+
 	// Transport, when set, replaces the UDP sockets (tests, simulation).
 	// The node closes it on Close. Multicast is then off.
 	Transport Transport
 }
+
+// AuthMode says how a node with a Keyring treats unauthenticated frames.
+// Rolling authentication into a running cluster without losing anything
+// takes three restarts of every node: AuthSendPlaintext (can open sealed
+// frames, still sends plaintext), then AuthAcceptPlaintext (seals, still
+// accepts plaintext from nodes not yet moved), then AuthRequired.
+type AuthMode uint8
+
+// Auth modes.
+const (
+	AuthRequired        AuthMode = iota // seal everything; drop plaintext frames
+	AuthAcceptPlaintext                 // seal everything; accept plaintext too
+	AuthSendPlaintext                   // send plaintext; accept both
+)
 
 // ErrInvalidOption is wrapped by every option validation error.
 var ErrInvalidOption = errors.New("engine: invalid option")
@@ -219,6 +249,30 @@ func (o Options) resolve() (*config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Auth > AuthSendPlaintext {
+		return nil, optErr("Auth", o.Auth, "unknown mode")
+	}
+	if c.Auth != AuthRequired && c.Keyring == nil {
+		return nil, optErr("Auth", o.Auth, "needs a Keyring")
+	}
+	if c.RetransmitBuffer == 0 {
+		c.RetransmitBuffer = 4 << 20
+	}
+	if c.RetransmitBuffer < c.MaxFrameSize || c.RetransmitBuffer > 1<<30 {
+		return nil, optErr("RetransmitBuffer", o.RetransmitBuffer, "must be MaxFrameSize..1GiB")
+	}
+	if c.RetransmitRate == 0 {
+		c.RetransmitRate = 100000
+	}
+	if c.RetransmitRate < 1 {
+		return nil, optErr("RetransmitRate", o.RetransmitRate, "must be positive")
+	}
+	if c.RepairTimeout == 0 {
+		c.RepairTimeout = max(2*c.DeadAfter, time.Second)
+	}
+	if c.RepairTimeout < 10*time.Millisecond {
+		return nil, optErr("RepairTimeout", o.RepairTimeout, "must be at least 10ms")
 	}
 
 	c.bind = netip.IPv4Unspecified()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 	"unsafe"
 
 	"github.com/warpmesh/warpmesh/codec"
@@ -92,9 +93,11 @@ func stringBytes(s string) []byte {
 type sender struct {
 	n       *Node
 	fb      codec.FrameBuilder
-	open    bool     // fb holds an unfinished frame
-	slab    [][]byte // frame buffers, MaxFrameSize each
-	frames  [][]byte // finished frames awaiting flush (views into slab)
+	open    bool           // fb holds an unfinished frame
+	slab    [][]byte       // frame buffers, MaxFrameSize each
+	frames  [][]byte       // finished frames awaiting flush (views into slab)
+	hdrs    []codec.Header // headers of frames, parallel
+	hdr     codec.Header   // header of the open frame
 	msgs    []sockopt.Message
 	dests   []netip.AddrPort
 	seq     uint64
@@ -111,6 +114,7 @@ func (s *sender) init(n *Node) error {
 		s.slab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
 	}
 	s.frames = make([][]byte, 0, senderSlab)
+	s.hdrs = make([]codec.Header, 0, senderSlab)
 	s.msgs = make([]sockopt.Message, n.cfg.BatchSize)
 	s.dests = make([]netip.AddrPort, 0, 64)
 	s.packFn = s.pack
@@ -143,7 +147,7 @@ func (s *sender) pack(kind uint8, rec []byte) {
 		s.fb.Add(rec, codec.RecordFlags(kind)) // always fits an empty frame
 	}
 	if s.n.cfg.EchoLocal {
-		s.n.apply(rec, codec.RecordFlags(kind) == codec.RecordPrefix, s.n.id)
+		s.n.apply(rec, codec.RecordFlags(kind) == codec.RecordPrefix, s.n.id, s.seq)
 	}
 }
 
@@ -161,6 +165,10 @@ func (s *sender) start() {
 		Seq:      s.seq,
 		Packet:   s.n.packet.Add(1),
 	}
+	if s.n.sealing() {
+		h.Flags |= codec.FlagAuth
+	}
+	s.hdr = h
 	s.fb.Reset(s.slab[len(s.frames)][:0], h, s.n.cfg.MaxFrameSize)
 	s.open = true
 }
@@ -175,8 +183,11 @@ func (s *sender) finish() {
 		return
 	}
 	s.n.ctr.recordsSent.Add(uint64(s.fb.Count()))
-	s.frames = append(s.frames, s.fb.Finish())
-	s.n.hwm.Store(s.seq)
+	s.hdr.Count = uint16(s.fb.Count())
+	f := s.fb.Finish()
+	s.hdr.PayloadLen = uint16(len(f) - codec.HeaderLen)
+	s.frames = append(s.frames, f)
+	s.hdrs = append(s.hdrs, s.hdr)
 }
 
 // flush writes every finished frame to its destinations.
@@ -185,8 +196,13 @@ func (s *sender) flush() {
 		return
 	}
 	if s.n.aborted.Load() {
-		s.frames = s.frames[:0]
+		s.frames, s.hdrs = s.frames[:0], s.hdrs[:0]
 		return
+	}
+	// Keep the plaintext for retransmission, then seal in place.
+	s.n.retrans.put(s.hdrs, s.frames)
+	for i := range s.frames {
+		s.frames[i] = s.n.sealFrame(s.frames[i], &s.hdrs[i])
 	}
 	s.n.ctr.sendBatches.Add(1)
 	v := s.n.members.view.Load()
@@ -205,7 +221,12 @@ func (s *sender) flush() {
 	if k > 0 {
 		s.n.write(s.msgs[:k])
 	}
-	s.frames = s.frames[:0]
+	// Announce only what has left: a high-water mark ahead of the frames
+	// would look like a gap.
+	s.n.hwm.Store(s.hdrs[len(s.hdrs)-1].Seq)
+	s.n.timers.lastData.Store(time.Now().UnixNano())
+	s.n.timers.kick()
+	s.frames, s.hdrs = s.frames[:0], s.hdrs[:0]
 }
 
 // destinations picks where a frame from origin goes next, from this node:

@@ -38,10 +38,21 @@ type rxRef struct {
 	slot   uint16
 }
 
+// tickReader marks a repair tick pushed into the worker's ring.
+const tickReader = 255
+
 // originState is what the worker knows of one origin's data stream.
 type originState struct {
-	epoch uint64
-	win   seqWindow
+	id       uint64
+	epoch    uint64
+	win      seqWindow // DATA sequences
+	ctrl     seqWindow // packet numbers of control frames (replay window)
+	cum      uint64    // every sequence <= cum arrived or was given up
+	known    uint64    // highest sequence known to exist
+	gapSince time.Time // zero without an open gap
+	lastNack time.Time
+	backoff  time.Duration
+	pending  bool // in receiver.pending
 }
 
 type receiver struct {
@@ -54,6 +65,16 @@ type receiver struct {
 	relay   relayQueue
 	dests   []netip.AddrPort
 	done    chan struct{}
+
+	open    *opener // nil without a keyring
+	pending []*originState
+	ranges  []codec.SeqRange
+	unavail []codec.SeqRange
+	ctrlBuf []byte
+	ctrlMsg [1]sockopt.Message
+	rtSlab  [][]byte
+	rtMsgs  []sockopt.Message
+	bucket  tokenBucket
 }
 
 func (r *receiver) init(n *Node) error {
@@ -63,6 +84,18 @@ func (r *receiver) init(n *Node) error {
 	r.relay.init(n)
 	r.dests = make([]netip.AddrPort, 0, 64)
 	r.done = make(chan struct{})
+	if n.cfg.Keyring != nil {
+		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
+	}
+	r.ranges = make([]codec.SeqRange, 0, codec.MaxNackRanges(codec.MaxFrameSize, false))
+	r.unavail = make([]codec.SeqRange, 0, cap(r.ranges))
+	r.ctrlBuf = make([]byte, 0, n.cfg.MaxFrameSize)
+	r.rtSlab = make([][]byte, 64)
+	for i := range r.rtSlab {
+		r.rtSlab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
+	}
+	r.rtMsgs = make([]sockopt.Message, len(r.rtSlab))
+	r.bucket = tokenBucket{rate: float64(n.cfg.RetransmitRate), burst: float64(max(n.cfg.RetransmitRate/20, 64))}
 	add := func(t Transport, viaGroup bool) error {
 		free, err := ringbuf.NewSPSC[uint16](rxBatchesPerReader)
 		if err != nil {
@@ -159,6 +192,10 @@ func (r *receiver) work() {
 		k := r.full.PopBatch(r.refs)
 		now := time.Now()
 		for _, ref := range r.refs[:k] {
+			if ref.reader == tickReader {
+				r.tick(now)
+				continue
+			}
 			rd := r.readers[ref.reader]
 			b := &rd.batches[ref.slot]
 			for i := 0; i < b.n; i++ {
@@ -170,6 +207,10 @@ func (r *receiver) work() {
 		r.relay.flush()
 	}
 }
+
+// pushTick asks the worker to run its repair timers (from the timers
+// goroutine). A full ring means the worker is busy and will tick soon.
+func (r *receiver) pushTick() { r.full.TryPush(rxRef{reader: tickReader}) }
 
 // frame handles one datagram. It never panics on any input and allocates
 // nothing for data frames.
@@ -190,14 +231,44 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		n.ctr.drop(DropOwn)
 		return
 	}
-	if h.Flags&codec.FlagAuth != 0 {
-		n.ctr.drop(DropAuth) // no keyring installed: cannot verify
+	var payload []byte
+	switch {
+	case h.Flags&codec.FlagAuth != 0:
+		if r.open == nil {
+			n.ctr.drop(DropAuth) // no keyring: cannot verify
+			return
+		}
+		pt, ok := r.open.open(&h, b)
+		if !ok {
+			n.ctr.drop(DropAuth)
+			return
+		}
+		payload = pt
+	case r.open != nil && n.cfg.Auth != AuthAcceptPlaintext && n.cfg.Auth != AuthSendPlaintext:
+		n.ctr.drop(DropUnauthenticated)
 		return
+	default:
+		payload = b[codec.HeaderLen : codec.HeaderLen+int(h.PayloadLen)]
 	}
-	payload := b[codec.HeaderLen : codec.HeaderLen+int(h.PayloadLen)]
+	// Nothing below runs for a frame that failed authentication.
 	switch h.Type {
 	case codec.TypeData:
-		r.data(&h, b, payload)
+		r.data(&h, b, payload, now)
+		return
+	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM:
+	default:
+		n.ctr.drop(DropUnknownType)
+		return
+	}
+	if err := codec.ValidatePayload(&h, payload); err != nil {
+		n.ctr.drop(DropMalformed) // whole frame checked before any effect
+		return
+	}
+	st := r.control(&h, now)
+	if st == nil {
+		return
+	}
+	switch h.Type {
 	case codec.TypeAlive:
 		r.alive(&h, payload, from, viaGroup, now)
 	case codec.TypeLeave:
@@ -206,33 +277,61 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 			return
 		}
 		n.members.left(h.Origin, h.Epoch, now)
-	default:
-		n.ctr.drop(DropUnknownType)
+	case codec.TypeNack:
+		r.nack(&h, payload, now)
+	case codec.TypeHWM:
+		n.ctr.hwmReceived.Add(1)
 	}
+	// Every control frame carries its sender's high-water mark in Seq.
+	r.announced(st, h.Seq, now)
 }
 
-func (r *receiver) data(h *codec.Header, frame, payload []byte) {
+// control applies epoch rules and the replay window to a control frame.
+func (r *receiver) control(h *codec.Header, now time.Time) *originState {
+	n := r.n
+	st := r.stateFor(h.Origin, h.Epoch, h.Seq)
+	if st == nil {
+		n.ctr.drop(DropTooManyOrigins)
+		return nil
+	}
+	switch {
+	case h.Epoch < st.epoch:
+		n.ctr.drop(DropOldEpoch)
+		return nil
+	case h.Epoch > st.epoch:
+		r.newEpoch(st, h.Epoch, now)
+	}
+	if st.ctrl.observe(h.Packet) != seqNew {
+		n.ctr.drop(DropReplay)
+		return nil
+	}
+	return st
+}
+
+func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	n := r.n
 	if err := codec.ValidateRecords(payload, h.Count); err != nil {
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	st := r.origins[h.Origin]
+	if h.Seq == 0 {
+		n.ctr.drop(DropMalformed)
+		return
+	}
+	st := r.stateFor(h.Origin, h.Epoch, h.Seq-1)
 	if st == nil {
-		st = &originState{epoch: h.Epoch} // allocates once per origin
-		st.win.reset()
-		r.origins[h.Origin] = st
+		n.ctr.drop(DropTooManyOrigins)
+		return
 	}
 	switch {
 	case h.Epoch < st.epoch:
 		n.ctr.drop(DropOldEpoch)
 		return
 	case h.Epoch > st.epoch:
-		st.epoch = h.Epoch
-		st.win.reset()
+		r.newEpoch(st, h.Epoch, now)
 	}
 	key := frameKey(h.Origin, h.Epoch, h.Seq)
-	switch st.win.observe(h.Seq) {
+	switch r.received(st, h.Seq, now) {
 	case seqDuplicate:
 		n.ctr.duplicates.Add(1)
 		return
@@ -243,15 +342,20 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte) {
 		}
 	}
 	r.dedup.add(key)
+	if h.Flags&codec.FlagRetransmit != 0 {
+		n.ctr.retransmitsReceived.Add(1)
+	}
 
 	it := codec.NewRecordIter(payload, h.Count)
 	for rec, ok := it.Next(); ok; rec, ok = it.Next() {
-		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin)
+		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin, h.Seq)
 	}
 	n.ctr.recordsReceived.Add(uint64(h.Count))
 	n.ctr.dataFrames.Add(1)
 
-	if int(h.Hops)+1 < int(h.HopLimit) {
+	// Relay first copies down the origin's tree; retransmissions were
+	// asked for by this node alone and go no further.
+	if h.Flags&codec.FlagRetransmit == 0 && int(h.Hops)+1 < int(h.HopLimit) {
 		v := n.members.view.Load()
 		if len(v.live) > n.cfg.DirectLimit {
 			r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])

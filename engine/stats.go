@@ -2,7 +2,9 @@ package engine
 
 import (
 	"errors"
+	"math/bits"
 	"sync/atomic"
+	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
 )
@@ -23,12 +25,16 @@ const (
 	DropAuth                              // failed authentication
 	DropUnauthenticated                   // no tag where a keyring requires one
 	DropUnknownType                       // frame type this node does not handle
+	DropReplay                            // control frame seen before (replay window)
+	DropUnknownMember                     // NACK from a node that is not a member
+	DropTooManyOrigins                    // origin table full
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"short", "bad_magic", "bad_version", "malformed", "wrong_cluster", "own",
 	"old_epoch", "too_old", "auth", "unauthenticated", "unknown_type",
+	"replay", "unknown_member", "too_many_origins",
 }
 
 // String names the reason as it appears in metrics.
@@ -77,6 +83,18 @@ type Stats struct {
 	SendErrors                   uint64
 	Drops                        [numDropReasons]uint64 // indexed by DropReason
 
+	// Loss repair.
+	GapsDetected         uint64                // gaps opened (a missing sequence noticed)
+	GapsRepaired         uint64                // gaps closed by retransmission or late arrival
+	GapsGivenUp          [numGapReasons]uint64 // Gap events, indexed by GapReason
+	FramesLost           uint64                // sequences covered by Gap events
+	NacksSent            uint64
+	NacksReceived        uint64
+	Retransmitted        uint64 // frames resent in answer to NACKs
+	RetransmitsReceived  uint64 // retransmitted frames applied
+	HWMSent, HWMReceived uint64
+	RepairLatency        LatencyHistogram // gap opened → gap closed
+
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
 
 	// Effective socket buffer sizes granted by the kernel.
@@ -106,6 +124,15 @@ type counters struct {
 	heartbeatsReceived           atomic.Uint64
 	sendErrors                   atomic.Uint64
 	drops                        [numDropReasons]atomic.Uint64
+
+	gapsDetected, gapsRepaired atomic.Uint64
+	gapsGivenUp                [numGapReasons]atomic.Uint64
+	framesLost                 atomic.Uint64
+	nacksSent, nacksReceived   atomic.Uint64
+	retransmitted              atomic.Uint64
+	retransmitsReceived        atomic.Uint64
+	hwmSent, hwmReceived       atomic.Uint64
+	repairLatency              latencyCounter
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
@@ -130,4 +157,84 @@ func (c *counters) snapshot(s *Stats) {
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()
 	}
+	s.GapsDetected = c.gapsDetected.Load()
+	s.GapsRepaired = c.gapsRepaired.Load()
+	for i := range c.gapsGivenUp {
+		s.GapsGivenUp[i] = c.gapsGivenUp[i].Load()
+	}
+	s.FramesLost = c.framesLost.Load()
+	s.NacksSent = c.nacksSent.Load()
+	s.NacksReceived = c.nacksReceived.Load()
+	s.Retransmitted = c.retransmitted.Load()
+	s.RetransmitsReceived = c.retransmitsReceived.Load()
+	s.HWMSent = c.hwmSent.Load()
+	s.HWMReceived = c.hwmReceived.Load()
+	c.repairLatency.snapshot(&s.RepairLatency)
+}
+
+// GapEvents returns the total number of Gap events raised.
+func (s *Stats) GapEvents() uint64 {
+	var t uint64
+	for _, g := range s.GapsGivenUp {
+		t += g
+	}
+	return t
+}
+
+const latencyBuckets = 32
+
+// LatencyHistogram counts durations in power-of-two microsecond buckets:
+// bucket i holds durations in [2^(i-1), 2^i) µs (bucket 0: under 1 µs).
+type LatencyHistogram struct {
+	Buckets [latencyBuckets]uint64
+	Count   uint64
+	Sum     time.Duration
+	Max     time.Duration
+}
+
+// Quantile returns an upper bound of the q-quantile (0 < q <= 1), or 0
+// with no samples.
+func (h *LatencyHistogram) Quantile(q float64) time.Duration {
+	if h.Count == 0 {
+		return 0
+	}
+	rank := max(uint64(q*float64(h.Count)+0.5), 1)
+	var seen uint64
+	for i, c := range h.Buckets {
+		seen += c
+		if seen >= rank {
+			return min(time.Duration(1<<i)*time.Microsecond, h.Max)
+		}
+	}
+	return h.Max
+}
+
+type latencyCounter struct {
+	buckets [latencyBuckets]atomic.Uint64
+	count   atomic.Uint64
+	sum     atomic.Int64
+	max     atomic.Int64
+}
+
+func (c *latencyCounter) observe(d time.Duration) {
+	us := uint64(d / time.Microsecond)
+	i := min(bits.Len64(us), latencyBuckets-1)
+	c.buckets[i].Add(1)
+	c.count.Add(1)
+	c.sum.Add(int64(d))
+	for {
+		m := c.max.Load()
+		if int64(d) <= m || c.max.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}
+
+func (c *latencyCounter) snapshot(h *LatencyHistogram) {
+	for i := range c.buckets {
+		h.Buckets[i] = c.buckets[i].Load()
+	}
+	h.Count = c.count.Load()
+	h.Sum = time.Duration(c.sum.Load())
+	h.Max = time.Duration(c.max.Load())
 }
