@@ -201,11 +201,11 @@ func summarise(res *Result) {
 }
 
 // waitQuiet returns once every receiver has all sent invalidations or
-// none has made progress for 300ms (the rest was lost), at most 10s.
+// none has made progress for 300ms (the rest was lost), at most 3s.
 func waitQuiet(recvs []*child, sent uint64) {
 	got := make([]uint64, len(recvs))
 	last := time.Now()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for range tick.C {

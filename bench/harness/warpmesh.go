@@ -17,6 +17,7 @@ func WarpMeshSystems() []System {
 	return []System{
 		{Name: "warpmesh", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 		{Name: "warpmesh-mcast", Receiver: wmReceiver(true), Publisher: wmPublisher(true)},
+		{Name: "warpmesh-keyring", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 	}
 }
 
@@ -24,7 +25,10 @@ func WarpMeshSystems() []System {
 // ever sent on lo (Options.Interface).
 const benchGroup = "239.77.7.7"
 
-func wmOptions(spec *Spec, port int, mcast bool) engine.Options {
+// benchKey is the keyring secret of the warpmesh-keyring system.
+var benchKey = []byte("warpmesh-bench-key-32-bytes-long")
+
+func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
 	o := engine.Options{
 		Port:        port,
 		Heartbeat:   time.Second,
@@ -43,7 +47,14 @@ func wmOptions(spec *Spec, port int, mcast bool) engine.Options {
 		o.BindAddr = "127.0.0.1"
 		o.UnicastOnly = true
 	}
-	return o
+	if spec.System == "warpmesh-keyring" {
+		kr, err := engine.NewKeyring(benchKey)
+		if err != nil {
+			return o, err
+		}
+		o.Keyring = kr
+	}
+	return o, nil
 }
 
 type wmReceiverT struct{ n *engine.Node }
@@ -53,7 +64,10 @@ func (r wmReceiverT) Close() error  { return r.n.Close() }
 
 func wmReceiver(mcast bool) func(*Spec, int, func([]byte)) (Receiver, error) {
 	return func(spec *Spec, idx int, deliver func([]byte)) (Receiver, error) {
-		o := wmOptions(spec, spec.Ports[1+idx], mcast)
+		o, err := wmOptions(spec, spec.Ports[1+idx], mcast)
+		if err != nil {
+			return nil, err
+		}
 		if !mcast {
 			o.Peers = []string{fmt.Sprintf("127.0.0.1:%d", spec.Ports[0])}
 		}
@@ -74,7 +88,10 @@ func (p wmPublisherT) Close() error             { return p.n.Close() }
 
 func wmPublisher(mcast bool) func(*Spec) (Publisher, error) {
 	return func(spec *Spec) (Publisher, error) {
-		o := wmOptions(spec, spec.Ports[0], mcast)
+		o, err := wmOptions(spec, spec.Ports[0], mcast)
+		if err != nil {
+			return nil, err
+		}
 		if !mcast {
 			for i := range spec.Receivers {
 				o.Peers = append(o.Peers, fmt.Sprintf("127.0.0.1:%d", spec.Ports[1+i]))
