@@ -87,7 +87,7 @@ func (d *mlDelegate) GetBroadcasts(overhead, limit int) [][]byte {
 	}
 	return d.queue.GetBroadcasts(overhead, limit)
 }
-func (d *mlDelegate) LocalState(bool) []byte            { return nil }
+func (d *mlDelegate) LocalState(bool) []byte              { return nil }
 func (d *mlDelegate) MergeRemoteState(buf []byte, _ bool) {}
 
 type mlReceiverT struct {
@@ -180,4 +180,3 @@ func mlPublisher(direct, tuned bool) func(*harness.Spec) (harness.Publisher, err
 		return p, nil
 	}
 }
-

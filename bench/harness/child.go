@@ -61,6 +61,11 @@ func runChild(role string, idx int, systems []System) error {
 		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
 		close(stdinClosed)
 	}()
+	stopProfile, err := startProfiles(role, idx)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	fail := func(err error) error {
 		out.emit(report{Ev: "error", Err: err.Error()})
 		return err
