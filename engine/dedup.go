@@ -18,7 +18,7 @@ import (
 //     "maybe seen" is dropped as too old.
 
 const (
-	windowSize  = 4096 // sequences tracked exactly per origin; power of two
+	windowSize  = 16384 // sequences tracked exactly per origin (2 KiB); power of two
 	windowWords = windowSize / 64
 
 	bloomBits     = 1 << 21 // bits per generation (256 KiB)

@@ -147,16 +147,6 @@ func (l *eventLog) has(typ EventType, id uint64) bool {
 	return false
 }
 
-func (l *eventLog) first(typ EventType, id uint64) (Event, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, e := range l.events {
-		if e.Type == typ && e.Member.ID == id {
-			return e, true
-		}
-	}
-	return Event{}, false
-}
 
 // testDataFrame builds a DATA frame carrying keys as exact invalidations.
 func testDataFrame(cluster, origin, epoch, seq uint64, keys ...string) []byte {

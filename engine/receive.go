@@ -52,7 +52,10 @@ type originState struct {
 	gapSince time.Time // zero without an open gap
 	lastNack time.Time
 	backoff  time.Duration
-	pending  bool // in receiver.pending
+	nackedTo uint64              // highest sequence already asked for
+	newSince time.Time           // when sequences above nackedTo were first noticed missing
+	pending  bool                // in receiver.pending
+	noticed  *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
 }
 
 type receiver struct {
@@ -67,6 +70,7 @@ type receiver struct {
 	done    chan struct{}
 
 	open    *opener // nil without a keyring
+	born    time.Time
 	pending []*originState
 	ranges  []codec.SeqRange
 	unavail []codec.SeqRange
@@ -80,6 +84,7 @@ type receiver struct {
 func (r *receiver) init(n *Node) error {
 	r.n = n
 	r.origins = make(map[uint64]*originState)
+	r.born = time.Now()
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.dests = make([]netip.AddrPort, 0, 64)

@@ -26,13 +26,13 @@ import (
 // under a fresh packet number.
 
 const (
-	nackGrace      = time.Millisecond       // reordering allowance before the first NACK
-	nackRetryMin   = 4 * time.Millisecond   // first re-NACK interval
-	nackRetryMax   = 100 * time.Millisecond // re-NACK backoff cap
-	repairTick     = time.Millisecond       // timer loop period while work is pending
-	hwmIdleDelay   = time.Millisecond       // idle time before announcing the high-water mark
-	hwmMinInterval = 5 * time.Millisecond   // between announcements
-	maxOrigins     = 1 << 16                // origin states kept by a receiver
+	nackGrace      = time.Millisecond      // reordering allowance before the first NACK
+	nackRetryMin   = 5 * time.Millisecond  // first re-NACK interval
+	nackRetryMax   = 40 * time.Millisecond // re-NACK backoff cap
+	repairTick     = time.Millisecond      // timer loop period while work is pending
+	hwmIdleDelay   = time.Millisecond      // idle time before announcing the high-water mark
+	hwmMinInterval = 5 * time.Millisecond  // between announcements
+	maxOrigins     = 1 << 16               // origin states kept by a receiver
 )
 
 // retransmitRing holds the plaintext of recent DATA frames by sequence.
@@ -134,6 +134,10 @@ func (st *originState) restart(epoch, cum uint64) {
 	st.win.base = cum + 1
 	st.ctrl.reset()
 	st.gapSince, st.lastNack, st.backoff = time.Time{}, time.Time{}, 0
+	st.nackedTo, st.newSince = cum, time.Time{}
+	if st.noticed != nil {
+		*st.noticed = [windowSize]uint32{}
+	}
 }
 
 // newEpoch moves an origin to a later boot epoch; open gaps of the old
@@ -155,12 +159,45 @@ func (r *receiver) received(st *originState, seq uint64, now time.Time) seqVerdi
 			r.giveUpThrough(st, newBase-1, GapTooOld, now)
 		}
 	}
+	if seq > st.known+1 {
+		r.notice(st, st.known+1, seq-1, now)
+	}
 	v := st.win.observe(seq)
 	if v == seqNew {
 		st.known = max(st.known, seq)
+		if st.noticed != nil {
+			if t := st.noticed[seq%windowSize]; t != 0 {
+				st.noticed[seq%windowSize] = 0
+				r.n.ctr.gapsRepaired.Add(1)
+				r.n.ctr.repairLatency.observe(time.Duration(r.micros(now)-t) * time.Microsecond)
+			}
+		}
 		r.advance(st, now)
 	}
 	return v
+}
+
+// notice records when the sequences in [from, to] were first known to be
+// missing, for the repair statistics. The table is allocated on an
+// origin's first loss.
+func (r *receiver) notice(st *originState, from, to uint64, now time.Time) {
+	to = min(to, st.win.base+windowSize-1)
+	if from > to {
+		return
+	}
+	if st.newSince.IsZero() {
+		st.newSince = now
+	}
+	if st.noticed == nil {
+		st.noticed = new([windowSize]uint32)
+	}
+	ns := max(r.micros(now), 1)
+	for s := from; s <= to; s++ {
+		if !st.win.has(s) {
+			st.noticed[s%windowSize] = ns
+			r.n.ctr.gapsDetected.Add(1)
+		}
+	}
 }
 
 // announced records a high-water mark from an HWM frame or a heartbeat.
@@ -168,6 +205,7 @@ func (r *receiver) announced(st *originState, hwm uint64, now time.Time) {
 	if hwm <= st.known {
 		return
 	}
+	r.notice(st, st.known+1, hwm, now)
 	st.known = hwm
 	if st.known-st.cum > windowSize {
 		r.giveUp(st, GapTooOld, now)
@@ -184,15 +222,13 @@ func (r *receiver) advance(st *originState, now time.Time) {
 	switch {
 	case st.known > st.cum && st.gapSince.IsZero():
 		st.gapSince, st.lastNack, st.backoff = now, time.Time{}, nackRetryMin
-		r.n.ctr.gapsDetected.Add(1)
 		if !st.pending {
 			st.pending = true
 			r.pending = append(r.pending, st)
+			r.n.timers.rxPending.Store(true)
 			r.n.timers.kick()
 		}
 	case st.known <= st.cum && !st.gapSince.IsZero():
-		r.n.ctr.gapsRepaired.Add(1)
-		r.n.ctr.repairLatency.observe(now.Sub(st.gapSince))
 		st.gapSince = time.Time{}
 	}
 }
@@ -215,6 +251,9 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 			missing++
 			final = s
 			st.win.mark(s)
+			if st.noticed != nil {
+				st.noticed[s%windowSize] = 0
+			}
 		}
 	}
 	if from := max(st.cum+1, top+1); last >= from {
@@ -238,6 +277,12 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 	r.advance(st, now)
 }
 
+// micros is now in microseconds since the node started, wrapping every
+// 71 minutes; differences stay right for any repair shorter than that.
+func (r *receiver) micros(now time.Time) uint32 {
+	return uint32(now.Sub(r.born) / time.Microsecond)
+}
+
 // tick runs repair timers for origins with open gaps.
 func (r *receiver) tick(now time.Time) {
 	keep := r.pending[:0]
@@ -251,8 +296,13 @@ func (r *receiver) tick(now time.Time) {
 			r.giveUp(st, GapUnreachable, now)
 		case r.originGone(st.id):
 			r.giveUp(st, GapOriginDead, now)
-		case now.Sub(st.gapSince) >= nackGrace && now.Sub(st.lastNack) >= st.backoff:
-			r.sendNack(st, now)
+		case st.known > st.nackedTo && now.Sub(st.newSince) >= nackGrace:
+			// Newly missing sequences: ask at once, only for those.
+			r.sendNack(st, max(st.cum, st.nackedTo)+1, now)
+		case now.Sub(st.lastNack) >= st.backoff:
+			// Still missing after a request: ask again for everything.
+			st.backoff = min(2*st.backoff, nackRetryMax)
+			r.sendNack(st, st.cum+1, now)
 		}
 		if st.known > st.cum {
 			keep = append(keep, st)
@@ -284,10 +334,10 @@ func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
 	return e.Addr, true
 }
 
-// sendNack asks the origin for the missing ranges in (cum, known].
-func (r *receiver) sendNack(st *originState, now time.Time) {
+// sendNack asks the origin for the missing ranges in [from, known].
+func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
 	st.lastNack = now
-	st.backoff = min(2*st.backoff, nackRetryMax)
+	st.nackedTo, st.newSince = st.known, time.Time{}
 	to, ok := r.originAddr(st.id)
 	if !ok {
 		return // unknown origin: the timeout will flag it
@@ -297,7 +347,7 @@ func (r *receiver) sendNack(st *originState, now time.Time) {
 	maxRanges := codec.MaxNackRanges(n.cfg.MaxFrameSize, auth)
 	r.ranges = r.ranges[:0]
 	var cur codec.SeqRange
-	for s := st.cum + 1; s <= st.known && len(r.ranges) < maxRanges; s++ {
+	for s := from; s <= st.known && len(r.ranges) < maxRanges; s++ {
 		if st.win.has(s) {
 			continue
 		}
