@@ -147,7 +147,6 @@ func (l *eventLog) has(typ EventType, id uint64) bool {
 	return false
 }
 
-
 // testDataFrame builds a DATA frame carrying keys as exact invalidations.
 func testDataFrame(cluster, origin, epoch, seq uint64, keys ...string) []byte {
 	var fb codec.FrameBuilder
