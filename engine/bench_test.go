@@ -10,10 +10,14 @@ import (
 	"time"
 )
 
-// benchPair starts a publisher and a receiver on loopback.
-func benchPair(b *testing.B) (pub, recv *Node) {
+// benchPair starts a publisher and a receiver on loopback, sealing every
+// frame when key is set.
+func benchPair(b *testing.B, key []byte) (pub, recv *Node) {
 	p := freePorts(b, 2)
 	o := unicastOptions(p[0])
+	if key != nil {
+		o = keyedOptions(b, p[0], key)
+	}
 	o.Heartbeat = time.Second
 	o.PublishRing = 1 << 22
 	o.RecvBuffer, o.SendBuffer = 8<<20, 8<<20
@@ -41,9 +45,19 @@ func waitQuiet(got *atomic.Uint64, want uint64) {
 // receiver applied per second. Loss (no repair yet in this path's figures)
 // is reported separately.
 func BenchmarkEndToEnd(b *testing.B) {
-	for _, size := range []int{16, 64} {
-		b.Run(fmt.Sprintf("key%d", size), func(b *testing.B) {
-			pub, recv := benchPair(b)
+	for _, tc := range []struct {
+		size   int
+		sealed bool
+	}{{16, false}, {64, false}, {16, true}, {64, true}} {
+		name := fmt.Sprintf("key%d", tc.size)
+		var secret []byte
+		if tc.sealed {
+			name += "-sealed"
+			secret = testKey(9)
+		}
+		size := tc.size
+		b.Run(name, func(b *testing.B) {
+			pub, recv := benchPair(b, secret)
 			var got atomic.Uint64
 			recv.OnInvalidate(func(Invalidation) { got.Add(1) })
 			key := make([]byte, size)
@@ -78,7 +92,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 func BenchmarkLatency(b *testing.B) {
 	for _, rate := range []int{1000, 50000} {
 		b.Run(fmt.Sprintf("rate%dk", rate/1000), func(b *testing.B) {
-			pub, recv := benchPair(b)
+			pub, recv := benchPair(b, nil)
 			base := time.Now()
 			lat := make([]int64, b.N)
 			var got atomic.Uint64

@@ -1,0 +1,292 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+)
+
+func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
+
+func keyedOptions(t testing.TB, port int, key []byte, seeds ...int) Options {
+	t.Helper()
+	kr, err := NewKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := unicastOptions(port, seeds...)
+	o.Keyring = kr
+	return o
+}
+
+// forge builds a frame from origin as an outsider (or a captured member)
+// would: sealed with key when key is non-nil.
+func forge(cluster uint64, key []byte, h codec.Header, payload func([]byte) []byte) []byte {
+	h.Cluster = cluster
+	if key != nil {
+		h.Flags |= codec.FlagAuth
+	}
+	body := payload(nil)
+	h.PayloadLen = uint16(len(body))
+	b := codec.AppendHeader(make([]byte, 0, codec.HeaderLen+len(body)+codec.TagLen), &h)
+	b = append(b, body...)
+	if key != nil {
+		kr, _ := NewKeyring(key)
+		s := &sealer{ring: kr, id: h.Origin, epoch: h.Epoch}
+		b = s.seal(b, h.Packet)
+	}
+	return b
+}
+
+func dataPayload(keys ...string) (func([]byte) []byte, uint16) {
+	return func(dst []byte) []byte {
+		for _, k := range keys {
+			dst = codec.AppendRecord(dst, []byte(k), codec.RecordExact)
+		}
+		return dst
+	}, uint16(len(keys))
+}
+
+func alivePayload(addr netip.AddrPort) func([]byte) []byte {
+	return func(dst []byte) []byte {
+		return codec.AppendAlive(dst, &codec.Alive{Incarnation: 1, Addr: addr})
+	}
+}
+
+func sendRaw(t testing.TB, to netip.AddrPort, frames ...[]byte) {
+	t.Helper()
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, f := range frames {
+		if _, err := c.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestKeyedMeshDelivers(t *testing.T) {
+	p := freePorts(t, 3)
+	k := testKey(7)
+	a := startNode(t, keyedOptions(t, p[0], k))
+	b := startNode(t, keyedOptions(t, p[1], k, p[0]))
+	c := startNode(t, keyedOptions(t, p[2], k, p[0]))
+	lb, lc := newKeyLog(b), newKeyLog(c)
+	for _, n := range []*Node{a, b, c} {
+		waitFor(t, 5*time.Second, "keyed mesh", func() bool { return aliveCount(n) == 2 })
+	}
+	a.Invalidate("sealed")
+	waitFor(t, 5*time.Second, "sealed delivery", func() bool { return lb.count("sealed") == 1 && lc.count("sealed") == 1 })
+	if d := b.Stats().Drops[DropAuth]; d != 0 {
+		t.Fatalf("%d frames failed authentication inside one keyed mesh", d)
+	}
+}
+
+func TestOutsidersHaveNoEffect(t *testing.T) {
+	p := freePorts(t, 2)
+	k := testKey(1)
+	a := startNode(t, keyedOptions(t, p[0], k))
+	la := newKeyLog(a)
+	to := a.LocalAddr()
+	attacker := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", p[1]))
+	pay, count := dataPayload("victim")
+	hdr := func(t codec.FrameType, seq uint64) codec.Header {
+		return codec.Header{Type: t, HopLimit: 1, Origin: 0xBAD, Epoch: 1, Seq: seq, Packet: seq}
+	}
+	data := hdr(codec.TypeData, 1)
+	data.Count = count
+	cases := []struct {
+		name   string
+		frames [][]byte
+		reason DropReason
+	}{
+		{"no key", [][]byte{
+			forge(a.cfg.cluster, nil, data, pay),
+			forge(a.cfg.cluster, nil, hdr(codec.TypeAlive, 2), alivePayload(attacker)),
+		}, DropUnauthenticated},
+		{"wrong key", [][]byte{
+			forge(a.cfg.cluster, testKey(2), data, pay),
+			forge(a.cfg.cluster, testKey(2), hdr(codec.TypeAlive, 2), alivePayload(attacker)),
+		}, DropAuth},
+		{"other cluster", [][]byte{
+			forge(codec.ClusterHash("other"), k, data, pay),
+			forge(codec.ClusterHash("other"), k, hdr(codec.TypeAlive, 2), alivePayload(attacker)),
+		}, DropWrongCluster},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := a.Stats().Drops[tc.reason]
+			sendRaw(t, to, tc.frames...)
+			waitFor(t, 5*time.Second, "drops counted", func() bool {
+				return a.Stats().Drops[tc.reason] == before+uint64(len(tc.frames))
+			})
+			if la.distinct() != 0 {
+				t.Fatal("an outsider's invalidation was applied")
+			}
+			if m := a.Members(); len(m) != 0 {
+				t.Fatalf("an outsider changed membership: %+v", m)
+			}
+		})
+	}
+	if s := a.Stats(); s.NacksSent != 0 || s.Retransmitted != 0 {
+		t.Fatalf("outsiders caused repair traffic: %+v", s)
+	}
+}
+
+func TestReplayHasNoEffect(t *testing.T) {
+	p := freePorts(t, 2)
+	k := testKey(3)
+	a := startNode(t, keyedOptions(t, p[0], k))
+	la := newKeyLog(a)
+	ev := newEventLog(a)
+	to := a.LocalAddr()
+	member := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", p[1]))
+	pay, count := dataPayload("captured")
+	// A member's genuine frames, captured on the wire.
+	alive := forge(a.cfg.cluster, k, codec.Header{Type: codec.TypeAlive, HopLimit: 1, Origin: 0x600D, Epoch: 5, Packet: 1}, alivePayload(member))
+	data := forge(a.cfg.cluster, k, codec.Header{Type: codec.TypeData, HopLimit: 1, Origin: 0x600D, Epoch: 5, Seq: 1, Packet: 2, Count: count}, pay)
+	sendRaw(t, to, alive, data)
+	waitFor(t, 5*time.Second, "genuine frames", func() bool { return la.count("captured") == 1 && aliveCount(a) == 1 })
+
+	// Replayed later: nothing happens.
+	sendRaw(t, to, alive, data)
+	waitFor(t, 5*time.Second, "replays dropped", func() bool {
+		s := a.Stats()
+		return s.Drops[DropReplay] == 1 && s.Duplicates == 1
+	})
+	if la.count("captured") != 1 {
+		t.Fatal("replayed DATA applied again")
+	}
+	// After the member restarts (epoch 6), its old epoch's frames are void.
+	alive6 := forge(a.cfg.cluster, k, codec.Header{Type: codec.TypeAlive, HopLimit: 1, Origin: 0x600D, Epoch: 6, Packet: 1}, alivePayload(member))
+	sendRaw(t, to, alive6)
+	waitFor(t, 5*time.Second, "restart seen", func() bool { return countEvents(ev, EventJoin, 0x600D) == 2 })
+	old := forge(a.cfg.cluster, k, codec.Header{Type: codec.TypeData, HopLimit: 1, Origin: 0x600D, Epoch: 5, Seq: 2, Packet: 3, Count: count}, pay)
+	sendRaw(t, to, old)
+	waitFor(t, 5*time.Second, "old epoch dropped", func() bool { return a.Stats().Drops[DropOldEpoch] == 1 })
+	if la.count("captured") != 1 {
+		t.Fatal("old-epoch frame applied")
+	}
+}
+
+func TestKeyRotationLosesNothing(t *testing.T) {
+	p := freePorts(t, 3)
+	k1, k2 := testKey(0x11), testKey(0x22)
+	nodes := []*Node{
+		startNode(t, keyedOptions(t, p[0], k1)),
+		startNode(t, keyedOptions(t, p[1], k1, p[0])),
+		startNode(t, keyedOptions(t, p[2], k1, p[0])),
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "mesh", func() bool { return aliveCount(n) == 2 })
+	}
+	var got [3]atomic.Int64
+	for i, n := range nodes {
+		n.OnInvalidate(func(inv Invalidation) { got[i].Add(1) })
+	}
+	var published atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // node 0 publishes throughout the rotation
+		defer wg.Done()
+		key := make([]byte, 8)
+		for i := uint64(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			binary.BigEndian.PutUint64(key, i)
+			if nodes[0].InvalidateBytes(key) == nil {
+				published.Add(1)
+			}
+			if i%64 == 0 {
+				time.Sleep(100 * time.Microsecond) // a steady stream, not a flood
+			}
+		}
+	}()
+	step := func(what string, fn func(*Keyring) error) {
+		for _, n := range nodes {
+			if err := fn(n.cfg.Keyring); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			before := published.Load()
+			waitFor(t, 5*time.Second, "traffic during "+what, func() bool { return published.Load() > before+500 })
+		}
+	}
+	step("install", func(r *Keyring) error { return r.Install(k2) })
+	step("use primary", func(r *Keyring) error { return r.UsePrimary(k2) })
+	step("remove old", func(r *Keyring) error { return r.Remove(k1) })
+	close(stop)
+	wg.Wait()
+	total := published.Load()
+	for i := 1; i < 3; i++ {
+		waitFor(t, 10*time.Second, "every invalidation", func() bool { return got[i].Load() == total })
+		s := nodes[i].Stats()
+		if s.Drops[DropAuth] != 0 || s.GapEvents() != 0 {
+			t.Fatalf("node %d: auth drops %d, gap events %d", i, s.Drops[DropAuth], s.GapEvents())
+		}
+	}
+	t.Logf("%d invalidations across a full key rotation, none lost", total)
+	if ks := nodes[0].cfg.Keyring.Keys(); len(ks) != 1 || !bytes.Equal(ks[0], k2) {
+		t.Fatal("rotation did not leave k2 alone")
+	}
+}
+
+func TestKeyringErrors(t *testing.T) {
+	if _, err := NewKeyring(); err != ErrEmptyRing {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := NewKeyring([]byte("short")); err == nil {
+		t.Error("short key accepted")
+	}
+	kr, _ := NewKeyring(testKey(1))
+	if err := kr.Remove(testKey(1)); err != ErrPrimaryKey {
+		t.Errorf("remove primary: %v", err)
+	}
+	if err := kr.UsePrimary(testKey(9)); err != ErrNoKey {
+		t.Errorf("unknown primary: %v", err)
+	}
+	if _, err := New(Options{Auth: AuthAcceptPlaintext, UnicastOnly: true}); err == nil {
+		t.Error("Auth without Keyring accepted")
+	}
+}
+
+func TestSealedPathZeroAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	p := freePorts(t, 2)
+	k := testKey(5)
+	a := startNode(t, quietOptions(keyedOptions(t, p[0], k)))
+	b := startNode(t, quietOptions(keyedOptions(t, p[1], k, p[0])))
+	var got atomic.Uint64
+	b.OnInvalidate(func(Invalidation) { got.Add(1) })
+	waitFor(t, 5*time.Second, "join", func() bool { return aliveCount(a) == 1 && aliveCount(b) == 1 })
+	key := []byte("user:0000000000")
+	i := uint64(0)
+	publish := func() {
+		i++
+		binary.BigEndian.PutUint64(key[5:13], i)
+		a.InvalidateBytes(key)
+	}
+	for range 100 {
+		publish()
+	}
+	waitFor(t, 5*time.Second, "warm-up", func() bool { return got.Load() >= 50 })
+	if allocs := testing.AllocsPerRun(5000, publish); allocs != 0 {
+		t.Fatalf("sealed publish+receive allocates %.2f per invalidation", allocs)
+	}
+	waitFor(t, 5*time.Second, "delivery", func() bool { return got.Load() >= 5000 })
+}
