@@ -28,6 +28,8 @@ type Collector struct {
 	events   *prometheus.Desc
 	missing  *prometheus.Desc
 	info     *prometheus.Desc
+	givenUp  *prometheus.Desc
+	repair   *prometheus.Desc
 
 	eventCounts [numEventTypes]atomic.Uint64 // indexed by engine.EventType
 	gapMissing  atomic.Uint64
@@ -66,6 +68,8 @@ func New(node *engine.Node, constLabels prometheus.Labels) *Collector {
 	c.buffers = desc("socket_buffer_bytes", "Socket buffer sizes granted by the kernel.", "direction")
 	c.events = desc("events_total", "Membership and gap events seen by this node, by type.", "type")
 	c.missing = desc("gap_missing_frames_total", "Frames reported missing by gap events (each one made caches flush).")
+	c.givenUp = desc("gaps_given_up_total", "Gaps that could not be repaired (Gap events), by reason.", "reason")
+	c.repair = desc("repair_latency_seconds", "Time from a gap opening to its repair.")
 	c.info = desc("node_info", "Always 1; labels identify the node.", "id", "addr", "cluster", "epoch")
 	node.OnEvent(c.count)
 	return c
@@ -85,7 +89,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, f := range c.counters {
 		ch <- f.desc
 	}
-	for _, d := range []*prometheus.Desc{c.drops, c.members, c.buffers, c.events, c.missing, c.info} {
+	for _, d := range []*prometheus.Desc{c.drops, c.members, c.buffers, c.events, c.missing, c.info, c.givenUp, c.repair} {
 		ch <- d
 	}
 }
@@ -109,6 +113,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(c.eventCounts[t].Load()), t.String())
 	}
 	ch <- prometheus.MustNewConstMetric(c.missing, prometheus.CounterValue, float64(c.gapMissing.Load()))
+	for i := 1; i < len(s.GapsGivenUp); i++ { // 0 is no reason
+		ch <- prometheus.MustNewConstMetric(c.givenUp, prometheus.CounterValue, float64(s.GapsGivenUp[i]), engine.GapReason(i).String())
+	}
+	ch <- repairHistogram(c.repair, &s.RepairLatency)
 	ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
 		fmt.Sprintf("%016x", c.node.ID()), c.node.Addr().String(), c.node.Cluster(), fmt.Sprint(c.node.Epoch()))
+}
+
+// repairHistogram converts the engine's power-of-two microsecond buckets
+// (bucket i counts durations below 2^i µs) to a cumulative Prometheus
+// histogram in seconds.
+func repairHistogram(d *prometheus.Desc, h *engine.LatencyHistogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(h.Buckets))
+	var cum uint64
+	for i, n := range h.Buckets[:len(h.Buckets)-1] { // the last is open-ended: +Inf
+		cum += n
+		buckets[float64(uint64(1)<<i)/1e6] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets)
 }

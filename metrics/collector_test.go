@@ -156,6 +156,9 @@ func TestCollectorNamesAndValues(t *testing.T) {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
 	}
+	if _, ok := got["warpmesh_repair_latency_seconds"]; !ok {
+		t.Error("no repair latency histogram")
+	}
 	for _, r := range engine.DropReasons() {
 		if _, ok := got["warpmesh_dropped_total{reason="+r.String()+"}"]; !ok {
 			t.Errorf("no drop series for reason %s", r)

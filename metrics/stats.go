@@ -26,4 +26,13 @@ var statCounters = []statCounter{
 	{"heartbeats_sent_total", "Heartbeats sent.", func(s *engine.Stats) uint64 { return s.HeartbeatsSent }},
 	{"heartbeats_received_total", "Heartbeats received.", func(s *engine.Stats) uint64 { return s.HeartbeatsReceived }},
 	{"send_errors_total", "Datagrams the kernel refused to send.", func(s *engine.Stats) uint64 { return s.SendErrors }},
+	{"gaps_detected_total", "Gaps opened: a missing sequence noticed.", func(s *engine.Stats) uint64 { return s.GapsDetected }},
+	{"gaps_repaired_total", "Gaps closed by retransmission or late arrival.", func(s *engine.Stats) uint64 { return s.GapsRepaired }},
+	{"frames_lost_total", "Sequences covered by Gap events (given up; caches flushed).", func(s *engine.Stats) uint64 { return s.FramesLost }},
+	{"nacks_sent_total", "NACKs sent asking origins for missing frames.", func(s *engine.Stats) uint64 { return s.NacksSent }},
+	{"nacks_received_total", "NACKs received from members.", func(s *engine.Stats) uint64 { return s.NacksReceived }},
+	{"retransmitted_frames_total", "Frames resent in answer to NACKs.", func(s *engine.Stats) uint64 { return s.Retransmitted }},
+	{"retransmits_received_total", "Retransmitted frames applied.", func(s *engine.Stats) uint64 { return s.RetransmitsReceived }},
+	{"hwm_sent_total", "High-water-mark announcements sent.", func(s *engine.Stats) uint64 { return s.HWMSent }},
+	{"hwm_received_total", "High-water-mark announcements received.", func(s *engine.Stats) uint64 { return s.HWMReceived }},
 }

@@ -41,28 +41,38 @@ type membersDoc struct {
 
 // statsDoc is the /stats response: engine.Stats with stable names.
 type statsDoc struct {
-	ID                 string            `json:"id"`
-	FramesSent         uint64            `json:"frames_sent"`
-	FramesReceived     uint64            `json:"frames_received"`
-	RecordsSent        uint64            `json:"records_sent"`
-	RecordsReceived    uint64            `json:"records_received"`
-	BytesSent          uint64            `json:"bytes_sent"`
-	BytesReceived      uint64            `json:"bytes_received"`
-	WriteSyscalls      uint64            `json:"write_syscalls"`
-	ReadSyscalls       uint64            `json:"read_syscalls"`
-	SendBatches        uint64            `json:"send_batches"`
-	Published          uint64            `json:"published"`
-	Relayed            uint64            `json:"relayed"`
-	DataFrames         uint64            `json:"data_frames"`
-	Duplicates         uint64            `json:"duplicates"`
-	HeartbeatsSent     uint64            `json:"heartbeats_sent"`
-	HeartbeatsReceived uint64            `json:"heartbeats_received"`
-	SendErrors         uint64            `json:"send_errors"`
-	Dropped            uint64            `json:"dropped"`
-	Drops              map[string]uint64 `json:"drops"`
-	Members            map[string]int    `json:"members"`
-	RecvBuffer         int               `json:"recv_buffer"`
-	SendBuffer         int               `json:"send_buffer"`
+	ID                  string            `json:"id"`
+	FramesSent          uint64            `json:"frames_sent"`
+	FramesReceived      uint64            `json:"frames_received"`
+	RecordsSent         uint64            `json:"records_sent"`
+	RecordsReceived     uint64            `json:"records_received"`
+	BytesSent           uint64            `json:"bytes_sent"`
+	BytesReceived       uint64            `json:"bytes_received"`
+	WriteSyscalls       uint64            `json:"write_syscalls"`
+	ReadSyscalls        uint64            `json:"read_syscalls"`
+	SendBatches         uint64            `json:"send_batches"`
+	Published           uint64            `json:"published"`
+	Relayed             uint64            `json:"relayed"`
+	DataFrames          uint64            `json:"data_frames"`
+	Duplicates          uint64            `json:"duplicates"`
+	HeartbeatsSent      uint64            `json:"heartbeats_sent"`
+	HeartbeatsReceived  uint64            `json:"heartbeats_received"`
+	SendErrors          uint64            `json:"send_errors"`
+	GapsDetected        uint64            `json:"gaps_detected"`
+	GapsRepaired        uint64            `json:"gaps_repaired"`
+	GapsGivenUp         map[string]uint64 `json:"gaps_given_up"`
+	FramesLost          uint64            `json:"frames_lost"`
+	NacksSent           uint64            `json:"nacks_sent"`
+	NacksReceived       uint64            `json:"nacks_received"`
+	Retransmitted       uint64            `json:"retransmitted"`
+	RetransmitsReceived uint64            `json:"retransmits_received"`
+	RepairP50           string            `json:"repair_latency_p50"`
+	RepairP99           string            `json:"repair_latency_p99"`
+	Dropped             uint64            `json:"dropped"`
+	Drops               map[string]uint64 `json:"drops"`
+	Members             map[string]int    `json:"members"`
+	RecvBuffer          int               `json:"recv_buffer"`
+	SendBuffer          int               `json:"send_buffer"`
 }
 
 // invalidateRequest is the body of POST /invalidate.
@@ -99,7 +109,11 @@ func statsDocOf(n *engine.Node) statsDoc {
 		DataFrames: s.DataFrames, Duplicates: s.Duplicates,
 		HeartbeatsSent: s.HeartbeatsSent, HeartbeatsReceived: s.HeartbeatsReceived,
 		SendErrors: s.SendErrors, Dropped: s.Dropped(),
-		Drops: make(map[string]uint64),
+		Drops:        make(map[string]uint64),
+		GapsDetected: s.GapsDetected, GapsRepaired: s.GapsRepaired, GapsGivenUp: make(map[string]uint64),
+		FramesLost: s.FramesLost, NacksSent: s.NacksSent, NacksReceived: s.NacksReceived,
+		Retransmitted: s.Retransmitted, RetransmitsReceived: s.RetransmitsReceived,
+		RepairP50: s.RepairLatency.Quantile(0.5).String(), RepairP99: s.RepairLatency.Quantile(0.99).String(),
 		Members: map[string]int{
 			"alive": s.MembersAlive, "suspect": s.MembersSuspect, "dead": s.MembersDead, "left": s.MembersLeft,
 		},
@@ -107,6 +121,9 @@ func statsDocOf(n *engine.Node) statsDoc {
 	}
 	for _, r := range engine.DropReasons() {
 		d.Drops[r.String()] = s.Drops[r]
+	}
+	for i := 1; i < len(s.GapsGivenUp); i++ {
+		d.GapsGivenUp[engine.GapReason(i).String()] = s.GapsGivenUp[i]
 	}
 	return d
 }

@@ -40,17 +40,29 @@ func TestDemoShort(t *testing.T) {
 
 func TestNodeInvalidateAcrossProcesses(t *testing.T) {
 	cluster := "it-" + strconv.Itoa(os.Getpid())
-	a := startChild(t, loopbackNode(cluster, "--print")...)
+	keyFile := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("ab", keySize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startChild(t, loopbackNode(cluster, "--print", "--key-file", keyFile)...)
 	self := a.waitLine(t, "self ")
 	seed := field(self, 2)
-	b := startChild(t, loopbackNode(cluster, "--print", "--peers", seed)...)
+	b := startChild(t, loopbackNode(cluster, "--print", "--key-file", keyFile, "--peers", seed)...)
 	b.waitLine(t, "self ")
 	a.waitLine(t, "event join ")
 	b.waitLine(t, "event join ")
 
-	cmd := exec.Command(binary, "invalidate", "--bind", "127.0.0.1", "--peers", seed, "--cluster", cluster,
+	// Without the key, the mesh does not answer.
+	out, err := exec.Command(binary, "invalidate", "--bind", "127.0.0.1", "--peers", seed, "--cluster", cluster,
+		"--wait", "300ms", "intruder").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFailure || !strings.Contains(string(out), "no member reachable") {
+		t.Fatalf("invalidate without the key: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(binary, "invalidate", "--bind", "127.0.0.1", "--peers", seed, "--cluster", cluster, "--key-file", keyFile,
 		"--min-members", "2", "--linger", "0", "--prefix", "team:7:", "user:42", `we"ird key`)
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("invalidate: %v\n%s", err, out)
 	}
@@ -67,6 +79,13 @@ func TestNodeInvalidateAcrossProcesses(t *testing.T) {
 		c.waitLine(t, fmt.Sprintf("inv %s exact %q", origin, `we"ird key`))
 		c.waitLine(t, fmt.Sprintf("inv %s prefix %q", origin, "team:7:"))
 		c.waitLine(t, "event leave "+origin+" ") // the one-shot node left gracefully
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if strings.Contains(l, "intruder") {
+				t.Errorf("unauthenticated invalidation applied: %s", l)
+			}
+		}
+		c.mu.Unlock()
 	}
 	if err := b.stop(t); err != nil {
 		t.Errorf("node b after SIGTERM: %v", err)
@@ -213,6 +232,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"node", "--node-id", "xyz"}, nil, "--node-id"},
 		{[]string{"node", "--key-file", keyFile}, nil, "--key-file"},
 		{[]string{"node", "--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"node", "--auth", "send-plaintext"}, nil, "--auth=send-plaintext needs --key-file"},
 		{[]string{"node", "--bind", "nowhere"}, nil, "--bind"},
 		{[]string{"node", "extra"}, nil, "unexpected argument"},
 		{[]string{"node", "--unicast-only", "--bind", "127.0.0.1", "--port", "0"}, map[string]string{"WARPMESH_FANOUT": "100"}, "--fanout=100"},

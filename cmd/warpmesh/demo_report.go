@@ -195,6 +195,9 @@ func (d *demo) summary() error {
 			d.printf("  %s is missing %s\n", r.name, m)
 		}
 	}
+	if !ok {
+		d.diagnose()
+	}
 
 	pub := d.publishedTotal(phaseBurst)
 	q := quantiles(total, 0.5, 0.99, 0.999)
@@ -218,6 +221,27 @@ func (d *demo) summary() error {
 	return nil
 }
 
-// repairedOf returns how many frames the node recovered through repair,
-// and false while the engine does not count repairs.
-func repairedOf(engine.Stats) (uint64, bool) { return 0, false }
+// diagnose prints every node's loss-related counters, to tell where
+// missing invalidations went.
+func (d *demo) diagnose() {
+	nodes := d.mesh.live()
+	if d.failure.dead0 != nil {
+		nodes = append(nodes, d.failure.dead0)
+	}
+	for _, n := range nodes {
+		s := n.node.Stats()
+		var drops []string
+		for _, r := range engine.DropReasons() {
+			if s.Drops[r] > 0 {
+				drops = append(drops, fmt.Sprintf("%s=%d", r, s.Drops[r]))
+			}
+		}
+		d.printf("  %s epoch %d: frames sent %d received %d, data frames %d, duplicate frames %d, send errors %d, drops [%s], "+
+			"gaps %d repaired %d, frames lost %d, nacks sent %d, retransmitted %d, recv buffer %d\n",
+			n.name, n.node.Epoch(), s.FramesSent, s.FramesReceived, s.DataFrames, s.Duplicates, s.SendErrors, strings.Join(drops, " "),
+			s.GapsDetected, s.GapsRepaired, s.FramesLost, s.NacksSent, s.Retransmitted, s.RecvBuffer)
+	}
+}
+
+// repairedOf returns how many frames the node recovered through repair.
+func repairedOf(s engine.Stats) (uint64, bool) { return s.RetransmitsReceived, true }

@@ -11,13 +11,18 @@
 //
 // Every command takes -h. Node flags (--port, --bind, --group, --group-port,
 // --interface, --peers, --advertise, --heartbeat, --suspect-after,
-// --dead-after, --cluster, --key-file, --node-id, --unicast-only,
+// --dead-after, --cluster, --key-file, --auth, --node-id, --unicast-only,
 // --frame-size, --fanout, --direct-limit, --hop-limit, --publish-ring,
 // --batch-size, --recv-buffer, --send-buffer, --echo-local) map one to one
 // onto engine.Options; each may also be set by WARPMESH_<NAME> (--group-port
 // is WARPMESH_GROUP_PORT), and a flag on the command line wins. A bad flag,
 // value or option exits with status 2 and a message naming the flag; a
 // command that ran and failed exits with status 1.
+//
+// --key-file names a file of 32-byte keys, one per line, as 64 hex digits
+// or base64; blank lines and lines starting with # are skipped. The first
+// key seals what the node sends, every key opens what it receives, so keys
+// rotate without downtime; --auth rolls authentication into a running mesh.
 //
 // # The --print stream
 //

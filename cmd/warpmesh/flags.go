@@ -76,6 +76,7 @@ type nodeFlags struct {
 	port, groupPort                 int
 	bind, group, iface, advertise   string
 	peers, cluster, keyFile, nodeID string
+	auth                            string
 	heartbeat, suspect, dead        time.Duration
 	unicastOnly, echoLocal          bool
 	frameSize, fanout, directLimit  int
@@ -98,6 +99,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultPort int) {
 	fs.DurationVar(&f.dead, "dead-after", 0, "`silence` after which a member is dead (default 2 × suspect-after)")
 	fs.StringVar(&f.cluster, "cluster", engine.DefaultCluster, "mesh `name`; meshes with different names ignore each other")
 	fs.StringVar(&f.keyFile, "key-file", "", "`file` of 32-byte keys, hex or base64, one per line (first seals, all open); frames are authenticated")
+	fs.StringVar(&f.auth, "auth", "required", "with --key-file, how plaintext frames are treated, for rolling authentication in: `mode` required, accept-plaintext (seal, accept both) or send-plaintext (send plaintext, accept both)")
 	fs.StringVar(&f.nodeID, "node-id", "", "node id, up to 16 `hex` digits (default random); a restart with the same id rejoins with a higher epoch")
 	fs.BoolVar(&f.unicastOnly, "unicast-only", false, "disable multicast entirely, even with --group")
 	fs.IntVar(&f.frameSize, "frame-size", engine.DefaultMaxFrameSize, "largest datagram sent, in `bytes`")
@@ -177,9 +179,11 @@ func (f *nodeFlags) options(log *slog.Logger) (engine.Options, error) {
 		if err != nil {
 			return o, &usageError{fmt.Errorf("invalid --key-file: %w", err)}
 		}
-		if err := setKeyring(&o, keys); err != nil {
-			return o, &usageError{fmt.Errorf("invalid --key-file: %w", err)}
+		if err := setKeyring(&o, keys, f.auth); err != nil {
+			return o, err
 		}
+	} else if f.auth != "required" {
+		return o, usageErrorf("--auth=%s needs --key-file", f.auth)
 	}
 	if f.port == 0 {
 		p, err := freePort(f.bind)
@@ -199,7 +203,7 @@ var optionFlags = map[string]string{
 	"Cluster": "cluster", "NodeID": "node-id", "MaxFrameSize": "frame-size",
 	"Fanout": "fanout", "DirectLimit": "direct-limit", "HopLimit": "hop-limit",
 	"PublishRing": "publish-ring", "BatchSize": "batch-size", "RecvBuffer": "recv-buffer",
-	"SendBuffer": "send-buffer", "Keyring": "key-file",
+	"SendBuffer": "send-buffer", "Keyring": "key-file", "Auth": "auth",
 }
 
 // newNode starts a node; an option the engine rejects becomes a usage error

@@ -1,17 +1,28 @@
 package main
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/warpmesh/warpmesh/engine"
 )
 
-// errNoKeyring: the engine this binary was built with cannot authenticate.
-var errNoKeyring = errors.New("this build's engine has no keyring support yet")
+// authModes names the values of --auth.
+var authModes = map[string]engine.AuthMode{
+	"required":         engine.AuthRequired,
+	"accept-plaintext": engine.AuthAcceptPlaintext,
+	"send-plaintext":   engine.AuthSendPlaintext,
+}
 
-// setKeyring installs keys (primary first) in o.
-func setKeyring(o *engine.Options, keys [][]byte) error {
-	_ = o
-	_ = keys
-	return errNoKeyring
+// setKeyring installs keys (primary first) in o with the --auth mode.
+func setKeyring(o *engine.Options, keys [][]byte, auth string) error {
+	mode, ok := authModes[auth]
+	if !ok {
+		return usageErrorf("invalid --auth=%q: want required, accept-plaintext or send-plaintext", auth)
+	}
+	kr, err := engine.NewKeyring(keys...)
+	if err != nil {
+		return &usageError{fmt.Errorf("invalid --key-file: %w", err)}
+	}
+	o.Keyring, o.Auth = kr, mode
+	return nil
 }
