@@ -111,7 +111,8 @@ type Options struct {
 	// RetransmitRate bounds retransmitted frames per second. Default 100000.
 	RetransmitRate int
 	// RepairTimeout is how long a gap may stay open before it is given up
-	// with a Gap event. Default 2 × DeadAfter, at least 1s.
+	// with a Gap event. Default 5s. (A dead origin's gaps are given up as
+	// soon as it is declared dead.)
 	RepairTimeout time.Duration
 
 	// Transport, when set, replaces the UDP sockets (tests, simulation).
@@ -269,7 +270,7 @@ func (o Options) resolve() (*config, error) {
 		return nil, optErr("RetransmitRate", o.RetransmitRate, "must be positive")
 	}
 	if c.RepairTimeout == 0 {
-		c.RepairTimeout = max(2*c.DeadAfter, time.Second)
+		c.RepairTimeout = 5 * time.Second
 	}
 	if c.RepairTimeout < 10*time.Millisecond {
 		return nil, optErr("RepairTimeout", o.RepairTimeout, "must be at least 10ms")
