@@ -101,12 +101,13 @@ func value(t dto.MetricType, m *dto.Metric) float64 {
 
 func TestCollectorNamesAndValues(t *testing.T) {
 	p := freePorts(t, 2)
-	a := startNode(t, p[0])
-	b := startNode(t, p[1], p[0])
+	// b counts events from New on, so it meets a only after.
+	b := startNode(t, p[1])
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(New(b, nil)); err != nil {
 		t.Fatal(err)
 	}
+	a := startNode(t, p[0], p[1])
 	waitFor(t, "b to know a", func() bool { return b.Stats().MembersAlive == 1 })
 	for i := range 10 {
 		if err := a.Invalidate(fmt.Sprint("k", i)); err != nil {

