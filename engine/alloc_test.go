@@ -71,6 +71,8 @@ func TestReceiveDataZeroAlloc(t *testing.T) {
 		}
 		return fb.Finish()
 	}
+	n.rx.mu.Lock() // play the receive goroutine
+	defer n.rx.mu.Unlock()
 	n.rx.frame(build(), from, false, now) // first frame from an origin allocates its state
 	allocs := testing.AllocsPerRun(1000, func() { n.rx.frame(build(), from, false, now) })
 	if allocs != 0 {

@@ -3,7 +3,6 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -143,18 +142,11 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-// pace waits until base+next: sleeping while far ahead, then yielding, so
-// the publisher does not hold a core the node's goroutines need.
+// pace waits until base+next by sleeping, never spinning, so the
+// publisher does not hold a core the node's goroutines need. At rates
+// above the sleep granularity it publishes what is due in small bursts.
 func pace(base time.Time, next time.Duration) {
-	for {
-		d := next - time.Since(base)
-		switch {
-		case d <= 0:
-			return
-		case d > 200*time.Microsecond:
-			time.Sleep(d - 100*time.Microsecond)
-		default:
-			runtime.Gosched()
-		}
+	if d := next - time.Since(base); d > 0 {
+		time.Sleep(d)
 	}
 }

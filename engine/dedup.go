@@ -72,15 +72,6 @@ func (w *seqWindow) has(seq uint64) bool {
 	return w.bits[i/64]&(uint64(1)<<(i%64)) != 0
 }
 
-// mark records seq as settled without it having arrived (given up).
-func (w *seqWindow) mark(seq uint64) {
-	if seq < w.base || seq >= w.base+windowSize {
-		return
-	}
-	i := seq % windowSize
-	w.bits[i/64] |= uint64(1) << (i % 64)
-}
-
 // slide moves the window's base up to newBase, forgetting what falls out.
 func (w *seqWindow) slide(newBase uint64) {
 	if newBase-w.base >= windowSize {

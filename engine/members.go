@@ -132,30 +132,32 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 // gossip applies a digest entry about a third party (or about us).
 // It returns true when the entry says we are suspected or dead, so the
 // caller refutes with a higher incarnation.
-func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool) {
+// It also reports a member learned for the first time (learned), so the
+// caller greets it: it may not know us yet.
+func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute, learned bool) {
 	if d.ID == m.self {
 		return (d.State == StateSuspect || d.State == StateDead) &&
-			d.Epoch == selfEpoch && d.Incarnation >= selfInc
+			d.Epoch == selfEpoch && d.Incarnation >= selfInc, false
 	}
 	if !d.Addr.IsValid() || d.Addr.Port() == 0 {
-		return false
+		return false, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.members[d.ID]
 	if !ok {
 		if d.State != StateAlive {
-			return false
+			return false, false
 		}
 		m.replaceAddrLocked(d.ID, d.Addr, now)
 		e = &memberEntry{Member: Member{ID: d.ID, Addr: d.Addr, State: StateAlive, Epoch: d.Epoch, Incarnation: d.Incarnation, LastHeard: now}, stateSince: now}
 		m.members[d.ID] = e
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
 		m.rebuildLocked(now)
-		return false
+		return false, true
 	}
 	if !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
-		return false
+		return false, false
 	}
 	// Strictly newer news about a member: take its address and, if it was
 	// written off, give it a fresh chance to prove itself.
@@ -169,7 +171,7 @@ func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now
 		m.events.push(Event{Type: EventLeave, Member: e.Member})
 		m.rebuildLocked(now)
 	}
-	return false
+	return false, false
 }
 
 // left applies a graceful leave.

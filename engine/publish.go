@@ -260,8 +260,12 @@ func (n *Node) write(msgs []sockopt.Message) {
 		}
 		n.ctr.framesSent.Add(uint64(sent))
 		n.ctr.bytesSent.Add(bytes)
-		if err == nil || sent >= len(msgs) {
+		if sent >= len(msgs) {
 			return
+		}
+		if err == nil { // short write without an error: send the rest
+			msgs = msgs[sent:]
+			continue
 		}
 		if n.closed.Load() && errors.Is(err, net.ErrClosed) {
 			return

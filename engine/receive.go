@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
@@ -38,9 +39,6 @@ type rxRef struct {
 	slot   uint16
 }
 
-// tickReader marks a repair tick pushed into the worker's ring.
-const tickReader = 255
-
 // originState is what the worker knows of one origin's data stream.
 type originState struct {
 	id       uint64
@@ -58,7 +56,12 @@ type originState struct {
 	noticed  *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
 }
 
+// receiver holds the receive path's state. mu guards everything the
+// frame handlers touch; it is taken by whichever goroutine processes a
+// batch (a reader inline, or the worker) and by the repair timer, and is
+// uncontended in the common case.
 type receiver struct {
+	mu      sync.Mutex
 	n       *Node
 	readers []*rxReader
 	full    *ringbuf.MPSC[rxRef]
@@ -181,11 +184,29 @@ func (r *receiver) read(id uint8, rd *rxReader) {
 			b.n = k
 			break
 		}
+		// A small batch while the worker is idle is handled right here:
+		// at low load a hand-off costs a goroutine wake-up per datagram,
+		// which is most of the latency. Big batches go to the worker so
+		// reading and processing overlap. The worker pops only under mu,
+		// so an idle worker with an empty ring means nothing is in flight
+		// and order is kept.
+		if b.n <= inlineMax && r.full.Len() == 0 && r.mu.TryLock() {
+			if r.full.Len() == 0 {
+				r.process(rd, b, time.Now())
+				r.mu.Unlock()
+				rd.free.TryPush(slot)
+				continue
+			}
+			r.mu.Unlock()
+		}
 		if err := r.full.Push(ctx, rxRef{reader: id, slot: slot}); err != nil {
 			return
 		}
 	}
 }
+
+// inlineMax is the largest batch a reader handles itself.
+const inlineMax = 8
 
 func (r *receiver) work() {
 	defer r.n.wg.Done()
@@ -194,28 +215,33 @@ func (r *receiver) work() {
 		if err := r.full.Wait(ctx); err != nil {
 			return
 		}
+		r.mu.Lock()
 		k := r.full.PopBatch(r.refs)
 		now := time.Now()
 		for _, ref := range r.refs[:k] {
-			if ref.reader == tickReader {
-				r.tick(now)
-				continue
-			}
 			rd := r.readers[ref.reader]
-			b := &rd.batches[ref.slot]
-			for i := 0; i < b.n; i++ {
-				m := &b.msgs[i]
-				r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
-			}
+			r.process(rd, &rd.batches[ref.slot], now)
 			rd.free.TryPush(ref.slot) // never full: it holds this reader's slots
 		}
-		r.relay.flush()
+		r.mu.Unlock()
 	}
 }
 
-// pushTick asks the worker to run its repair timers (from the timers
-// goroutine). A full ring means the worker is busy and will tick soon.
-func (r *receiver) pushTick() { r.full.TryPush(rxRef{reader: tickReader}) }
+// process handles one batch; r.mu is held.
+func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
+	for i := 0; i < b.n; i++ {
+		m := &b.msgs[i]
+		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
+	}
+	r.relay.flush()
+}
+
+// runTick runs the repair timers (from the timers goroutine).
+func (r *receiver) runTick() {
+	r.mu.Lock()
+	r.tick(time.Now())
+	r.mu.Unlock()
+}
 
 // frame handles one datagram. It never panics on any input and allocates
 // nothing for data frames.
@@ -393,8 +419,10 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 			break
 		}
 		rest = rest[m:]
-		if n.members.gossip(&e, n.epoch, n.inc.Load(), now) {
-			refute = true
+		ref, learned := n.members.gossip(&e, n.epoch, n.inc.Load(), now)
+		refute = refute || ref
+		if learned {
+			n.hb.reply(e.Addr) // it may not know us yet
 		}
 	}
 	if refute {

@@ -239,7 +239,7 @@ func (r *receiver) giveUp(st *originState, reason GapReason, now time.Time) {
 }
 
 // giveUpThrough abandons the missing sequences in (cum, last] with one Gap
-// event, marks them settled and moves cum past them.
+// event and moves cum past them.
 func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason, now time.Time) {
 	var missing, first, final uint64
 	top := min(last, st.win.base+windowSize-1) // bits exist up to here
@@ -250,7 +250,8 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 			}
 			missing++
 			final = s
-			st.win.mark(s)
+			// Not marked seen: should the original still turn up (it was
+			// only late), it is applied, which is harmless after a flush.
 			if st.noticed != nil {
 				st.noticed[s%windowSize] = 0
 			}
@@ -528,7 +529,7 @@ func (t *timers) run() {
 			}
 			if t.rxPending.Load() {
 				busy = true
-				t.n.rx.pushTick()
+				t.n.rx.runTick()
 			}
 			if !busy {
 				break
