@@ -11,12 +11,15 @@
 //
 // Every integer is big-endian (network order). A datagram is one frame:
 //
-//	+----------------+---------------------------+------------------------+
-//	| header (56 B)  | payload (PayloadLen B)    | tag (16 B) iff FlagAuth|
-//	+----------------+---------------------------+------------------------+
+//	+---------------+------------------------+-------------------------+------------------------+
+//	| header (56 B) | payload (PayloadLen B) | tag (16 B) iff FlagAuth | zeros iff FlagPadded   |
+//	+---------------+------------------------+-------------------------+------------------------+
 //
 // Its length must be exactly HeaderLen + PayloadLen (+ TagLen), at most
-// MaxFrameSize; anything else is ErrBadLength or ErrFrameTooLarge.
+// MaxFrameSize; anything else is ErrBadLength or ErrFrameTooLarge. A frame
+// with FlagPadded may be followed by zero bytes up to the datagram's end,
+// so that frames of slightly different sizes can travel as equal-size
+// segments of one UDP GSO send; non-zero padding is ErrBadLength.
 //
 // # Frame header
 //
@@ -56,7 +59,8 @@
 //	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
-//	         bits 2-7 reserved; set bits are ErrBadFlags
+//	         bit 2 FlagPadded: zero padding may follow the frame
+//	         bits 3-7 reserved; set bits are ErrBadFlags
 //	hops     relay hops so far (0 at the origin). The only field a relay
 //	         changes (SetHops); authentication therefore covers the
 //	         header with hops zeroed as AAD (HeaderAAD, AppendAAD).

@@ -83,14 +83,15 @@ func (t FrameType) String() string {
 // Flags are the header's flag bits. Undefined bits must be zero.
 type Flags uint8
 
-// Header flags. Bits 2-7 are reserved: ParseHeader rejects them with
+// Header flags. Bits 3-7 are reserved: ParseHeader rejects them with
 // ErrBadFlags. Whether a frame was relayed is derivable from Hops > 0.
 const (
 	FlagAuth       Flags = 1 << 0 // a TagLen-byte AEAD tag trails the payload
 	FlagRetransmit Flags = 1 << 1 // DATA resent in answer to a NACK (DATA only)
+	FlagPadded     Flags = 1 << 2 // zero bytes may follow the frame (GSO segments)
 )
 
-const knownFlags = FlagAuth | FlagRetransmit
+const knownFlags = FlagAuth | FlagRetransmit | FlagPadded
 
 // Header is the decoded fixed frame header. See doc.go for what each
 // field means per frame type.
@@ -152,7 +153,8 @@ func AppendHeader(dst []byte, h *Header) []byte {
 // ParseHeader decodes the header at the start of the datagram b and checks,
 // in this order: length (ErrShort), magic, version, header length, type,
 // flags, reserved bytes, size (ErrFrameTooLarge), and that len(b) is exactly
-// FrameLen(&h) (ErrBadLength: truncated or trailing bytes). It does not look
+// FrameLen(&h) (ErrBadLength: truncated or trailing bytes), or, with
+// FlagPadded, at least FrameLen(&h) followed by zeros. It does not look
 // at the payload (see ValidatePayload) nor judge Hops against HopLimit or
 // Seq (engine policy). On success n == HeaderLen. It does not allocate.
 func ParseHeader(b []byte) (h Header, n int, err error) {
@@ -192,10 +194,26 @@ func ParseHeader(b []byte) (h Header, n int, err error) {
 	if total > MaxFrameSize {
 		return Header{}, 0, ErrFrameTooLarge
 	}
-	if len(b) != total {
+	if len(b) != total && (h.Flags&FlagPadded == 0 || len(b) < total || !zeros(b[total:])) {
 		return Header{}, 0, ErrBadLength
 	}
 	return h, HeaderLen, nil
+}
+
+// zeros reports whether b holds only zero bytes.
+func zeros(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // SetHops patches the hop count of an encoded frame in place; relays call

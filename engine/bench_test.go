@@ -11,12 +11,13 @@ import (
 
 // benchPair starts a publisher and a receiver on loopback, sealing every
 // frame when key is set.
-func benchPair(b *testing.B, key []byte) (pub, recv *Node) {
+func benchPair(b *testing.B, key []byte, gso bool) (pub, recv *Node) {
 	p := freePorts(b, 2)
 	o := unicastOptions(p[0])
 	if key != nil {
 		o = keyedOptions(b, p[0], key)
 	}
+	o.GSO = gso
 	o.Heartbeat = time.Second
 	o.PublishRing = 1 << 22
 	o.RecvBuffer, o.SendBuffer = 8<<20, 8<<20
@@ -45,18 +46,21 @@ func waitQuiet(got *atomic.Uint64, want uint64) {
 // is reported separately.
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, tc := range []struct {
-		size   int
-		sealed bool
-	}{{16, false}, {64, false}, {16, true}, {64, true}} {
+		size        int
+		sealed, gso bool
+	}{{16, false, false}, {64, false, false}, {16, true, false}, {64, true, false}, {16, false, true}, {64, false, true}} {
 		name := fmt.Sprintf("key%d", tc.size)
 		var secret []byte
 		if tc.sealed {
 			name += "-sealed"
 			secret = testKey(9)
 		}
+		if tc.gso {
+			name += "-gso"
+		}
 		size := tc.size
 		b.Run(name, func(b *testing.B) {
-			pub, recv := benchPair(b, secret)
+			pub, recv := benchPair(b, secret, tc.gso)
 			var got atomic.Uint64
 			recv.OnInvalidate(func(Invalidation) { got.Add(1) })
 			key := make([]byte, size)
@@ -91,7 +95,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 func BenchmarkLatency(b *testing.B) {
 	for _, rate := range []int{1000, 50000} {
 		b.Run(fmt.Sprintf("rate%dk", rate/1000), func(b *testing.B) {
-			pub, recv := benchPair(b, nil)
+			pub, recv := benchPair(b, nil, false)
 			base := time.Now()
 			lat := make([]int64, b.N)
 			var got atomic.Uint64

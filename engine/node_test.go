@@ -175,3 +175,24 @@ func TestPortInUseFails(t *testing.T) {
 		t.Fatalf("error does not say what failed: %v", err)
 	}
 }
+
+func TestGSODelivers(t *testing.T) {
+	p := freePorts(t, 2)
+	oa := unicastOptions(p[0])
+	oa.GSO = true
+	a := startNode(t, oa)
+	if a.tx.gso == nil {
+		t.Skip("kernel without UDP GSO")
+	}
+	b := startNode(t, unicastOptions(p[1], p[0]))
+	lb := newKeyLog(b)
+	waitFor(t, 5*time.Second, "join", func() bool { return aliveCount(a) == 1 })
+	const n = 20000 // many full frames per flush
+	for i := 0; i < n; i++ {
+		a.Invalidate(fmt.Sprintf("gso-key-%08d", i))
+	}
+	waitFor(t, 10*time.Second, "every key through padded GSO runs", func() bool { return lb.distinct() == n })
+	if a.Stats().FramesSent <= a.Stats().SendBatches {
+		t.Fatal("no flush carried more than one frame")
+	}
+}

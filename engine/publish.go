@@ -93,11 +93,13 @@ func stringBytes(s string) []byte {
 type sender struct {
 	n       *Node
 	fb      codec.FrameBuilder
-	open    bool           // fb holds an unfinished frame
-	slab    [][]byte       // frame buffers, MaxFrameSize each
-	frames  [][]byte       // finished frames awaiting flush (views into slab)
-	hdrs    []codec.Header // headers of frames, parallel
-	hdr     codec.Header   // header of the open frame
+	open    bool                    // fb holds an unfinished frame
+	big     []byte                  // backing store of slab
+	slab    [][]byte                // frame buffers, MaxFrameSize each, contiguous in big
+	gso     interface{ GSO() bool } // the transport, when it can send GSO
+	frames  [][]byte                // finished frames awaiting flush (views into slab)
+	hdrs    []codec.Header          // headers of frames, parallel
+	hdr     codec.Header            // header of the open frame
 	msgs    []sockopt.Message
 	dests   []netip.AddrPort
 	seq     uint64
@@ -109,9 +111,16 @@ const senderSlab = 64 // frames packed per flush at most
 
 func (s *sender) init(n *Node) error {
 	s.n = n
+	// One contiguous slab with a stride of MaxFrameSize: consecutive
+	// frames padded to the stride are one GSO buffer as they lie.
+	m := n.cfg.MaxFrameSize
+	s.big = make([]byte, senderSlab*m)
 	s.slab = make([][]byte, senderSlab)
 	for i := range s.slab {
-		s.slab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
+		s.slab[i] = s.big[i*m : i*m : (i+1)*m]
+	}
+	if g, ok := n.uni.(interface{ GSO() bool }); ok && g.GSO() && n.cfg.GSO {
+		s.gso = g
 	}
 	s.frames = make([][]byte, 0, senderSlab)
 	s.hdrs = make([]codec.Header, 0, senderSlab)
@@ -168,6 +177,9 @@ func (s *sender) start() {
 	if s.n.sealing() {
 		h.Flags |= codec.FlagAuth
 	}
+	if s.gso != nil {
+		h.Flags |= codec.FlagPadded
+	}
 	s.hdr = h
 	s.fb.Reset(s.slab[len(s.frames)][:0], h, s.n.cfg.MaxFrameSize)
 	s.open = true
@@ -208,7 +220,28 @@ func (s *sender) flush() {
 	v := s.n.members.view.Load()
 	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
 	k := 0
-	for _, f := range s.frames {
+	sent := s.frames
+	if len(s.frames) > 1 && s.gso != nil && s.gso.GSO() {
+		// Pad every frame but the last to the stride: the run is then one
+		// buffer of equal segments, sent to each destination with one
+		// GSO message (the kernel splits it into datagrams).
+		m := s.n.cfg.MaxFrameSize
+		last := len(s.frames) - 1
+		for _, f := range s.frames[:last] {
+			clear(f[len(f):m])
+		}
+		run := s.big[:last*m+len(s.frames[last])]
+		for _, d := range s.dests {
+			s.msgs[k] = sockopt.Message{Buf: run, Addr: d, SegSize: m}
+			k++
+			if k == len(s.msgs) {
+				s.n.write(s.msgs[:k])
+				k = 0
+			}
+		}
+		sent = nil // skip the per-frame loop
+	}
+	for _, f := range sent {
 		for _, d := range s.dests {
 			s.msgs[k] = sockopt.Message{Buf: f, Addr: d}
 			k++
@@ -254,11 +287,16 @@ func (n *Node) destinations(v *destView, origin uint64, dst []netip.AddrPort) []
 func (n *Node) write(msgs []sockopt.Message) {
 	for len(msgs) > 0 {
 		sent, err := n.uni.WriteBatch(msgs)
-		var bytes uint64
+		var bytes, datagrams uint64
 		for i := 0; i < sent; i++ {
-			bytes += uint64(len(msgs[i].Buf))
+			m := &msgs[i]
+			bytes += uint64(len(m.Buf))
+			datagrams++
+			if m.SegSize > 0 && len(m.Buf) > m.SegSize {
+				datagrams += uint64((len(m.Buf)+m.SegSize-1)/m.SegSize) - 1
+			}
 		}
-		n.ctr.framesSent.Add(uint64(sent))
+		n.ctr.framesSent.Add(datagrams)
 		n.ctr.bytesSent.Add(bytes)
 		if sent >= len(msgs) {
 			return
