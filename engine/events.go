@@ -75,7 +75,7 @@ type Event struct {
 type eventQueue struct {
 	mu       sync.Mutex
 	pending  []Event
-	handlers []func(Event)
+	handlers []*func(Event)
 	wake     chan struct{}
 	done     chan struct{}
 }
@@ -84,10 +84,22 @@ func newEventQueue() *eventQueue {
 	return &eventQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (q *eventQueue) subscribe(fn func(Event)) {
+func (q *eventQueue) subscribe(fn func(Event)) (unsubscribe func()) {
+	slot := &fn
 	q.mu.Lock()
-	q.handlers = append(q.handlers, fn)
+	q.handlers = append(q.handlers, slot)
 	q.mu.Unlock()
+	return func() {
+		q.mu.Lock()
+		hs := make([]*func(Event), 0, len(q.handlers))
+		for _, h := range q.handlers {
+			if h != slot {
+				hs = append(hs, h)
+			}
+		}
+		q.handlers = hs
+		q.mu.Unlock()
+	}
 }
 
 func (q *eventQueue) push(e Event) {
@@ -111,7 +123,7 @@ func (q *eventQueue) run(stop <-chan struct{}) {
 		q.mu.Unlock()
 		for _, e := range batch {
 			for _, h := range hs {
-				h(e)
+				(*h)(e)
 			}
 		}
 		if len(batch) > 0 {
@@ -127,7 +139,7 @@ func (q *eventQueue) run(stop <-chan struct{}) {
 			q.mu.Unlock()
 			for _, e := range rest {
 				for _, h := range hs {
-					h(e)
+					(*h)(e)
 				}
 			}
 			return

@@ -57,7 +57,8 @@ type Node struct {
 	pub      *ringbuf.Records
 	members  *membership
 	events   *eventQueue
-	handlers atomic.Pointer[[]Handler]
+	handlers atomic.Pointer[[]*Handler]
+	hmu      sync.Mutex // serialises handler list updates
 	ctr      counters
 	packet   atomic.Uint64 // packet number source (nonces, replay window)
 	hwm      atomic.Uint64 // highest data sequence published
@@ -100,7 +101,7 @@ func New(opts Options) (*Node, error) {
 	}
 	n.events = newEventQueue()
 	n.members = newMembership(n.id, cfg, n.events)
-	empty := []Handler{}
+	empty := []*Handler{}
 	n.handlers.Store(&empty)
 
 	if cfg.Transport != nil {
@@ -181,22 +182,37 @@ func (n *Node) Cluster() string { return n.cfg.Cluster }
 
 // OnInvalidate registers h to receive every invalidation applied from other
 // nodes (and this node's own with Options.EchoLocal). Handlers run on the
-// receive goroutine, in registration order.
-func (n *Node) OnInvalidate(h Handler) {
-	for {
-		old := n.handlers.Load()
-		hs := make([]Handler, len(*old), len(*old)+1)
-		copy(hs, *old)
-		hs = append(hs, h)
-		if n.handlers.CompareAndSwap(old, &hs) {
-			return
-		}
+// receive goroutine, in registration order. The returned function
+// unregisters h; after it returns, h is not called again.
+func (n *Node) OnInvalidate(h Handler) (unregister func()) {
+	slot := &h // identity of this registration
+	n.updateHandlers(func(hs []*Handler) []*Handler { return append(hs, slot) })
+	return func() {
+		n.updateHandlers(func(hs []*Handler) []*Handler {
+			out := make([]*Handler, 0, len(hs))
+			for _, x := range hs {
+				if x != slot {
+					out = append(out, x)
+				}
+			}
+			return out
+		})
+		// A batch in progress may still hold the old list; taking the
+		// receive lock waits for it to finish.
+		n.rx.barrier()
 	}
 }
 
+func (n *Node) updateHandlers(fn func([]*Handler) []*Handler) {
+	n.hmu.Lock()
+	defer n.hmu.Unlock()
+	hs := fn(append([]*Handler(nil), *n.handlers.Load()...))
+	n.handlers.Store(&hs)
+}
+
 // OnEvent registers fn to receive membership and Gap events, in order, on
-// a goroutine of their own.
-func (n *Node) OnEvent(fn func(Event)) { n.events.subscribe(fn) }
+// a goroutine of their own. The returned function unregisters it.
+func (n *Node) OnEvent(fn func(Event)) (unregister func()) { return n.events.subscribe(fn) }
 
 // Members returns a snapshot of the other members, sorted by id.
 func (n *Node) Members() []Member { return n.members.snapshot() }
@@ -208,6 +224,13 @@ func (n *Node) Stats() Stats {
 	n.members.count(&s)
 	if n.uniRaw != nil {
 		s.RecvBuffer, s.SendBuffer = n.uniRaw.RecvBufferSize(), n.uniRaw.SendBufferSize()
+		cs := n.uniRaw.Stats()
+		s.WriteSyscalls, s.ReadSyscalls = cs.WriteCalls, cs.ReadCalls
+		if n.mcRaw != nil {
+			ms := n.mcRaw.Stats()
+			s.WriteSyscalls += ms.WriteCalls
+			s.ReadSyscalls += ms.ReadCalls
+		}
 	}
 	return s
 }
@@ -255,7 +278,7 @@ func (n *Node) shutdown(graceful bool) error {
 func (n *Node) apply(key []byte, prefix bool, origin, seq uint64) {
 	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin, Seq: seq}
 	for _, h := range *n.handlers.Load() {
-		h(inv)
+		(*h)(inv)
 	}
 }
 

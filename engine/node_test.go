@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,5 +195,31 @@ func TestGSODelivers(t *testing.T) {
 	waitFor(t, 10*time.Second, "every key through padded GSO runs", func() bool { return lb.distinct() == n })
 	if a.Stats().FramesSent <= a.Stats().SendBatches {
 		t.Fatal("no flush carried more than one frame")
+	}
+}
+
+func TestUnregisterHandlers(t *testing.T) {
+	p := freePorts(t, 2)
+	a := startNode(t, unicastOptions(p[0]))
+	b := startNode(t, unicastOptions(p[1], p[0]))
+	waitFor(t, 5*time.Second, "join", func() bool { return aliveCount(a) == 1 })
+	keep := newKeyLog(b)
+	var calls atomic.Int64
+	unreg := b.OnInvalidate(func(Invalidation) { calls.Add(1) })
+	a.Invalidate("first")
+	waitFor(t, 5*time.Second, "first", func() bool { return keep.count("first") == 1 && calls.Load() == 1 })
+	unreg()
+	a.Invalidate("second")
+	waitFor(t, 5*time.Second, "second", func() bool { return keep.count("second") == 1 })
+	if calls.Load() != 1 {
+		t.Fatalf("an unregistered handler was called: %d calls", calls.Load())
+	}
+	var events atomic.Int64
+	stop := b.OnEvent(func(Event) { events.Add(1) })
+	stop()
+	a.Close()
+	waitFor(t, 5*time.Second, "leave seen", func() bool { return aliveCount(b) == 0 })
+	if events.Load() != 0 {
+		t.Fatal("an unregistered event handler was called")
 	}
 }

@@ -72,16 +72,17 @@ type receiver struct {
 	dests   []netip.AddrPort
 	done    chan struct{}
 
-	open    *opener // nil without a keyring
-	born    time.Time
-	pending []*originState
-	ranges  []codec.SeqRange
-	unavail []codec.SeqRange
-	ctrlBuf []byte
-	ctrlMsg [1]sockopt.Message
-	rtSlab  [][]byte
-	rtMsgs  []sockopt.Message
-	bucket  tokenBucket
+	open     *opener // nil without a keyring
+	barriers uint64  // handler unregistrations waited for
+	born     time.Time
+	pending  []*originState
+	ranges   []codec.SeqRange
+	unavail  []codec.SeqRange
+	ctrlBuf  []byte
+	ctrlMsg  [1]sockopt.Message
+	rtSlab   [][]byte
+	rtMsgs   []sockopt.Message
+	bucket   tokenBucket
 }
 
 func (r *receiver) init(n *Node) error {
@@ -234,6 +235,13 @@ func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
 		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
 	}
 	r.relay.flush()
+}
+
+// barrier returns once no batch that started before it is in progress.
+func (r *receiver) barrier() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.barriers++
 }
 
 // runTick runs the repair timers (from the timers goroutine).

@@ -64,6 +64,8 @@ type Cache[T any] struct {
 	shards    []shard[T]
 	shardMask uint64
 	closed    atomic.Bool
+	// unsubscribe removes the cache's handlers from a node it shares.
+	unsubscribe []func()
 
 	loads, loadErrors, coalesced, staleLoads atomic.Uint64
 	sets, deletes, remote, prefixes, flushes atomic.Uint64
@@ -126,8 +128,7 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 		}
 		c.shards[i].init(limit)
 	}
-	node.OnInvalidate(c.onInvalidate)
-	node.OnEvent(c.onEvent)
+	c.unsubscribe = append(c.unsubscribe, node.OnInvalidate(c.onInvalidate), node.OnEvent(c.onEvent))
 	return c
 }
 
@@ -329,6 +330,9 @@ func (c *Cache[T]) Close() error {
 	}
 	if c.ownsNode {
 		return c.node.Close()
+	}
+	for _, u := range c.unsubscribe {
+		u()
 	}
 	return nil
 }
