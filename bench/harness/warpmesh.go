@@ -18,6 +18,7 @@ func WarpMeshSystems() []System {
 		{Name: "warpmesh", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 		{Name: "warpmesh-mcast", Receiver: wmReceiver(true), Publisher: wmPublisher(true)},
 		{Name: "warpmesh-keyring", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
+		{Name: "warpmesh-gso", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 	}
 }
 
@@ -47,6 +48,7 @@ func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
 		o.BindAddr = "127.0.0.1"
 		o.UnicastOnly = true
 	}
+	o.GSO = spec.System == "warpmesh-gso"
 	if spec.System == "warpmesh-keyring" {
 		kr, err := engine.NewKeyring(benchKey)
 		if err != nil {
