@@ -79,6 +79,9 @@ type node struct {
 	states    map[uint64]string // id → latest membership state
 	replies   map[string][]string
 	stderr    bytes.Buffer
+	cli       bool            // a `warpmesh node`, with its admin endpoint on adminAddr
+	table     map[uint64]string
+	tableAt   time.Time
 	cliKeys   map[string]bool // keys applied, from the CLI's "inv <origin> exact <key>"
 	bad       []string        // lines that did not parse
 	waitErr   error
@@ -94,7 +97,7 @@ func (h *host) start(cfg nodeConfig) *node {
 		args = append(args, cliBin, "node", "--print", "--port", strconv.Itoa(port),
 			"--interface", "eth0", "--advertise", h.addr.String(), "--cluster", "cluster-test",
 			"--heartbeat", heartbeat.String(), "--suspect-after", suspectAfter.String(),
-			"--dead-after", deadAfter.String(), "--log-level", "warn")
+			"--dead-after", deadAfter.String(), "--log-level", "warn", "--http", adminAddr)
 		if !cfg.unicastOnly {
 			args = append(args, "--group", group)
 		}
@@ -134,6 +137,7 @@ func (h *host) start(cfg nodeConfig) *node {
 		h: h, label: h.name, exited: make(chan struct{}),
 		pubs: map[uint64]*frame{}, invs: map[uint64]map[uint64]*frame{},
 		states: map[uint64]string{}, replies: map[string][]string{}, cliKeys: map[string]bool{},
+		cli: cfg.cli,
 	}
 	if len(h.lives) > 0 {
 		n.label = fmt.Sprintf("%s#%d", h.name, len(h.lives)+1)
@@ -280,7 +284,7 @@ func (n *node) parse(line string) {
 		if ok {
 			n.gaps = append(n.gaps, g)
 		}
-	case "published", "hwm", "stats", "members", "error", "bye":
+	case "published", "hwm", "stats", "drops", "members", "error", "bye":
 		n.replies[f[0]] = append(n.replies[f[0]], line)
 	default:
 		// Unknown lines are ignored (the --print contract).
@@ -430,11 +434,43 @@ func (n *node) stats(t *testing.T) map[string]int64 {
 	return out
 }
 
+// adminAddr is where a `warpmesh node` serves its admin endpoint, inside
+// its own namespace.
+const adminAddr = "127.0.0.1:7999"
+
 // state returns the membership state n last reported for id ("" unknown).
+// For a `warpmesh node` a state other than alive is checked against its
+// member table (`warpmesh members`, at most every 100 ms): --print lines
+// for members heard before the CLI subscribed to events are never printed.
 func (n *node) state(id uint64) string {
 	n.mu.Lock()
+	s, cli := n.states[id], n.cli
+	if !cli || s == "alive" {
+		n.mu.Unlock()
+		return s
+	}
+	if time.Since(n.tableAt) < 100*time.Millisecond {
+		defer n.mu.Unlock()
+		return n.table[id]
+	}
+	n.tableAt = time.Now()
+	n.mu.Unlock()
+	out, err := exec.Command("ip", "netns", "exec", n.h.ns, cliBin, "members", "--http", adminAddr).Output()
+	table := map[uint64]string{}
+	if err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 {
+				if v, err := strconv.ParseUint(f[0], 16, 64); err == nil {
+					table[v] = f[2]
+				}
+			}
+		}
+	}
+	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.states[id]
+	n.table = table
+	return table[id]
 }
 
 // eventAfter returns the first event of kind about id at or after since.
@@ -527,13 +563,38 @@ func (n *node) kill() {
 	registry.Unlock()
 }
 
-// diagnose describes the node for a failure message.
+// diagnose describes the node for a failure message; a running node is
+// asked for its counters first (briefly: it may be stopped or stuck).
 func (n *node) diagnose() string {
+	n.mu.Lock()
+	before := len(n.replies["drops"])
+	n.mu.Unlock()
+	select {
+	case <-n.exited:
+	default:
+		if _, err := io.WriteString(n.stdin, "members\nstats\n"); err == nil {
+			deadline := time.Now().Add(500 * time.Millisecond)
+			for time.Now().Before(deadline) {
+				n.mu.Lock()
+				got := len(n.replies["drops"]) > before
+				n.mu.Unlock()
+				if got {
+					break
+				}
+				time.Sleep(10 * time.Millisecond) // diagnostics only, after a failure
+			}
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s (id %016x epoch %d, %d events, %d gaps, exit %q %v)\n",
 		n.label, n.id, n.epoch, len(n.events), len(n.gaps), n.exitState, n.waitErr)
+	for _, kind := range []string{"members", "stats", "drops"} {
+		if r := n.replies[kind]; len(r) > 0 {
+			fmt.Fprintf(&b, "    %s\n", r[len(r)-1])
+		}
+	}
 	for id, s := range n.states {
 		fmt.Fprintf(&b, "    member %016x %s\n", id, s)
 	}

@@ -91,6 +91,13 @@ func run() error {
 	out.line("self %016x %d %s", self, node.Epoch(), node.Addr())
 	node.OnInvalidate(func(inv engine.Invalidation) { out.applied(self, inv) })
 	node.OnEvent(func(e engine.Event) { out.event(e) })
+	// Events raised before OnEvent (New starts at once) reached no
+	// handler: report the members already known as joins.
+	for _, m := range node.Members() {
+		if m.State == engine.StateAlive || m.State == engine.StateSuspect {
+			out.event(engine.Event{Type: engine.EventJoin, Member: m})
+		}
+	}
 
 	stop := make(chan struct{})
 	go out.flushEvery(10*time.Millisecond, stop)
@@ -332,6 +339,15 @@ func (p *printer) stats(s engine.Stats) {
 		s.Published, s.RecordsReceived, s.DataFrames, s.Duplicates, s.RetransmitsReceived,
 		s.Retransmitted, s.GapsDetected, s.GapsRepaired, s.GapEvents(), s.FramesLost, s.NacksSent,
 		h.Count, h.Quantile(0.5).Microseconds(), h.Quantile(0.99).Microseconds(), h.Max.Microseconds(), s.Dropped())
+	var b strings.Builder
+	b.WriteString("drops")
+	for _, r := range engine.DropReasons() {
+		if s.Drops[r] > 0 {
+			fmt.Fprintf(&b, " %s=%d", r, s.Drops[r])
+		}
+	}
+	fmt.Fprintf(&b, " frames_received=%d heartbeats_received=%d", s.FramesReceived, s.HeartbeatsReceived)
+	p.line("%s", b.String())
 }
 
 // keyNumber parses the decimal counter after keyPrefix.
