@@ -79,7 +79,7 @@ type node struct {
 	states    map[uint64]string // id → latest membership state
 	replies   map[string][]string
 	stderr    bytes.Buffer
-	cli       bool            // a `warpmesh node`, with its admin endpoint on adminAddr
+	cli       bool // a `warpmesh node`, with its admin endpoint on adminAddr
 	table     map[uint64]string
 	tableAt   time.Time
 	cliKeys   map[string]bool // keys applied, from the CLI's "inv <origin> exact <key>"
