@@ -151,4 +151,3 @@ func scan(f []string, dst ...any) bool {
 	}
 	return true
 }
-
