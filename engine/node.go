@@ -104,6 +104,12 @@ func New(opts Options) (*Node, error) {
 	empty := []*Handler{}
 	n.handlers.Store(&empty)
 
+	if cfg.OnInvalidate != nil {
+		n.OnInvalidate(cfg.OnInvalidate)
+	}
+	if cfg.OnEvent != nil {
+		n.OnEvent(cfg.OnEvent)
+	}
 	if cfg.Transport != nil {
 		n.uni = cfg.Transport
 	} else {

@@ -122,6 +122,13 @@ type Options struct {
 	// soon as it is declared dead.)
 	RepairTimeout time.Duration
 
+	// OnInvalidate and OnEvent, when set, are registered before the node
+	// starts receiving, so nothing that arrives during New is missed
+	// (handlers registered later with Node.OnInvalidate / Node.OnEvent see
+	// only what arrives after).
+	OnInvalidate Handler
+	OnEvent      func(Event)
+
 	// Transport, when set, replaces the UDP sockets (tests, simulation).
 	// The node closes it on Close. Multicast is then off.
 	Transport Transport

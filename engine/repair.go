@@ -284,6 +284,47 @@ func (r *receiver) micros(now time.Time) uint32 {
 	return uint32(now.Sub(r.born) / time.Microsecond)
 }
 
+// giveUpRange abandons the missing sequences in [first, last] only (the
+// origin said they are gone), with one Gap event; other missing sequences
+// stay under repair. Above cum they are marked settled, so a late copy is
+// then dropped as a duplicate.
+func (r *receiver) giveUpRange(st *originState, first, last uint64, reason GapReason, now time.Time) {
+	first = max(first, st.cum+1)
+	last = min(last, st.known, st.win.base+windowSize-1)
+	if first > last {
+		return
+	}
+	if first == st.cum+1 {
+		// The range starts at the repair front: the cumulative path also
+		// moves cum past it.
+		r.giveUpThrough(st, last, reason, now)
+		return
+	}
+	var missing, lo, hi uint64
+	for s := first; s <= last; s++ {
+		if st.win.has(s) {
+			continue
+		}
+		if missing == 0 {
+			lo = s
+		}
+		missing++
+		hi = s
+		st.win.observe(s) // settled
+		if st.noticed != nil {
+			st.noticed[s%windowSize] = 0
+		}
+	}
+	if missing > 0 {
+		r.n.ctr.gapsGivenUp[reason].Add(1)
+		r.n.ctr.framesLost.Add(missing)
+		r.n.events.push(Event{Type: EventGap, Gap: Gap{
+			Origin: st.id, Epoch: st.epoch, Missing: missing, First: lo, Last: hi, Reason: reason,
+		}})
+	}
+	r.advance(st, now)
+}
+
 // tick runs repair timers for origins with open gaps.
 func (r *receiver) tick(now time.Time) {
 	keep := r.pending[:0]
@@ -402,10 +443,18 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 	}
 	ranges := payload[off:]
 	if nk.Origin == h.Origin {
-		// "Unavailable": the origin cannot retransmit these.
+		// "Unavailable": the origin cannot retransmit these ranges.
 		st := r.origins[h.Origin]
-		if st != nil && st.epoch == nk.Epoch && st.known > st.cum {
-			r.giveUp(st, GapEvicted, now)
+		if st == nil || st.epoch != nk.Epoch {
+			return
+		}
+		for i := 0; i < int(h.Count) && st.known > st.cum; i++ {
+			rg, m, err := codec.ParseSeqRange(ranges)
+			if err != nil {
+				break
+			}
+			ranges = ranges[m:]
+			r.giveUpRange(st, rg.First, rg.Last, GapEvicted, now)
 		}
 		return
 	}
