@@ -66,6 +66,10 @@ type statsDoc struct {
 	NacksReceived       uint64            `json:"nacks_received"`
 	Retransmitted       uint64            `json:"retransmitted"`
 	RetransmitsReceived uint64            `json:"retransmits_received"`
+	HWMSent             uint64            `json:"hwm_sent"`
+	HWMReceived         uint64            `json:"hwm_received"`
+	Repairs             uint64            `json:"repairs"` // samples in the repair latency histogram
+	RepairMax           string            `json:"repair_latency_max"`
 	RepairP50           string            `json:"repair_latency_p50"`
 	RepairP99           string            `json:"repair_latency_p99"`
 	Dropped             uint64            `json:"dropped"`
@@ -113,6 +117,8 @@ func statsDocOf(n *engine.Node) statsDoc {
 		GapsDetected: s.GapsDetected, GapsRepaired: s.GapsRepaired, GapsGivenUp: make(map[string]uint64),
 		FramesLost: s.FramesLost, NacksSent: s.NacksSent, NacksReceived: s.NacksReceived,
 		Retransmitted: s.Retransmitted, RetransmitsReceived: s.RetransmitsReceived,
+		HWMSent: s.HWMSent, HWMReceived: s.HWMReceived,
+		Repairs: s.RepairLatency.Count, RepairMax: s.RepairLatency.Max.String(),
 		RepairP50: s.RepairLatency.Quantile(0.5).String(), RepairP99: s.RepairLatency.Quantile(0.99).String(),
 		Members: map[string]int{
 			"alive": s.MembersAlive, "suspect": s.MembersSuspect, "dead": s.MembersDead, "left": s.MembersLeft,

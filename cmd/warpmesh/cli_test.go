@@ -54,6 +54,13 @@ func TestNodeInvalidateAcrossProcesses(t *testing.T) {
 	b.waitLine(t, "self ")
 	a.waitLine(t, "event join ")
 	b.waitLine(t, "event join ")
+	for _, c := range []*child{a, b} {
+		c.mu.Lock()
+		if !strings.HasPrefix(c.lines[0], "self ") {
+			t.Errorf("first --print line %q is not self", c.lines[0])
+		}
+		c.mu.Unlock()
+	}
 
 	// Without the key, the mesh does not answer.
 	out, err := exec.Command(binary, "invalidate", "--bind", "127.0.0.1", "--peers", seed, "--cluster", cluster,
@@ -78,9 +85,16 @@ func TestNodeInvalidateAcrossProcesses(t *testing.T) {
 		if len(origin) != 16 {
 			t.Errorf("origin %q is not 16 hex digits", origin)
 		}
-		c.waitLine(t, fmt.Sprintf("inv %s exact %q", origin, "user:42"))
-		c.waitLine(t, fmt.Sprintf("inv %s exact %q", origin, `we"ird key`))
-		c.waitLine(t, fmt.Sprintf("inv %s prefix %q", origin, "team:7:"))
+		first := c.waitInv(t, origin, "exact", "user:42")
+		second := c.waitInv(t, origin, "exact", `we"ird key`)
+		c.waitInv(t, origin, "prefix", "team:7:")
+		// One publisher's keys, published together, travel in its frames in
+		// order: the second never rides an earlier frame than the first.
+		s1, _ := strconv.ParseUint(first.fields["seq"], 10, 64) // waitInv checked both parse
+		s2, _ := strconv.ParseUint(second.fields["seq"], 10, 64)
+		if s2 < s1 {
+			t.Errorf("seq of the second key %d is below the first's %d", s2, s1)
+		}
 		if c == a {
 			// The seed heard the one-shot node directly, so it sees it leave;
 			// b may not have learned of it at all before it left.
@@ -168,7 +182,7 @@ func TestAdminEndpoints(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || counts != (invalidateResponse{Keys: 2, Prefixes: 1}) {
 		t.Fatalf("POST /invalidate: %s %+v", resp.Status, counts)
 	}
-	b.waitLine(t, fmt.Sprintf("inv %s prefix %q", field(self, 1), "p:"))
+	b.waitInv(t, field(self, 1), "prefix", "p:")
 	for _, bad := range []string{`{"keys":[""]}`, `{}`, `not json`, `{"keyz":["a"]}`} {
 		resp, err := http.Post(base+"/invalidate", "application/json", strings.NewReader(bad))
 		if err != nil {
@@ -184,7 +198,8 @@ func TestAdminEndpoints(t *testing.T) {
 
 	var stats statsDoc
 	getJSON("/stats", &stats)
-	if stats.Published != 3 || stats.Members["alive"] != 1 || stats.HeartbeatsReceived == 0 || len(stats.Drops) == 0 {
+	if stats.Published != 3 || stats.Members["alive"] != 1 || stats.HeartbeatsReceived == 0 || len(stats.Drops) == 0 ||
+		len(stats.GapsGivenUp) == 0 || stats.RepairMax == "" {
 		t.Errorf("stats %+v", stats)
 	}
 
@@ -241,6 +256,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"node", "--log-format", "xml"}, nil, "--log-format"},
 		{[]string{"node", "--auth", "send-plaintext"}, nil, "--auth=send-plaintext needs --key-file"},
 		{[]string{"node", "--bind", "nowhere"}, nil, "--bind"},
+		{[]string{"node", "--retransmit-buffer", "-1"}, nil, "--retransmit-buffer=-1"},
+		{[]string{"node", "--retransmit-rate", "-5"}, nil, "--retransmit-rate=-5"},
+		{[]string{"node", "--repair-timeout", "-1s"}, nil, "--repair-timeout=-1s"},
+		{[]string{"node", "--unicast-only", "--bind", "127.0.0.1", "--port", "0", "--retransmit-buffer", "100"}, nil, "--retransmit-buffer=100"},
+		{[]string{"node", "--unicast-only", "--bind", "127.0.0.1", "--port", "0", "--repair-timeout", "5ms"}, nil, "--repair-timeout=5ms"},
+		{[]string{"node", "--unicast-only", "--bind", "127.0.0.1", "--port", "0"}, map[string]string{"WARPMESH_REPAIR_TIMEOUT": "1ms"}, "--repair-timeout=1ms"},
+		{[]string{"node"}, map[string]string{"WARPMESH_GSO": "maybe"}, "WARPMESH_GSO"},
 		{[]string{"node", "extra"}, nil, "unexpected argument"},
 		{[]string{"node", "--unicast-only", "--bind", "127.0.0.1", "--port", "0"}, map[string]string{"WARPMESH_FANOUT": "100"}, "--fanout=100"},
 		{[]string{"node"}, map[string]string{"WARPMESH_PORT": "abc"}, "WARPMESH_PORT"},
@@ -287,6 +309,38 @@ func TestFlagWinsOverEnv(t *testing.T) {
 	}
 }
 
+// The repair and GSO flags, and their environment twins, reach engine.Options;
+// 0 leaves the engine's defaults.
+func TestRepairFlagsToOptions(t *testing.T) {
+	t.Setenv("WARPMESH_RETRANSMIT_RATE", "500")
+	t.Setenv("WARPMESH_GSO", "true")
+	var errs bytes.Buffer
+	fs := newFlagSet("node", "node", &errs)
+	var nf nodeFlags
+	nf.register(fs, 7946)
+	if err := parseFlags(fs, []string{"--retransmit-buffer", "65536", "--repair-timeout", "250ms"}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := nf.options(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.RetransmitBuffer != 65536 || o.RetransmitRate != 500 || o.RepairTimeout != 250*time.Millisecond || !o.GSO {
+		t.Errorf("options: buffer %d rate %d timeout %v gso %v", o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.GSO)
+	}
+	fs = newFlagSet("node", "node", &errs)
+	nf = nodeFlags{}
+	nf.register(fs, 7946)
+	os.Unsetenv("WARPMESH_RETRANSMIT_RATE")
+	os.Unsetenv("WARPMESH_GSO")
+	if err := parseFlags(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o, err = nf.options(nil); err != nil || o.RetransmitBuffer != 0 || o.RetransmitRate != 0 || o.RepairTimeout != 0 || o.GSO {
+		t.Errorf("defaults: %v buffer %d rate %d timeout %v gso %v", err, o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.GSO)
+	}
+}
+
 // The real process exits with status 2 and says why; -h exits 0 and lists
 // every flag with its default.
 func TestBinaryExitStatus(t *testing.T) {
@@ -300,7 +354,8 @@ func TestBinaryExitStatus(t *testing.T) {
 		t.Fatalf("-h: %v", err)
 	}
 	for _, name := range []string{"-port", "-bind", "-group", "-interface", "-peers", "-advertise", "-heartbeat", "-cluster",
-		"-key-file", "-unicast-only", "-frame-size", "-fanout", "-http", "-print", "(default 7946)", "WARPMESH_"} {
+		"-key-file", "-unicast-only", "-frame-size", "-fanout", "-http", "-print", "(default 7946)", "WARPMESH_",
+		"-gso", "-retransmit-buffer", "-retransmit-rate", "-repair-timeout"} {
 		if !strings.Contains(string(out), name) {
 			t.Errorf("-h lacks %q", name)
 		}

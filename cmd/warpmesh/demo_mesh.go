@@ -104,15 +104,13 @@ func (m *demoMesh) options(i, port int, id uint64) engine.Options {
 
 // startNode starts (or restarts) node i on port with id (0: random).
 func (m *demoMesh) startNode(i, port int, id uint64) (*demoNode, error) {
-	n, err := engine.New(m.options(i, port, id))
-	if err != nil {
-		return nil, fmt.Errorf("node n%d: %w", i+1, err)
-	}
-	d := &demoNode{idx: i, name: fmt.Sprintf("n%d", i+1), port: int(n.Addr().Port()), node: n, rx: newReceipts(m.cfg.nodes, m.start)}
-	// The receipt handler goes first so the cache's own work does not
-	// count in the measured latency.
-	n.OnInvalidate(func(inv engine.Invalidation) { d.rx.handle(inv.Key, time.Since(m.start)) })
-	n.OnEvent(func(e engine.Event) {
+	d := &demoNode{idx: i, name: fmt.Sprintf("n%d", i+1), rx: newReceipts(m.cfg.nodes, m.start)}
+	o := m.options(i, port, id)
+	// Registered through Options so nothing arriving during New is missed.
+	// The receipt handler goes first so the cache's own work does not count
+	// in the measured latency.
+	o.OnInvalidate = func(inv engine.Invalidation) { d.rx.handle(inv.Key, time.Since(m.start)) }
+	o.OnEvent = func(e engine.Event) {
 		if e.Type == engine.EventGap {
 			d.gaps.mu.Lock()
 			d.gaps.events++
@@ -121,7 +119,12 @@ func (m *demoMesh) startNode(i, port int, id uint64) (*demoNode, error) {
 			return
 		}
 		m.log.add(i, e)
-	})
+	}
+	n, err := engine.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("node n%d: %w", i+1, err)
+	}
+	d.port, d.node = int(n.Addr().Port()), n
 	d.cache, err = presets.New[string](n, presets.WithMaxEntries(1024))
 	if err != nil {
 		n.Close()

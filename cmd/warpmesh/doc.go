@@ -13,8 +13,9 @@
 // --interface, --peers, --advertise, --heartbeat, --suspect-after,
 // --dead-after, --cluster, --key-file, --auth, --node-id, --unicast-only,
 // --frame-size, --fanout, --direct-limit, --hop-limit, --publish-ring,
-// --batch-size, --recv-buffer, --send-buffer, --echo-local) map one to one
-// onto engine.Options; each may also be set by WARPMESH_<NAME> (--group-port
+// --batch-size, --recv-buffer, --send-buffer, --gso, --retransmit-buffer,
+// --retransmit-rate, --repair-timeout, --echo-local) map one to one onto
+// engine.Options; each may also be set by WARPMESH_<NAME> (--group-port
 // is WARPMESH_GROUP_PORT), and a flag on the command line wins. A bad flag,
 // value or option exits with status 2 and a message naming the flag; a
 // command that ran and failed exits with status 1.
@@ -31,18 +32,30 @@
 // should ignore lines whose first word they do not know. Ids are 16
 // lowercase hex digits; addresses are ip:port; keys and the cluster name
 // are Go-quoted (strconv.Quote, read back with strconv.Unquote), so any
-// byte string round-trips.
+// byte string round-trips. The handlers are registered before the node
+// starts receiving, so nothing is missed; self still comes first.
 //
-//	self <id> <addr> epoch=<n> cluster=<quoted>             once, first: this node
-//	http <addr>                                             the admin endpoint is listening (--http)
-//	inv <origin-id> exact <quoted-key>                      an invalidation was applied
-//	inv <origin-id> prefix <quoted-prefix>                  every key with this prefix was invalidated
-//	event join <id> <addr> epoch=<n> incarnation=<n>        a member appeared or came back
-//	event suspect <id> <addr> epoch=<n> incarnation=<n>     a member went silent
-//	event alive <id> <addr> epoch=<n> incarnation=<n>       a suspect member was heard again
-//	event dead <id> <addr> epoch=<n> incarnation=<n>        a member was declared dead
-//	event leave <id> <addr> epoch=<n> incarnation=<n>       a member left gracefully or was replaced
-//	event gap <origin-id> epoch=<n> missing=<n> reason=<r>  invalidations may have been missed
+//	self <id> <addr> epoch=<n> cluster=<quoted>                  once, first: this node
+//	http <addr>                                                  the admin endpoint is listening (--http)
+//	inv <origin-id> seq=<n> exact <quoted-key>                   an invalidation was applied
+//	inv <origin-id> seq=<n> prefix <quoted-prefix>               every key with this prefix was invalidated
+//	event join <id> <addr> epoch=<n> incarnation=<n>             a member appeared or came back
+//	event suspect <id> <addr> epoch=<n> incarnation=<n>          a member went silent
+//	event alive <id> <addr> epoch=<n> incarnation=<n>            a suspect member was heard again
+//	event dead <id> <addr> epoch=<n> incarnation=<n>             a member was declared dead
+//	event leave <id> <addr> epoch=<n> incarnation=<n>            a member left gracefully or was replaced
+//	event gap <origin-id> epoch=<n> missing=<n> reason=<r> first=<n> last=<n>
+//	                                                             invalidations may have been missed
+//
+// Read name=value fields by name, not position: new ones may be added
+// (after the id on inv lines, at the end of others). On an inv line the
+// first field after the id without '=' is exact or prefix, and the rest of
+// the line is the key. seq is the sequence of the origin's frame that
+// carried the invalidation; a gap line's first..last are the sequences that
+// may have been missed (missing of them, in the origin's boot epoch). inv
+// lines carry no epoch: the engine does not hand handlers the carrying
+// frame's epoch, so after an origin restarts seq alone does not say which
+// boot an inv line belongs to.
 //
 // Gap reasons: evicted, unreachable, origin_dead, new_epoch, too_old.
 //

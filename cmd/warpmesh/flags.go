@@ -78,10 +78,12 @@ type nodeFlags struct {
 	peers, cluster, keyFile, nodeID string
 	auth                            string
 	heartbeat, suspect, dead        time.Duration
-	unicastOnly, echoLocal          bool
+	unicastOnly, echoLocal, gso     bool
 	frameSize, fanout, directLimit  int
 	hopLimit, publishRing, batch    int
 	recvBuffer, sendBuffer          int
+	rtBuffer, rtRate                int
+	repairTimeout                   time.Duration
 }
 
 // register adds the node flags to fs. defaultPort is the port flag's
@@ -110,6 +112,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultPort int) {
 	fs.IntVar(&f.batch, "batch-size", engine.DefaultBatchSize, "`datagrams` per recvmmsg/sendmmsg")
 	fs.IntVar(&f.recvBuffer, "recv-buffer", engine.DefaultSocketBuffer, "socket receive buffer in `bytes` (the kernel may grant less)")
 	fs.IntVar(&f.sendBuffer, "send-buffer", engine.DefaultSocketBuffer, "socket send buffer in `bytes` (the kernel may grant less)")
+	fs.BoolVar(&f.gso, "gso", false, "send each destination's run of frames as one UDP GSO message; helps only where receivers outpace the sender (ignored without kernel support)")
+	fs.IntVar(&f.rtBuffer, "retransmit-buffer", 0, "memory in `bytes` for recent frames kept to answer NACKs (0: the engine's default, 4 MiB)")
+	fs.IntVar(&f.rtRate, "retransmit-rate", 0, "most retransmitted `frames` per second (0: the engine's default, 100000)")
+	fs.DurationVar(&f.repairTimeout, "repair-timeout", 0, "how long a gap may stay open before it is given up with a gap event, at least 10ms (0: the engine's default, 5s)")
 	fs.BoolVar(&f.echoLocal, "echo-local", false, "deliver this node's own invalidations to its handlers (and --print) too")
 }
 
@@ -118,27 +124,31 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultPort int) {
 // rest to engine.New, whose errors optionError maps back to flag names.
 func (f *nodeFlags) options(log *slog.Logger) (engine.Options, error) {
 	o := engine.Options{
-		Port:          f.port,
-		GroupPort:     f.groupPort,
-		BindAddr:      f.bind,
-		Group:         f.group,
-		Interface:     f.iface,
-		AdvertiseAddr: f.advertise,
-		Heartbeat:     f.heartbeat,
-		SuspectAfter:  f.suspect,
-		DeadAfter:     f.dead,
-		Cluster:       f.cluster,
-		UnicastOnly:   f.unicastOnly,
-		MaxFrameSize:  f.frameSize,
-		Fanout:        f.fanout,
-		DirectLimit:   f.directLimit,
-		HopLimit:      f.hopLimit,
-		PublishRing:   f.publishRing,
-		BatchSize:     f.batch,
-		RecvBuffer:    f.recvBuffer,
-		SendBuffer:    f.sendBuffer,
-		EchoLocal:     f.echoLocal,
-		Logger:        log,
+		Port:             f.port,
+		GroupPort:        f.groupPort,
+		BindAddr:         f.bind,
+		Group:            f.group,
+		Interface:        f.iface,
+		AdvertiseAddr:    f.advertise,
+		Heartbeat:        f.heartbeat,
+		SuspectAfter:     f.suspect,
+		DeadAfter:        f.dead,
+		Cluster:          f.cluster,
+		UnicastOnly:      f.unicastOnly,
+		MaxFrameSize:     f.frameSize,
+		Fanout:           f.fanout,
+		DirectLimit:      f.directLimit,
+		HopLimit:         f.hopLimit,
+		PublishRing:      f.publishRing,
+		BatchSize:        f.batch,
+		RecvBuffer:       f.recvBuffer,
+		SendBuffer:       f.sendBuffer,
+		GSO:              f.gso,
+		RetransmitBuffer: f.rtBuffer,
+		RetransmitRate:   f.rtRate,
+		RepairTimeout:    f.repairTimeout,
+		EchoLocal:        f.echoLocal,
+		Logger:           log,
 	}
 	for _, p := range strings.Split(f.peers, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -153,9 +163,15 @@ func (f *nodeFlags) options(log *slog.Logger) (engine.Options, error) {
 			return o, usageErrorf("invalid --%s=%d: must be 0..65535", name, v)
 		}
 	}
-	for name, v := range map[string]time.Duration{"heartbeat": f.heartbeat, "suspect-after": f.suspect, "dead-after": f.dead} {
+	for name, v := range map[string]time.Duration{"heartbeat": f.heartbeat, "suspect-after": f.suspect, "dead-after": f.dead,
+		"repair-timeout": f.repairTimeout} {
 		if v < 0 {
 			return o, usageErrorf("invalid --%s=%v: must not be negative", name, v)
+		}
+	}
+	for name, v := range map[string]int{"retransmit-buffer": f.rtBuffer, "retransmit-rate": f.rtRate} {
+		if v < 0 {
+			return o, usageErrorf("invalid --%s=%d: must not be negative (0 selects the default)", name, v)
 		}
 	}
 	if f.heartbeat == 0 {
@@ -204,6 +220,8 @@ var optionFlags = map[string]string{
 	"Fanout": "fanout", "DirectLimit": "direct-limit", "HopLimit": "hop-limit",
 	"PublishRing": "publish-ring", "BatchSize": "batch-size", "RecvBuffer": "recv-buffer",
 	"SendBuffer": "send-buffer", "Keyring": "key-file", "Auth": "auth",
+	"RetransmitBuffer": "retransmit-buffer", "RetransmitRate": "retransmit-rate",
+	"RepairTimeout": "repair-timeout", "GSO": "gso",
 }
 
 // newNode starts a node; an option the engine rejects becomes a usage error

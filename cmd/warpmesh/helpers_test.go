@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -104,6 +105,71 @@ func (c *child) waitLine(t *testing.T, prefix string) string {
 		c.mu.Unlock()
 		if time.Now().After(deadline) {
 			t.Fatalf("no line starting with %q within 10s; stdout:\n%s\nstderr:\n%s", prefix, all, errs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// invLine is a parsed --print inv line.
+type invLine struct {
+	origin string
+	fields map[string]string // name=value fields, e.g. seq
+	kind   string            // exact or prefix
+	key    string
+}
+
+// parseInvLine reads an inv line as package doc says a script should: the
+// name=value fields by name, then exact|prefix, then the quoted key as the
+// rest of the line.
+func parseInvLine(line string) (invLine, bool) {
+	rest, ok := strings.CutPrefix(line, "inv ")
+	if !ok {
+		return invLine{}, false
+	}
+	inv := invLine{fields: map[string]string{}}
+	inv.origin, rest, _ = strings.Cut(rest, " ")
+	for {
+		var word string
+		word, rest, ok = strings.Cut(rest, " ")
+		if !ok {
+			return inv, false
+		}
+		if name, value, isField := strings.Cut(word, "="); isField {
+			inv.fields[name] = value
+			continue
+		}
+		if word != "exact" && word != "prefix" {
+			return inv, false
+		}
+		key, err := strconv.Unquote(rest)
+		if err != nil {
+			return inv, false
+		}
+		inv.kind, inv.key = word, key
+		return inv, true
+	}
+}
+
+// waitInv waits for an inv line from origin of kind with key and returns it
+// parsed; it checks that the line carries a positive seq.
+func (c *child) waitInv(t *testing.T, origin, kind, key string) invLine {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		for _, l := range c.lines {
+			if inv, ok := parseInvLine(l); ok && inv.origin == origin && inv.kind == kind && inv.key == key {
+				c.mu.Unlock()
+				if seq, err := strconv.ParseUint(inv.fields["seq"], 10, 64); err != nil || seq == 0 {
+					t.Errorf("inv line %q: seq %q is not a positive integer", l, inv.fields["seq"])
+				}
+				return inv
+			}
+		}
+		all, errs := strings.Join(c.lines, "\n"), c.stderr.String()
+		c.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no inv %s %s %q line within 10s; stdout:\n%s\nstderr:\n%s", origin, kind, key, all, errs)
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}

@@ -40,16 +40,24 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer ln.Close()
 	}
-	node, err := newNode(opts)
-	if err != nil {
-		return err
-	}
 	var out *printer
 	if *print {
-		out = newPrinter(stdout)
+		// Registered through Options, before the node starts receiving, so
+		// nothing that arrives during New is missed; the printer holds those
+		// lines until the self line.
+		out = newHeldPrinter(stdout)
+		opts.OnInvalidate = out.invalidation
+		opts.OnEvent = out.event
+	}
+	node, err := newNode(opts)
+	if err != nil {
+		if out != nil {
+			out.close() // drops the held lines: no node, no self line
+		}
+		return err
+	}
+	if out != nil {
 		out.self(node)
-		node.OnInvalidate(out.invalidation)
-		node.OnEvent(out.event)
 	}
 	log.Info("warpmesh node started", "id", fmt.Sprintf("%016x", node.ID()), "addr", node.Addr(),
 		"bound", node.LocalAddr(), "cluster", node.Cluster(), "peers", opts.Peers)
