@@ -159,7 +159,7 @@ func (r *receiver) received(st *originState, seq uint64, now time.Time) seqVerdi
 			r.giveUpThrough(st, newBase-1, GapTooOld, now)
 		}
 	}
-	if seq > st.known+1 {
+	if seq > st.known && seq-st.known > 1 {
 		r.notice(st, st.known+1, seq-1, now)
 	}
 	v := st.win.observe(seq)
@@ -181,6 +181,9 @@ func (r *receiver) received(st *originState, seq uint64, now time.Time) seqVerdi
 // missing, for the repair statistics. The table is allocated on an
 // origin's first loss.
 func (r *receiver) notice(st *originState, from, to uint64, now time.Time) {
+	// Only sequences inside the window have a slot; from may lie below it
+	// (or have wrapped) after a hostile jump.
+	from = max(from, st.win.base)
 	to = min(to, st.win.base+windowSize-1)
 	if from > to {
 		return
@@ -327,6 +330,7 @@ func (r *receiver) giveUpRange(st *originState, first, last uint64, reason GapRe
 
 // tick runs repair timers for origins with open gaps.
 func (r *receiver) tick(now time.Time) {
+	grace := nackGrace * time.Duration(1+r.n.treeDepth())
 	keep := r.pending[:0]
 	for _, st := range r.pending {
 		if st.known <= st.cum {
@@ -338,7 +342,7 @@ func (r *receiver) tick(now time.Time) {
 			r.giveUp(st, GapUnreachable, now)
 		case r.originGone(st.id):
 			r.giveUp(st, GapOriginDead, now)
-		case st.known > st.nackedTo && now.Sub(st.newSince) >= nackGrace:
+		case st.known > st.nackedTo && now.Sub(st.newSince) >= grace:
 			// Newly missing sequences: ask at once, only for those.
 			r.sendNack(st, max(st.cum, st.nackedTo)+1, now)
 		case now.Sub(st.lastNack) >= st.backoff:
@@ -523,6 +527,21 @@ func (r *receiver) addUnavail(s uint64) {
 	r.unavail = append(r.unavail, codec.SeqRange{First: s, Last: s})
 }
 
+// treeDepth is the number of relay hops a frame travels in the current
+// mesh: 0 while the origin reaches every member directly.
+func (n *Node) treeDepth() int {
+	v := n.members.view.Load()
+	if len(v.live) <= n.cfg.DirectLimit {
+		return 0
+	}
+	d, reach := 0, 1
+	for reach < len(v.live)+1 {
+		reach = reach*n.cfg.Fanout + 1
+		d++
+	}
+	return d
+}
+
 // ---- timers: HWM announcements and repair ticks ----
 
 // timers is a goroutine that runs only while there is timed work: an
@@ -571,7 +590,10 @@ func (t *timers) run() {
 			if hwm := t.n.hwm.Load(); hwm > t.announced {
 				busy = true
 				idle := now.Sub(time.Unix(0, t.lastData.Load()))
-				if idle >= hwmIdleDelay && now.Sub(t.lastHWM) >= hwmMinInterval {
+				// In a relay tree, copies are still hops away when the
+				// origin goes idle: wait for them before announcing.
+				delay := hwmIdleDelay * time.Duration(1+2*t.n.treeDepth())
+				if idle >= delay && now.Sub(t.lastHWM) >= hwmMinInterval {
 					t.announce(hwm)
 					t.announced, t.lastHWM = hwm, now
 				}
