@@ -5,33 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/warpmesh/warpmesh/engine"
+	"github.com/warpmesh/warpmesh/internal/testnet"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // freePorts reserves n distinct UDP ports on 127.0.0.1 and releases them.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	conns := make([]*net.UDPConn, n)
-	for i := range conns {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i], ports[i] = c, c.LocalAddr().(*net.UDPAddr).Port
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	return ports
-}
+func freePorts(t testing.TB, n int) []int { t.Helper(); return testnet.FreePorts(t, n) }
 
 // benchKey is the shared secret of the keyring variants.
 var benchKey = []byte("warpmesh-bench-key-32-bytes-long")
@@ -101,13 +86,7 @@ func alive(n *engine.Node) int {
 // waitFor polls cond until it holds or d passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
+	testnet.WaitFor(t, d, what, cond)
 }
 
 // minGot is the count of the receiver that applied the fewest.

@@ -84,19 +84,26 @@ func (h *heartbeater) resolveSeeds() {
 	h.mu.Unlock()
 }
 
+// everyoneLocked sets targets to the group (when multicast is on) and
+// every member not known gone, and returns where the members start.
+func (h *heartbeater) everyoneLocked() (membersStart int) {
+	h.targets = h.targets[:0]
+	if h.n.group.IsValid() {
+		h.targets = append(h.targets, h.n.group)
+	}
+	start := len(h.targets)
+	h.n.members.mu.Lock()
+	h.targets = h.n.members.unicastTargets(h.targets)
+	h.n.members.mu.Unlock()
+	return start
+}
+
 // broadcast sends one heartbeat round.
 func (h *heartbeater) broadcast() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.n
-	h.targets = h.targets[:0]
-	if n.group.IsValid() {
-		h.targets = append(h.targets, n.group)
-	}
-	n.members.mu.Lock()
-	start := len(h.targets)
-	h.targets = n.members.unicastTargets(h.targets)
-	n.members.mu.Unlock()
+	start := h.everyoneLocked()
 	known := h.targets[start:]
 	for _, s := range h.seeds {
 		if s == n.cfg.advertise || containsAddr(known, s) {
@@ -176,13 +183,7 @@ func (h *heartbeater) sendLeave() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.n
-	h.targets = h.targets[:0]
-	if n.group.IsValid() {
-		h.targets = append(h.targets, n.group)
-	}
-	n.members.mu.Lock()
-	h.targets = n.members.unicastTargets(h.targets)
-	n.members.mu.Unlock()
+	h.everyoneLocked()
 	if len(h.targets) == 0 {
 		return
 	}

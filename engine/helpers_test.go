@@ -4,33 +4,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/internal/testnet"
 )
 
 // freePorts reserves n distinct UDP ports on 127.0.0.1 and releases them
 // for the test to bind.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	conns := make([]*net.UDPConn, n)
-	ports := make([]int, n)
-	for i := range conns {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-		ports[i] = c.LocalAddr().(*net.UDPAddr).Port
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	return ports
-}
+func freePorts(t testing.TB, n int) []int { t.Helper(); return testnet.FreePorts(t, n) }
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -66,13 +50,7 @@ func startNode(t testing.TB, o Options) *Node {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling interval, not synchronisation
-	}
+	testnet.WaitFor(t, d, what, cond)
 }
 
 func aliveCount(n *Node) int {
