@@ -33,9 +33,8 @@ func (n *node) parse(line string) {
 			n.pubTotal += fr.count
 		}
 	case "inv":
-		if len(f) == 4 && f[2] == "exact" { // the CLI's --print line
-			key, err := strconv.Unquote(f[3])
-			ok = err == nil
+		if key, isCLI := cliInvKey(line); isCLI { // the CLI's --print line
+			ok = key != ""
 			n.cliKeys[key] = true
 			break
 		}
@@ -150,4 +149,29 @@ func scan(f []string, dst ...any) bool {
 		}
 	}
 	return true
+}
+
+// cliInvKey reads the key of a CLI --print line,
+// "inv <origin> [name=value ...] exact|prefix <quoted key>": named fields
+// are skipped, the key is the rest of the line (cmd/warpmesh/doc.go).
+func cliInvKey(line string) (key string, ok bool) {
+	f := strings.Fields(line)
+	for i := 2; i < len(f); i++ {
+		if strings.Contains(f[i], "=") {
+			continue
+		}
+		if f[i] != "exact" && f[i] != "prefix" {
+			return "", false
+		}
+		rest := strings.SplitN(line, " "+f[i]+" ", 2)
+		if len(rest) != 2 {
+			return "", true
+		}
+		k, err := strconv.Unquote(rest[1])
+		if err != nil {
+			return "", true
+		}
+		return k, true
+	}
+	return "", false
 }
