@@ -19,6 +19,7 @@ func WarpMeshSystems() []System {
 		{Name: "warpmesh-mcast", Receiver: wmReceiver(true), Publisher: wmPublisher(true)},
 		{Name: "warpmesh-keyring", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 		{Name: "warpmesh-gso", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
+		{Name: "warpmesh-jumbo", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 	}
 }
 
@@ -49,6 +50,9 @@ func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
 		o.UnicastOnly = true
 	}
 	o.GSO = spec.System == "warpmesh-gso"
+	if spec.System == "warpmesh-jumbo" {
+		o.MaxFrameSize = 8972 // a 9000-byte jumbo MTU less IP and UDP headers
+	}
 	if spec.System == "warpmesh-keyring" {
 		kr, err := engine.NewKeyring(benchKey)
 		if err != nil {
