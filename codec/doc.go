@@ -56,7 +56,7 @@
 //	+---------------------------------------------------------------+
 //	|                     payload ...                               | 56
 //
-//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM; else ErrBadType
+//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -73,7 +73,7 @@
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
 //	count    DATA: records; ALIVE: digest entries; NACK: ranges;
-//	         LEAVE, HWM: 0.
+//	         LEAVE, HWM, ACK: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -158,6 +158,21 @@
 //
 // The header's seq is the origin's high-water data seq, sent when the
 // origin goes idle so that a lost final DATA frame is noticed.
+//
+// # ACK payload (AckLen = 24), Count = 0
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------------------------------------------------------+
+//	|                   target origin id (u64)                      |  0
+//	+---------------------------------------------------------------+
+//	|                   target origin epoch (u64)                   |  8
+//	+---------------------------------------------------------------+
+//	|            cumulative seq: all <= it applied (u64)            | 16
+//	+---------------------------------------------------------------+
+//
+// The header's origin is the receiver reporting its progress; the target
+// origin paces its sending by its slowest receiver's reports.
 //
 // # Tag
 //

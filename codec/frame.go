@@ -102,6 +102,18 @@ func ValidatePayload(h *Header, payload []byte) error {
 			return ErrBadLength
 		}
 		return nil
+	case TypeAck:
+		if count != 0 {
+			return ErrTooManyRecords
+		}
+		_, n, err := ParseAck(payload)
+		if err != nil {
+			return err
+		}
+		if n != len(payload) {
+			return ErrBadLength
+		}
+		return nil
 	}
 	return ErrBadType
 }

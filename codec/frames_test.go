@@ -86,6 +86,7 @@ func goldenFrames() map[string][]byte {
 		"leave":           payloadFrame(testHeader, TypeLeave, 0, AppendLeave(nil, 6)),
 		"nack":            nackFrame(Nack{Origin: 0xC1, Epoch: 0xD1}, testRanges),
 		"hwm":             payloadFrame(hwm, TypeHWM, 0, nil),
+		"ack":             payloadFrame(testHeader, TypeAck, 0, AppendAck(nil, &Ack{Origin: 0xC1, Epoch: 0xD1, Cum: 77})),
 	}
 }
 

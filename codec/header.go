@@ -61,6 +61,7 @@ const (
 	TypeLeave FrameType = 3 // graceful leave
 	TypeNack  FrameType = 4 // missing sequence ranges of one origin
 	TypeHWM   FrameType = 5 // origin's current high-water data seq (header Seq)
+	TypeAck   FrameType = 6 // a receiver's progress on one origin's stream (flow control)
 )
 
 // String returns the type's name, e.g. "DATA", or "FrameType(9)".
@@ -76,6 +77,8 @@ func (t FrameType) String() string {
 		return "NACK"
 	case TypeHWM:
 		return "HWM"
+	case TypeAck:
+		return "ACK"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }
@@ -171,7 +174,7 @@ func ParseHeader(b []byte) (h Header, n int, err error) {
 		return Header{}, 0, ErrBadHeaderLen
 	}
 	h.Type = FrameType(b[offType])
-	if h.Type < TypeData || h.Type > TypeHWM {
+	if h.Type < TypeData || h.Type > TypeAck {
 		return Header{}, 0, ErrBadType
 	}
 	h.Flags = Flags(b[offFlags])

@@ -76,6 +76,7 @@ type Node struct {
 	tx      sender
 	rx      receiver
 	timers  timers
+	flow    flowState
 	retrans *retransmitRing
 	seal    *sealer // nil without a keyring
 	lim     logLimiter
@@ -118,6 +119,13 @@ func New(opts Options) (*Node, error) {
 			return nil, err
 		}
 		n.uni, n.uniRaw = uni, uni
+		if cfg.Port == AnyPort || cfg.advertise.Port() == 0 {
+			bound := uni.LocalAddr().Port()
+			cfg.Port = int(bound)
+			if cfg.advertise.Port() == 0 {
+				cfg.advertise = netip.AddrPortFrom(cfg.advertise.Addr(), bound)
+			}
+		}
 		if mc != nil {
 			n.mcast, n.mcRaw = mc, mc
 		}
@@ -153,6 +161,7 @@ func (n *Node) initLoops() error {
 		n.seal = &sealer{ring: n.cfg.Keyring, id: n.id, epoch: n.epoch}
 	}
 	n.timers.init(n)
+	n.flow.init()
 	if err := n.tx.init(n); err != nil {
 		return err
 	}

@@ -223,3 +223,17 @@ func TestUnregisterHandlers(t *testing.T) {
 		t.Fatal("an unregistered event handler was called")
 	}
 }
+
+func TestAnyPort(t *testing.T) {
+	a := startNode(t, unicastOptions(AnyPort))
+	if a.Addr().Port() == 0 || a.Addr() != a.LocalAddr() {
+		t.Fatalf("advertised %v, bound %v", a.Addr(), a.LocalAddr())
+	}
+	o := unicastOptions(AnyPort)
+	o.Peers = []string{a.Addr().String()}
+	b := startNode(t, o)
+	waitFor(t, 5*time.Second, "join through a kernel-chosen port", func() bool { return aliveCount(a) == 1 && aliveCount(b) == 1 })
+	if _, err := New(Options{Port: AnyPort, Interface: "lo", Group: "239.1.2.3"}); err == nil {
+		t.Fatal("AnyPort with multicast and no GroupPort accepted")
+	}
+}

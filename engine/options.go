@@ -14,7 +14,9 @@ import (
 
 // Defaults for Options fields left at their zero value.
 const (
-	DefaultPort         = 7946
+	DefaultPort = 7946
+	// AnyPort as Options.Port binds a free port chosen by the kernel.
+	AnyPort             = -1
 	DefaultGroup        = "239.0.0.1"
 	DefaultHeartbeat    = 5 * time.Second
 	DefaultCluster      = "default"
@@ -33,7 +35,8 @@ const (
 // default; New validates every field and names the offending one in its
 // error.
 type Options struct {
-	// Port is the UDP port the node listens on for unicast. Default 7946.
+	// Port is the UDP port the node listens on for unicast. Default 7946;
+	// AnyPort binds a free port chosen by the kernel (Node.Addr reports it).
 	Port int
 	// Group is the IPv4 multicast group used for discovery and, in small
 	// meshes where every member hears it, for data. Default "239.0.0.1".
@@ -117,6 +120,11 @@ type Options struct {
 	RetransmitBuffer int
 	// RetransmitRate bounds retransmitted frames per second. Default 100000.
 	RetransmitRate int
+	// FlowWindow is how many frames an origin may have in flight beyond
+	// its slowest receiver's last acknowledgement (direct meshes only).
+	// Default: half the frames RecvBuffer holds, at least 64; negative
+	// turns flow control off.
+	FlowWindow int
 	// RepairTimeout is how long a gap may stay open before it is given up
 	// with a Gap event. Default 5s. (A dead origin's gaps are given up as
 	// soon as it is declared dead.)
@@ -185,7 +193,11 @@ func (o Options) resolve() (*config, error) {
 	if c.Port == 0 {
 		c.Port = DefaultPort
 	}
-	if c.Port < 0 || c.Port > 65535 {
+	if c.Port == AnyPort {
+		if c.Transport == nil && !(c.UnicastOnly || (c.Group == "" && len(c.Peers) > 0)) && c.GroupPort == 0 {
+			return nil, optErr("GroupPort", o.GroupPort, "must be set when Port is AnyPort and multicast is on")
+		}
+	} else if c.Port < 0 || c.Port > 65535 {
 		return nil, optErr("Port", o.Port, "must be 1..65535")
 	}
 	if c.Heartbeat == 0 {
@@ -283,6 +295,9 @@ func (o Options) resolve() (*config, error) {
 	if c.RetransmitRate < 1 {
 		return nil, optErr("RetransmitRate", o.RetransmitRate, "must be positive")
 	}
+	if c.FlowWindow == 0 {
+		c.FlowWindow = max(64, c.RecvBuffer/c.MaxFrameSize/2)
+	}
 	if c.RepairTimeout == 0 {
 		c.RepairTimeout = 5 * time.Second
 	}
@@ -360,7 +375,7 @@ func (o Options) resolve() (*config, error) {
 func (c *config) resolveAdvertise() (netip.AddrPort, error) {
 	if c.AdvertiseAddr != "" {
 		if ap, err := netip.ParseAddrPort(c.AdvertiseAddr); err == nil {
-			if ap.Addr().IsUnspecified() || ap.Port() == 0 {
+			if ap.Addr().IsUnspecified() || (ap.Port() == 0 && c.Port != AnyPort) {
 				return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "must be a specific address and port")
 			}
 			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
@@ -369,16 +384,16 @@ func (c *config) resolveAdvertise() (netip.AddrPort, error) {
 		if err != nil || a.IsUnspecified() {
 			return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "must be ip or ip:port")
 		}
-		return netip.AddrPortFrom(a.Unmap(), uint16(c.Port)), nil
+		return netip.AddrPortFrom(a.Unmap(), uint16(max(c.Port, 0))), nil
 	}
 	if !c.bind.IsUnspecified() {
-		return netip.AddrPortFrom(c.bind, uint16(c.Port)), nil
+		return netip.AddrPortFrom(c.bind, uint16(max(c.Port, 0))), nil
 	}
 	a, err := localAddr(c.Interface)
 	if err != nil {
 		return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "cannot auto-detect: "+err.Error())
 	}
-	return netip.AddrPortFrom(a, uint16(c.Port)), nil
+	return netip.AddrPortFrom(a, uint16(max(c.Port, 0))), nil
 }
 
 // localAddr returns the first IPv4 address of ifname, or, with ifname empty,

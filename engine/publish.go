@@ -105,6 +105,7 @@ type sender struct {
 	seq     uint64
 	packFn  func(kind uint8, rec []byte)
 	readMax int
+	timer   *time.Timer // flow-control waits
 }
 
 const senderSlab = 64 // frames packed per flush at most
@@ -128,6 +129,8 @@ func (s *sender) init(n *Node) error {
 	s.dests = make([]netip.AddrPort, 0, 64)
 	s.packFn = s.pack
 	s.readMax = 4096
+	s.timer = time.NewTimer(time.Hour)
+	s.timer.Stop()
 	return nil
 }
 
@@ -218,6 +221,7 @@ func (s *sender) flush() {
 	}
 	s.n.ctr.sendBatches.Add(1)
 	v := s.n.members.view.Load()
+	s.awaitWindow(v, s.hdrs[len(s.hdrs)-1].Seq)
 	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
 	k := 0
 	sent := s.frames

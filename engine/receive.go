@@ -41,19 +41,22 @@ type rxRef struct {
 
 // originState is what the worker knows of one origin's data stream.
 type originState struct {
-	id       uint64
-	epoch    uint64
-	win      seqWindow // DATA sequences
-	ctrl     seqWindow // packet numbers of control frames (replay window)
-	cum      uint64    // every sequence <= cum arrived or was given up
-	known    uint64    // highest sequence known to exist
-	gapSince time.Time // zero without an open gap
-	lastNack time.Time
-	backoff  time.Duration
-	nackedTo uint64              // highest sequence already asked for
-	newSince time.Time           // when sequences above nackedTo were first noticed missing
-	pending  bool                // in receiver.pending
-	noticed  *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
+	id        uint64
+	epoch     uint64
+	win       seqWindow // DATA sequences
+	ctrl      seqWindow // packet numbers of control frames (replay window)
+	cum       uint64    // every sequence <= cum arrived or was given up
+	known     uint64    // highest sequence known to exist
+	gapSince  time.Time // zero without an open gap
+	lastNack  time.Time
+	backoff   time.Duration
+	nackedTo  uint64    // highest sequence already asked for
+	newSince  time.Time // when sequences above nackedTo were first noticed missing
+	pending   bool      // in receiver.pending
+	acked     uint64    // cum last reported to the origin (ACK)
+	lastAck   time.Time
+	ackQueued bool                // in receiver.acks
+	noticed   *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
 }
 
 // receiver holds the receive path's state. mu guards everything the
@@ -72,8 +75,11 @@ type receiver struct {
 	dests   []netip.AddrPort
 	done    chan struct{}
 
-	open     *opener // nil without a keyring
-	barriers uint64  // handler unregistrations waited for
+	open     *opener        // nil without a keyring
+	acks     []*originState // origins whose progress this batch may report
+	ackBuf   []byte
+	ackMsg   [1]sockopt.Message
+	barriers uint64 // handler unregistrations waited for
 	born     time.Time
 	pending  []*originState
 	ranges   []codec.SeqRange
@@ -99,6 +105,8 @@ func (r *receiver) init(n *Node) error {
 	r.ranges = make([]codec.SeqRange, 0, codec.MaxNackRanges(codec.MaxFrameSize, false))
 	r.unavail = make([]codec.SeqRange, 0, cap(r.ranges))
 	r.ctrlBuf = make([]byte, 0, n.cfg.MaxFrameSize)
+	r.ackBuf = make([]byte, 0, codec.HeaderLen+codec.AckLen+codec.TagLen)
+	r.acks = make([]*originState, 0, 64)
 	r.rtSlab = make([][]byte, 64)
 	for i := range r.rtSlab {
 		r.rtSlab[i] = make([]byte, 0, n.cfg.MaxFrameSize)
@@ -235,6 +243,7 @@ func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
 		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
 	}
 	r.relay.flush()
+	r.sendAcks(now)
 }
 
 // barrier returns once no batch that started before it is in progress.
@@ -294,7 +303,7 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	case codec.TypeData:
 		r.data(&h, b, payload, now)
 		return
-	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM:
+	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -320,6 +329,8 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.nack(&h, payload, now)
 	case codec.TypeHWM:
 		n.ctr.hwmReceived.Add(1)
+	case codec.TypeAck:
+		r.ack(&h, payload)
 	}
 	// Every control frame carries its sender's high-water mark in Seq.
 	r.announced(st, h.Seq, now)
@@ -391,6 +402,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	}
 	n.ctr.recordsReceived.Add(uint64(h.Count))
 	n.ctr.dataFrames.Add(1)
+	r.ackDue(st)
 
 	// Relay first copies down the origin's tree; retransmissions were
 	// asked for by this node alone and go no further.

@@ -281,6 +281,44 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 	r.advance(st, now)
 }
 
+// oldestMissingAge is how long the first missing sequence has been known
+// missing: under steady loss a gap never closes as a whole, so deadlines
+// apply per sequence, not per gap.
+func (r *receiver) oldestMissingAge(st *originState, now time.Time) time.Duration {
+	if st.noticed != nil {
+		if t := st.noticed[(st.cum+1)%windowSize]; t != 0 && !st.win.has(st.cum+1) {
+			return time.Duration(r.micros(now)-t) * time.Microsecond
+		}
+	}
+	return now.Sub(st.gapSince)
+}
+
+// giveUpExpired gives up the missing sequences, from the oldest, that have
+// waited RepairTimeout, stopping at the first younger one.
+func (r *receiver) giveUpExpired(st *originState, now time.Time) {
+	if st.noticed == nil {
+		r.giveUp(st, GapUnreachable, now)
+		return
+	}
+	limit := r.n.cfg.RepairTimeout
+	nowUs := r.micros(now)
+	last := st.cum
+	top := min(st.known, st.win.base+windowSize-1)
+	for s := st.cum + 1; s <= top; s++ {
+		if !st.win.has(s) {
+			t := st.noticed[s%windowSize]
+			if t != 0 && time.Duration(nowUs-t)*time.Microsecond < limit {
+				break
+			}
+		}
+		last = s
+	}
+	if last == st.cum {
+		last = st.cum + 1 // the oldest has expired: at least it goes
+	}
+	r.giveUpThrough(st, last, GapUnreachable, now)
+}
+
 // micros is now in microseconds since the node started, wrapping every
 // 71 minutes; differences stay right for any repair shorter than that.
 func (r *receiver) micros(now time.Time) uint32 {
@@ -338,8 +376,8 @@ func (r *receiver) tick(now time.Time) {
 			continue
 		}
 		switch {
-		case now.Sub(st.gapSince) >= r.n.cfg.RepairTimeout:
-			r.giveUp(st, GapUnreachable, now)
+		case r.oldestMissingAge(st, now) >= r.n.cfg.RepairTimeout:
+			r.giveUpExpired(st, now)
 		case r.originGone(st.id):
 			r.giveUp(st, GapOriginDead, now)
 		case st.known > st.nackedTo && now.Sub(st.newSince) >= grace:
@@ -383,17 +421,17 @@ func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
 // sendNack asks the origin for the missing ranges in [from, known].
 func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
 	st.lastNack = now
-	st.nackedTo, st.newSince = st.known, time.Time{}
 	to, ok := r.originAddr(st.id)
 	if !ok {
+		st.nackedTo, st.newSince = st.known, time.Time{}
 		return // unknown origin: the timeout will flag it
 	}
 	n := r.n
-	auth := n.seal != nil
-	maxRanges := codec.MaxNackRanges(n.cfg.MaxFrameSize, auth)
+	maxRanges := codec.MaxNackRanges(n.cfg.MaxFrameSize, n.seal != nil)
 	r.ranges = r.ranges[:0]
 	var cur codec.SeqRange
-	for s := from; s <= st.known && len(r.ranges) < maxRanges; s++ {
+	covered := st.known // the highest sequence this NACK speaks for
+	for s := from; s <= st.known; s++ {
 		if st.win.has(s) {
 			continue
 		}
@@ -402,6 +440,11 @@ func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
 			continue
 		}
 		if cur.First != 0 {
+			if len(r.ranges) == maxRanges-1 {
+				// The frame is full: the rest goes in the next NACK.
+				covered = cur.Last
+				break
+			}
 			r.ranges = append(r.ranges, cur)
 		}
 		cur = codec.SeqRange{First: s, Last: s}
@@ -410,8 +453,14 @@ func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
 			break
 		}
 	}
-	if cur.First != 0 && len(r.ranges) < maxRanges {
+	if cur.First != 0 {
 		r.ranges = append(r.ranges, cur)
+	}
+	if covered >= st.nackedTo {
+		st.nackedTo = covered
+	}
+	if st.nackedTo >= st.known {
+		st.newSince = time.Time{}
 	}
 	if len(r.ranges) == 0 {
 		return

@@ -84,16 +84,19 @@ type Stats struct {
 	Drops                        [numDropReasons]uint64 // indexed by DropReason
 
 	// Loss repair.
-	GapsDetected         uint64                // gaps opened (a missing sequence noticed)
-	GapsRepaired         uint64                // gaps closed by retransmission or late arrival
-	GapsGivenUp          [numGapReasons]uint64 // Gap events, indexed by GapReason
-	FramesLost           uint64                // sequences covered by Gap events
-	NacksSent            uint64
-	NacksReceived        uint64
-	Retransmitted        uint64 // frames resent in answer to NACKs
-	RetransmitsReceived  uint64 // retransmitted frames applied
-	HWMSent, HWMReceived uint64
-	RepairLatency        LatencyHistogram // gap opened → gap closed
+	GapsDetected           uint64                // gaps opened (a missing sequence noticed)
+	GapsRepaired           uint64                // gaps closed by retransmission or late arrival
+	GapsGivenUp            [numGapReasons]uint64 // Gap events, indexed by GapReason
+	FramesLost             uint64                // sequences covered by Gap events
+	NacksSent              uint64
+	NacksReceived          uint64
+	Retransmitted          uint64 // frames resent in answer to NACKs
+	RetransmitsReceived    uint64 // retransmitted frames applied
+	HWMSent, HWMReceived   uint64
+	AcksSent, AcksReceived uint64           // flow-control progress reports
+	FlowWaits              uint64           // sender waits for receivers to catch up
+	FlowTimeouts           uint64           // waits that ended by timeout, not by an ACK
+	RepairLatency          LatencyHistogram // gap opened → gap closed
 
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
 
@@ -132,6 +135,8 @@ type counters struct {
 	retransmitted              atomic.Uint64
 	retransmitsReceived        atomic.Uint64
 	hwmSent, hwmReceived       atomic.Uint64
+	acksSent, acksReceived     atomic.Uint64
+	flowWaits, flowTimeouts    atomic.Uint64
 	repairLatency              latencyCounter
 }
 
@@ -169,6 +174,8 @@ func (c *counters) snapshot(s *Stats) {
 	s.RetransmitsReceived = c.retransmitsReceived.Load()
 	s.HWMSent = c.hwmSent.Load()
 	s.HWMReceived = c.hwmReceived.Load()
+	s.AcksSent, s.AcksReceived = c.acksSent.Load(), c.acksReceived.Load()
+	s.FlowWaits, s.FlowTimeouts = c.flowWaits.Load(), c.flowTimeouts.Load()
 	c.repairLatency.snapshot(&s.RepairLatency)
 }
 

@@ -31,7 +31,7 @@ var _ Transport = (*sockopt.Conn)(nil)
 func openTransports(c *config) (uni, mcast *sockopt.Conn, err error) {
 	base := sockopt.Config{
 		BindAddr:   c.bind,
-		Port:       c.Port,
+		Port:       max(c.Port, 0), // AnyPort: the kernel picks
 		RecvBuffer: c.RecvBuffer,
 		SendBuffer: c.SendBuffer,
 		BatchSize:  c.BatchSize,
