@@ -179,9 +179,7 @@ func TestPortInUseFails(t *testing.T) {
 
 func TestGSODelivers(t *testing.T) {
 	p := freePorts(t, 2)
-	oa := unicastOptions(p[0])
-	oa.GSO = true
-	a := startNode(t, oa)
+	a := startNode(t, unicastOptions(p[0])) // GSO is on by default
 	if a.tx.gso == nil {
 		t.Skip("kernel without UDP GSO")
 	}

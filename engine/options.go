@@ -96,13 +96,12 @@ type Options struct {
 	// RecvBuffer and SendBuffer are socket buffer sizes in bytes.
 	// Default 4 MiB each; the kernel may grant less (see Stats).
 	RecvBuffer, SendBuffer int
-	// GSO sends each flush's run of frames to a destination as one UDP GSO
-	// message (frames padded to MaxFrameSize). It cuts the sender's
-	// per-datagram kernel cost 2-4x, so it helps only where receivers are
-	// faster than the sender; on a small shared machine it mostly moves the
-	// bottleneck to the receivers, whose overflow then costs repairs (see
-	// PERFORMANCE.md). Ignored where the kernel lacks UDP_SEGMENT.
-	GSO bool
+	// DisableGSO turns off UDP GSO for data. By default, where the kernel
+	// has UDP_SEGMENT, each flush's run of frames to a destination leaves
+	// as one GSO message (frames padded to MaxFrameSize), which cuts the
+	// sender's per-datagram kernel cost 2-4x; flow control (FlowWindow)
+	// keeps the faster sender from overflowing its receivers.
+	DisableGSO bool
 	// EchoLocal delivers this node's own invalidations to its handlers too.
 	EchoLocal bool
 	// Logger receives the node's logs. Default: slog.Default().

@@ -120,7 +120,7 @@ func (s *sender) init(n *Node) error {
 	for i := range s.slab {
 		s.slab[i] = s.big[i*m : i*m : (i+1)*m]
 	}
-	if g, ok := n.uni.(interface{ GSO() bool }); ok && g.GSO() && n.cfg.GSO {
+	if g, ok := n.uni.(interface{ GSO() bool }); ok && g.GSO() && !n.cfg.DisableGSO {
 		s.gso = g
 	}
 	s.frames = make([][]byte, 0, senderSlab)

@@ -380,13 +380,20 @@ func (r *receiver) tick(now time.Time) {
 			r.giveUpExpired(st, now)
 		case r.originGone(st.id):
 			r.giveUp(st, GapOriginDead, now)
-		case st.known > st.nackedTo && now.Sub(st.newSince) >= grace:
-			// Newly missing sequences: ask at once, only for those.
-			r.sendNack(st, max(st.cum, st.nackedTo)+1, now)
-		case now.Sub(st.lastNack) >= st.backoff:
-			// Still missing after a request: ask again for everything.
-			st.backoff = min(2*st.backoff, nackRetryMax)
-			r.sendNack(st, st.cum+1, now)
+		default:
+			if st.known > st.nackedTo && now.Sub(st.newSince) >= grace {
+				// Newly missing sequences: ask at once, only for those.
+				r.sendNack(st, max(st.cum, st.nackedTo)+1)
+			}
+			if now.Sub(st.lastNack) >= st.backoff {
+				// Still missing after a request (a retransmission can be
+				// lost too): ask again from the oldest, with backoff. Kept
+				// apart from the first requests, which under steady loss
+				// never stop and must not starve these.
+				st.lastNack = now
+				st.backoff = min(2*st.backoff, nackRetryMax)
+				r.sendNack(st, st.cum+1)
+			}
 		}
 		if st.known > st.cum {
 			keep = append(keep, st)
@@ -419,8 +426,7 @@ func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
 }
 
 // sendNack asks the origin for the missing ranges in [from, known].
-func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
-	st.lastNack = now
+func (r *receiver) sendNack(st *originState, from uint64) {
 	to, ok := r.originAddr(st.id)
 	if !ok {
 		st.nackedTo, st.newSince = st.known, time.Time{}

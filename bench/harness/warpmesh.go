@@ -18,7 +18,7 @@ func WarpMeshSystems() []System {
 		{Name: "warpmesh", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 		{Name: "warpmesh-mcast", Receiver: wmReceiver(true), Publisher: wmPublisher(true)},
 		{Name: "warpmesh-keyring", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
-		{Name: "warpmesh-gso", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
+		{Name: "warpmesh-nogso", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 		{Name: "warpmesh-jumbo", Receiver: wmReceiver(false), Publisher: wmPublisher(false)},
 	}
 }
@@ -49,7 +49,7 @@ func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
 		o.BindAddr = "127.0.0.1"
 		o.UnicastOnly = true
 	}
-	o.GSO = spec.System == "warpmesh-gso"
+	o.DisableGSO = spec.System == "warpmesh-nogso"
 	if spec.System == "warpmesh-jumbo" {
 		o.MaxFrameSize = 8972 // a 9000-byte jumbo MTU less IP and UDP headers
 	}

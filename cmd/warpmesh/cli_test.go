@@ -325,8 +325,8 @@ func TestRepairFlagsToOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.RetransmitBuffer != 65536 || o.RetransmitRate != 500 || o.RepairTimeout != 250*time.Millisecond || !o.GSO {
-		t.Errorf("options: buffer %d rate %d timeout %v gso %v", o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.GSO)
+	if o.RetransmitBuffer != 65536 || o.RetransmitRate != 500 || o.RepairTimeout != 250*time.Millisecond || o.DisableGSO {
+		t.Errorf("options: buffer %d rate %d timeout %v no-gso %v", o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.DisableGSO)
 	}
 	fs = newFlagSet("node", "node", &errs)
 	nf = nodeFlags{}
@@ -336,8 +336,8 @@ func TestRepairFlagsToOptions(t *testing.T) {
 	if err := parseFlags(fs, nil); err != nil {
 		t.Fatal(err)
 	}
-	if o, err = nf.options(nil); err != nil || o.RetransmitBuffer != 0 || o.RetransmitRate != 0 || o.RepairTimeout != 0 || o.GSO {
-		t.Errorf("defaults: %v buffer %d rate %d timeout %v gso %v", err, o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.GSO)
+	if o, err = nf.options(nil); err != nil || o.RetransmitBuffer != 0 || o.RetransmitRate != 0 || o.RepairTimeout != 0 || o.DisableGSO {
+		t.Errorf("defaults: %v buffer %d rate %d timeout %v no-gso %v", err, o.RetransmitBuffer, o.RetransmitRate, o.RepairTimeout, o.DisableGSO)
 	}
 }
 

@@ -112,7 +112,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, defaultPort int) {
 	fs.IntVar(&f.batch, "batch-size", engine.DefaultBatchSize, "`datagrams` per recvmmsg/sendmmsg")
 	fs.IntVar(&f.recvBuffer, "recv-buffer", engine.DefaultSocketBuffer, "socket receive buffer in `bytes` (the kernel may grant less)")
 	fs.IntVar(&f.sendBuffer, "send-buffer", engine.DefaultSocketBuffer, "socket send buffer in `bytes` (the kernel may grant less)")
-	fs.BoolVar(&f.gso, "gso", false, "send each destination's run of frames as one UDP GSO message; helps only where receivers outpace the sender (ignored without kernel support)")
+	fs.BoolVar(&f.gso, "gso", true, "send each destination's run of frames as one UDP GSO message (ignored without kernel support); --gso=false turns it off")
 	fs.IntVar(&f.rtBuffer, "retransmit-buffer", 0, "memory in `bytes` for recent frames kept to answer NACKs (0: the engine's default, 4 MiB)")
 	fs.IntVar(&f.rtRate, "retransmit-rate", 0, "most retransmitted `frames` per second (0: the engine's default, 100000)")
 	fs.DurationVar(&f.repairTimeout, "repair-timeout", 0, "how long a gap may stay open before it is given up with a gap event, at least 10ms (0: the engine's default, 5s)")
@@ -143,7 +143,7 @@ func (f *nodeFlags) options(log *slog.Logger) (engine.Options, error) {
 		BatchSize:        f.batch,
 		RecvBuffer:       f.recvBuffer,
 		SendBuffer:       f.sendBuffer,
-		GSO:              f.gso,
+		DisableGSO:       !f.gso,
 		RetransmitBuffer: f.rtBuffer,
 		RetransmitRate:   f.rtRate,
 		RepairTimeout:    f.repairTimeout,
@@ -221,7 +221,7 @@ var optionFlags = map[string]string{
 	"PublishRing": "publish-ring", "BatchSize": "batch-size", "RecvBuffer": "recv-buffer",
 	"SendBuffer": "send-buffer", "Keyring": "key-file", "Auth": "auth",
 	"RetransmitBuffer": "retransmit-buffer", "RetransmitRate": "retransmit-rate",
-	"RepairTimeout": "repair-timeout", "GSO": "gso",
+	"RepairTimeout": "repair-timeout", "DisableGSO": "gso",
 }
 
 // newNode starts a node; an option the engine rejects becomes a usage error
