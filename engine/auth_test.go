@@ -41,7 +41,7 @@ func forge(cluster uint64, key []byte, h codec.Header, payload func([]byte) []by
 	if key != nil {
 		kr, _ := NewKeyring(key)
 		s := &sealer{ring: kr, id: h.Origin, epoch: h.Epoch}
-		b = s.seal(b, h.Packet)
+		b = s.seal(b, h.Packet, new(sealScratch))
 	}
 	return b
 }
@@ -289,4 +289,33 @@ func TestSealedPathZeroAlloc(t *testing.T) {
 		t.Fatalf("sealed publish+receive allocates %.2f per invalidation", allocs)
 	}
 	waitFor(t, 5*time.Second, "delivery", func() bool { return got.Load() >= 5000 })
+}
+
+// Per-frame gates: the end-to-end gate divides by invalidations, which
+// would hide one allocation per frame.
+func TestSealOpenZeroAllocPerFrame(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	kr, _ := NewKeyring(testKey(4))
+	s := &sealer{ring: kr, id: 1, epoch: 2}
+	o := &opener{ring: kr, cache: map[[2]uint64]*openKeys{}, scratch: make([]byte, 0, codec.MaxFrameSize)}
+	pay, count := dataPayload("k1", "k2")
+	h := codec.Header{Type: codec.TypeData, Flags: codec.FlagAuth, HopLimit: 1, Origin: 1, Epoch: 2, Seq: 1, Packet: 1, Count: count}
+	body := pay(nil)
+	h.PayloadLen = uint16(len(body))
+	plain := append(codec.AppendHeader(nil, &h), body...)
+	buf := make([]byte, 0, len(plain)+codec.TagLen)
+	var sc sealScratch
+	sealed := s.seal(append(buf[:0], plain...), h.Packet, &sc)
+	if _, ok := o.open(&h, sealed); !ok {
+		t.Fatal("open failed")
+	}
+	if a := testing.AllocsPerRun(200, func() { s.seal(append(buf[:0], plain...), h.Packet, &sc) }); a != 0 {
+		t.Fatalf("seal allocates %.1f per frame", a)
+	}
+	sealed = s.seal(append(buf[:0], plain...), h.Packet, &sc)
+	if a := testing.AllocsPerRun(200, func() { o.open(&h, sealed) }); a != 0 {
+		t.Fatalf("open allocates %.1f per frame", a)
+	}
 }

@@ -129,7 +129,7 @@ func (r *receiver) sendAcks(now time.Time) {
 		h.PayloadLen = codec.AckLen
 		b := codec.AppendHeader(r.ackBuf[:0], &h)
 		b = codec.AppendAck(b, &codec.Ack{Origin: st.id, Epoch: st.epoch, Cum: st.cum})
-		b = n.sealFrame(b, &h)
+		b = n.sealFrame(b, &h, &r.sc)
 		r.ackBuf = b
 		r.ackMsg[0] = sockopt.Message{Buf: b, Addr: to}
 		n.write(r.ackMsg[:1])

@@ -25,6 +25,7 @@ type heartbeater struct {
 	msgs    []sockopt.Message
 	seeds   []netip.AddrPort // resolved seeds, refreshed each round
 	lastRep map[netip.AddrPort]time.Time
+	sc      sealScratch
 }
 
 func (h *heartbeater) init(n *Node) {
@@ -160,7 +161,7 @@ func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 		b = codec.AppendDigestEntry(b, &entries[i])
 	}
 	n.members.mu.Unlock()
-	b = n.sealFrame(b, &hdr)
+	b = n.sealFrame(b, &hdr, &h.sc)
 	h.buf = b
 	h.sendLocked(b, targets)
 	n.ctr.heartbeatsSent.Add(1)
@@ -191,7 +192,7 @@ func (h *heartbeater) sendLeave() {
 	hdr.PayloadLen = codec.LeaveLen
 	b := codec.AppendHeader(h.buf[:0], &hdr)
 	b = codec.AppendLeave(b, n.inc.Load())
-	b = n.sealFrame(b, &hdr)
+	b = n.sealFrame(b, &hdr, &h.sc)
 	h.buf = b
 	h.sendLocked(b, h.targets)
 }

@@ -211,15 +211,21 @@ func (s *sealer) aead() cipher.AEAD {
 	return k.aead
 }
 
+// sealScratch holds the associated data and nonce of one seal or open. It
+// is owned by the calling goroutine: buffers passed to the AEAD interface
+// escape, and stack arrays would be allocated per frame.
+type sealScratch struct {
+	aad   [codec.HeaderLen]byte
+	nonce [12]byte
+}
+
 // seal encrypts frame's payload in place and appends the tag. frame must
 // carry FlagAuth and its packet number, and have TagLen spare capacity.
 // Does not allocate.
-func (s *sealer) seal(frame []byte, packet uint64) []byte {
-	var aad [codec.HeaderLen]byte
-	codec.HeaderAAD(&aad, frame)
-	var nb [12]byte
+func (s *sealer) seal(frame []byte, packet uint64, sc *sealScratch) []byte {
+	codec.HeaderAAD(&sc.aad, frame)
 	payload := frame[codec.HeaderLen:]
-	out := s.aead().Seal(payload[:0], nonce(&nb, packet), payload, aad[:])
+	out := s.aead().Seal(payload[:0], nonce(&sc.nonce, packet), payload, sc.aad[:])
 	return frame[:codec.HeaderLen+len(out)]
 }
 
@@ -228,6 +234,7 @@ type opener struct {
 	ring    *Keyring
 	cache   map[[2]uint64]*openKeys
 	scratch []byte // codec.MaxFrameSize
+	sc      sealScratch
 }
 
 type openKeys struct {
@@ -254,17 +261,15 @@ func (o *opener) open(h *codec.Header, frame []byte) ([]byte, bool) {
 		}
 		o.cache[id] = ok
 	}
-	var aad [codec.HeaderLen]byte
-	codec.HeaderAAD(&aad, frame)
-	var nb [12]byte
-	n := nonce(&nb, h.Packet)
+	codec.HeaderAAD(&o.sc.aad, frame)
+	n := nonce(&o.sc.nonce, h.Packet)
 	sealed := frame[codec.HeaderLen : codec.HeaderLen+int(h.PayloadLen)+codec.TagLen]
 	for k := 0; k < len(ok.aeads); k++ {
 		i := (ok.last + k) % len(ok.aeads)
 		// Plaintext goes to scratch, not in place: a failed Open may clear
 		// its destination, and the next key needs the ciphertext intact
 		// (as does a relay, which forwards the sealed frame).
-		if pt, err := ok.aeads[i].Open(o.scratch[:0], n, sealed, aad[:]); err == nil {
+		if pt, err := ok.aeads[i].Open(o.scratch[:0], n, sealed, o.sc.aad[:]); err == nil {
 			ok.last = i
 			return pt, true
 		}

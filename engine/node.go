@@ -319,11 +319,12 @@ func (n *Node) controlHeader(t codec.FrameType) codec.Header {
 func (n *Node) sealing() bool { return n.seal != nil && n.cfg.Auth != AuthSendPlaintext }
 
 // sealFrame seals frame when its header asks for it. Does not allocate.
-func (n *Node) sealFrame(frame []byte, h *codec.Header) []byte {
+// sc is the calling goroutine's scratch.
+func (n *Node) sealFrame(frame []byte, h *codec.Header, sc *sealScratch) []byte {
 	if h.Flags&codec.FlagAuth == 0 {
 		return frame
 	}
-	return n.seal.seal(frame, h.Packet)
+	return n.seal.seal(frame, h.Packet, sc)
 }
 
 // logLimiter lets at most one log line per interval through on hot paths.

@@ -106,6 +106,7 @@ type sender struct {
 	packFn  func(kind uint8, rec []byte)
 	readMax int
 	timer   *time.Timer // flow-control waits
+	sc      sealScratch
 }
 
 const senderSlab = 64 // frames packed per flush at most
@@ -217,7 +218,7 @@ func (s *sender) flush() {
 	// Keep the plaintext for retransmission, then seal in place.
 	s.n.retrans.put(s.hdrs, s.frames)
 	for i := range s.frames {
-		s.frames[i] = s.n.sealFrame(s.frames[i], &s.hdrs[i])
+		s.frames[i] = s.n.sealFrame(s.frames[i], &s.hdrs[i], &s.sc)
 	}
 	s.n.ctr.sendBatches.Add(1)
 	v := s.n.members.view.Load()

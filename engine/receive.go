@@ -79,7 +79,8 @@ type receiver struct {
 	acks     []*originState // origins whose progress this batch may report
 	ackBuf   []byte
 	ackMsg   [1]sockopt.Message
-	barriers uint64 // handler unregistrations waited for
+	sc       sealScratch // for frames the worker seals
+	barriers uint64      // handler unregistrations waited for
 	born     time.Time
 	pending  []*originState
 	ranges   []codec.SeqRange

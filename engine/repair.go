@@ -485,7 +485,7 @@ func (r *receiver) sendNackFrame(nk codec.Nack, ranges []codec.SeqRange, to neti
 	for _, rg := range ranges {
 		b = codec.AppendSeqRange(b, rg)
 	}
-	b = n.sealFrame(b, &h)
+	b = n.sealFrame(b, &h, &r.sc)
 	r.ctrlBuf = b
 	r.ctrlMsg[0] = sockopt.Message{Buf: b, Addr: to}
 	n.write(r.ctrlMsg[:1])
@@ -548,7 +548,7 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 				r.addUnavail(s)
 				continue
 			}
-			buf = n.sealFrame(buf, &hdr)
+			buf = n.sealFrame(buf, &hdr, &r.sc)
 			r.rtSlab[k] = buf
 			r.rtMsgs[k] = sockopt.Message{Buf: buf, Addr: to}
 			k++
@@ -613,6 +613,7 @@ type timers struct {
 	msgs      []sockopt.Message
 	dests     []netip.AddrPort
 	timer     *time.Timer
+	sc        sealScratch
 }
 
 func (t *timers) init(n *Node) {
@@ -686,7 +687,7 @@ func (t *timers) announce(hwm uint64) {
 	h := n.controlHeader(codec.TypeHWM)
 	h.Seq = hwm
 	b := codec.AppendHeader(t.buf[:0], &h)
-	b = n.sealFrame(b, &h)
+	b = n.sealFrame(b, &h, &t.sc)
 	t.buf = b
 	t.msgs = t.msgs[:0]
 	for _, d := range t.dests {
