@@ -1,12 +1,18 @@
 // Package engine is the Warp Mesh node: it owns membership (discovery,
-// heartbeats, failure detection), fan-out, deduplication and the
-// invalidation API that applications and presets publish through.
+// heartbeats, failure detection), fan-out, deduplication, loss repair,
+// flow control, authentication and the invalidation API that applications
+// and presets publish through.
 //
 // A Node moves invalidations along a fixed path: Publish copies a key into
 // an MPSC record ring; one sender loop drains everything ready, packs full
-// frames (codec) and writes every (frame × destination) pair with batched
-// syscalls (sockopt). On receive, a reader loop fills preallocated batches
-// that a worker parses, deduplicates, applies to handlers and relays.
+// frames (codec), seals them, and writes every (frame × destination) pair
+// with batched syscalls and UDP GSO (sockopt), never more than a window
+// ahead of its slowest receiver. On receive, a reader loop fills
+// preallocated batches; small batches are handled by the reader itself
+// (latency), large ones are handed whole to a worker through a ring
+// (throughput). Handling means: parse, authenticate, deduplicate, track
+// per-origin sequences (NACK gaps, raise Gap events), apply to handlers,
+// relay in large meshes, acknowledge progress.
 //
 // The engine reaches the network only through the Transport interface, and
 // it never allocates per invalidation in steady state on either path.
