@@ -235,3 +235,13 @@ func TestAnyPort(t *testing.T) {
 		t.Fatal("AnyPort with multicast and no GroupPort accepted")
 	}
 }
+
+func TestLoopbackSeedsAdvertiseLoopback(t *testing.T) {
+	p := freePorts(t, 1)
+	o := unicastOptions(AnyPort, p[0])
+	o.BindAddr = "" // wildcard bind: the advertised address is chosen
+	n := startNode(t, o)
+	if !n.Addr().Addr().IsLoopback() {
+		t.Fatalf("with loopback seeds, advertised %v", n.Addr())
+	}
+}

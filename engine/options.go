@@ -53,9 +53,9 @@ type Options struct {
 	// learn the whole mesh.
 	Peers []string
 	// AdvertiseAddr is the address other members reach this node at, "ip"
-	// or "ip:port". Default: the bind address if specific, otherwise the
-	// first global IPv4 address of the multicast interface (or of any up
-	// interface), with Port.
+	// or "ip:port". Default: the bind address if specific; 127.0.0.1 when
+	// every seed is a loopback address; otherwise the first IPv4 address
+	// of the multicast interface (or of any up interface), with Port.
 	AdvertiseAddr string
 	// Heartbeat is the membership keep-alive interval. Default 5s.
 	Heartbeat time.Duration
@@ -388,11 +388,31 @@ func (c *config) resolveAdvertise() (netip.AddrPort, error) {
 	if !c.bind.IsUnspecified() {
 		return netip.AddrPortFrom(c.bind, uint16(max(c.Port, 0))), nil
 	}
+	if c.seedsLoopback() {
+		// Seeds on this host only: a node that talks to them must be
+		// reachable the same way, not at a LAN address.
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(max(c.Port, 0))), nil
+	}
 	a, err := localAddr(c.Interface)
 	if err != nil {
 		return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "cannot auto-detect: "+err.Error())
 	}
 	return netip.AddrPortFrom(a, uint16(max(c.Port, 0))), nil
+}
+
+// seedsLoopback reports whether there are seeds and all are loopback
+// addresses.
+func (c *config) seedsLoopback() bool {
+	if len(c.seeds) == 0 {
+		return false
+	}
+	for _, p := range c.seeds {
+		ap, err := netip.ParseAddrPort(p)
+		if err != nil || !ap.Addr().IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // localAddr returns the first IPv4 address of ifname, or, with ifname empty,
