@@ -271,24 +271,7 @@ func TestSealedPathZeroAlloc(t *testing.T) {
 	k := testKey(5)
 	a := startNode(t, quietOptions(keyedOptions(t, p[0], k)))
 	b := startNode(t, quietOptions(keyedOptions(t, p[1], k, p[0])))
-	var got atomic.Uint64
-	b.OnInvalidate(func(Invalidation) { got.Add(1) })
-	waitFor(t, 5*time.Second, "join", func() bool { return aliveCount(a) == 1 && aliveCount(b) == 1 })
-	key := []byte("user:0000000000")
-	i := uint64(0)
-	publish := func() {
-		i++
-		binary.BigEndian.PutUint64(key[5:13], i)
-		a.InvalidateBytes(key)
-	}
-	for range 100 {
-		publish()
-	}
-	waitFor(t, 5*time.Second, "warm-up", func() bool { return got.Load() >= 50 })
-	if allocs := testing.AllocsPerRun(5000, publish); allocs != 0 {
-		t.Fatalf("sealed publish+receive allocates %.2f per invalidation", allocs)
-	}
-	waitFor(t, 5*time.Second, "delivery", func() bool { return got.Load() >= 5000 })
+	assertMeshPublishZeroAlloc(t, a, b)
 }
 
 // Per-frame gates: the end-to-end gate divides by invalidations, which
