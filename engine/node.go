@@ -31,9 +31,10 @@ type Invalidation struct {
 	Prefix bool
 	// Origin is the id of the node that published it.
 	Origin uint64
-	// Seq is the sequence number of the origin's frame that carried it
-	// (Gap events name missed sequences).
-	Seq uint64
+	// Epoch is the origin's boot epoch and Seq the sequence number of the
+	// origin's frame that carried it (Gap events name missed sequences by
+	// origin, epoch and range).
+	Epoch, Seq uint64
 }
 
 // Handler receives applied invalidations on the node's receive goroutine.
@@ -290,8 +291,8 @@ func (n *Node) shutdown(graceful bool) error {
 	return err
 }
 
-func (n *Node) apply(key []byte, prefix bool, origin, seq uint64) {
-	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin, Seq: seq}
+func (n *Node) apply(key []byte, prefix bool, origin, epoch, seq uint64) {
+	inv := Invalidation{Key: key, Prefix: prefix, Origin: origin, Epoch: epoch, Seq: seq}
 	for _, h := range *n.handlers.Load() {
 		(*h)(inv)
 	}

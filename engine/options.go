@@ -53,7 +53,8 @@ type Options struct {
 	// learn the whole mesh.
 	Peers []string
 	// AdvertiseAddr is the address other members reach this node at, "ip"
-	// or "ip:port". Default: the bind address if specific; 127.0.0.1 when
+	// or "ip:port". Default: the Transport's address when one is set; the
+	// bind address if specific; 127.0.0.1 when
 	// every seed is a loopback address; otherwise the first IPv4 address
 	// of the multicast interface (or of any up interface), with Port.
 	AdvertiseAddr string
@@ -384,6 +385,9 @@ func (c *config) resolveAdvertise() (netip.AddrPort, error) {
 			return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "must be ip or ip:port")
 		}
 		return netip.AddrPortFrom(a.Unmap(), uint16(max(c.Port, 0))), nil
+	}
+	if c.Transport != nil {
+		return c.Transport.LocalAddr(), nil // its own addresses, whatever they are
 	}
 	if !c.bind.IsUnspecified() {
 		return netip.AddrPortFrom(c.bind, uint16(max(c.Port, 0))), nil

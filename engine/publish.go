@@ -160,7 +160,7 @@ func (s *sender) pack(kind uint8, rec []byte) {
 		s.fb.Add(rec, codec.RecordFlags(kind)) // always fits an empty frame
 	}
 	if s.n.cfg.EchoLocal {
-		s.n.apply(rec, codec.RecordFlags(kind) == codec.RecordPrefix, s.n.id, s.seq)
+		s.n.apply(rec, codec.RecordFlags(kind) == codec.RecordPrefix, s.n.id, s.n.epoch, s.seq)
 	}
 }
 

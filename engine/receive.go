@@ -399,7 +399,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 
 	it := codec.NewRecordIter(payload, h.Count)
 	for rec, ok := it.Next(); ok; rec, ok = it.Next() {
-		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin, h.Seq)
+		n.apply(rec.Key, rec.Flags == codec.RecordPrefix, h.Origin, h.Epoch, h.Seq)
 	}
 	n.ctr.recordsReceived.Add(uint64(h.Count))
 	n.ctr.dataFrames.Add(1)

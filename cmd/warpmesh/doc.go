@@ -37,8 +37,8 @@
 //
 //	self <id> <addr> epoch=<n> cluster=<quoted>                  once, first: this node
 //	http <addr>                                                  the admin endpoint is listening (--http)
-//	inv <origin-id> seq=<n> exact <quoted-key>                   an invalidation was applied
-//	inv <origin-id> seq=<n> prefix <quoted-prefix>               every key with this prefix was invalidated
+//	inv <origin-id> epoch=<n> seq=<n> exact <quoted-key>         an invalidation was applied
+//	inv <origin-id> epoch=<n> seq=<n> prefix <quoted-prefix>     every key with this prefix was invalidated
 //	event join <id> <addr> epoch=<n> incarnation=<n>             a member appeared or came back
 //	event suspect <id> <addr> epoch=<n> incarnation=<n>          a member went silent
 //	event alive <id> <addr> epoch=<n> incarnation=<n>            a suspect member was heard again
@@ -50,12 +50,9 @@
 // Read name=value fields by name, not position: new ones may be added
 // (after the id on inv lines, at the end of others). On an inv line the
 // first field after the id without '=' is exact or prefix, and the rest of
-// the line is the key. seq is the sequence of the origin's frame that
-// carried the invalidation; a gap line's first..last are the sequences that
-// may have been missed (missing of them, in the origin's boot epoch). inv
-// lines carry no epoch: the engine does not hand handlers the carrying
-// frame's epoch, so after an origin restarts seq alone does not say which
-// boot an inv line belongs to.
+// the line is the key. epoch and seq are the origin's boot epoch and the
+// sequence of its frame that carried the invalidation; a gap line's
+// first..last are the sequences of that epoch that may have been missed.
 //
 // Gap reasons: evicted, unreachable, origin_dead, new_epoch, too_old.
 //

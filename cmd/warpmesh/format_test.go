@@ -21,7 +21,7 @@ import (
 func TestPrinterLines(t *testing.T) {
 	var out bytes.Buffer
 	p := newPrinter(&out)
-	p.invalidation(engine.Invalidation{Key: []byte("user:1"), Origin: 0xab, Seq: 12})
+	p.invalidation(engine.Invalidation{Key: []byte("user:1"), Origin: 0xab, Epoch: 5, Seq: 12})
 	p.invalidation(engine.Invalidation{Key: []byte("a b\n\x00\xff"), Prefix: true, Origin: 1, Seq: 1<<64 - 1})
 	addr := netip.MustParseAddrPort("127.0.0.1:7946")
 	p.event(engine.Event{Type: engine.EventJoin, Member: engine.Member{ID: 0x1234, Addr: addr, Epoch: 7, Incarnation: 2}})
@@ -30,8 +30,8 @@ func TestPrinterLines(t *testing.T) {
 	if err := p.close(); err != nil {
 		t.Fatal(err)
 	}
-	want := `inv 00000000000000ab seq=12 exact "user:1"
-inv 0000000000000001 seq=18446744073709551615 prefix "a b\n\x00\xff"
+	want := `inv 00000000000000ab epoch=5 seq=12 exact "user:1"
+inv 0000000000000001 epoch=0 seq=18446744073709551615 prefix "a b\n\x00\xff"
 event join 0000000000001234 127.0.0.1:7946 epoch=7 incarnation=2
 event gap 00000000000000ff epoch=9 missing=3 reason=evicted first=40 last=43
 http 127.0.0.1:7946
@@ -75,7 +75,7 @@ func TestPrinterHoldsUntilSelf(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	wantSelf := fmt.Sprintf("self %016x %s epoch=%d cluster=%q", node.ID(), node.Addr(), node.Epoch(), "printer")
-	want := []string{wantSelf, `inv 0000000000000002 seq=1 exact "early"`, `inv 0000000000000002 seq=2 exact "late"`}
+	want := []string{wantSelf, `inv 0000000000000002 epoch=0 seq=1 exact "early"`, `inv 0000000000000002 epoch=0 seq=2 exact "late"`}
 	if !slices.Equal(lines, want) {
 		t.Errorf("got %q\nwant %q", lines, want)
 	}

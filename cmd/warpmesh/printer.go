@@ -149,14 +149,12 @@ func (p *printer) http(addr netip.AddrPort) {
 	p.add(func(b []byte) []byte { return addr.AppendTo(append(b, "http "...)) })
 }
 
-// inv <origin> seq=<n> exact|prefix <quoted key>
-//
-// The origin's epoch is not printed: engine.Invalidation does not carry it,
-// and the member table's epoch can differ from the frame's around a
-// restart, so printing it could be wrong exactly when it matters.
+// inv <origin> epoch=<n> seq=<n> exact|prefix <quoted key>
 func (p *printer) invalidation(inv engine.Invalidation) {
 	p.add(func(b []byte) []byte {
 		b = appendID(append(b, "inv "...), inv.Origin)
+		b = append(b, " epoch="...)
+		b = strconv.AppendUint(b, inv.Epoch, 10)
 		b = append(b, " seq="...)
 		b = strconv.AppendUint(b, inv.Seq, 10)
 		if inv.Prefix {
