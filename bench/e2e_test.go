@@ -74,13 +74,7 @@ func newMesh(t testing.TB, receivers int, keyring bool) *mesh {
 }
 
 func alive(n *engine.Node) int {
-	k := 0
-	for _, m := range n.Members() {
-		if m.State == engine.StateAlive {
-			k++
-		}
-	}
-	return k
+	return n.Stats().MembersAlive
 }
 
 // waitFor polls cond until it holds or d passes.

@@ -77,11 +77,10 @@ type eventQueue struct {
 	pending  []Event
 	handlers []*func(Event)
 	wake     chan struct{}
-	done     chan struct{}
 }
 
 func newEventQueue() *eventQueue {
-	return &eventQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &eventQueue{wake: make(chan struct{}, 1)}
 }
 
 func (q *eventQueue) subscribe(fn func(Event)) (unsubscribe func()) {
@@ -114,7 +113,6 @@ func (q *eventQueue) push(e Event) {
 
 // run delivers until stop is closed, then delivers what is left.
 func (q *eventQueue) run(stop <-chan struct{}) {
-	defer close(q.done)
 	var batch []Event
 	for {
 		q.mu.Lock()

@@ -54,13 +54,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func aliveCount(n *Node) int {
-	c := 0
-	for _, m := range n.Members() {
-		if m.State == StateAlive {
-			c++
-		}
-	}
-	return c
+	return n.Stats().MembersAlive
 }
 
 // keyLog records applied invalidations per key.

@@ -73,7 +73,6 @@ type receiver struct {
 	dedup   *bloom
 	relay   relayQueue
 	dests   []netip.AddrPort
-	done    chan struct{}
 
 	open     *opener        // nil without a keyring
 	acks     []*originState // origins whose progress this batch may report
@@ -99,7 +98,6 @@ func (r *receiver) init(n *Node) error {
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.dests = make([]netip.AddrPort, 0, 64)
-	r.done = make(chan struct{})
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
 	}
@@ -381,12 +379,13 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	case h.Epoch > st.epoch:
 		r.newEpoch(st, h.Epoch, now)
 	}
-	key := frameKey(h.Origin, h.Epoch, h.Seq)
-	switch r.received(st, h.Seq, now) {
-	case seqDuplicate:
+	verdict := r.received(st, h.Seq, now)
+	if verdict == seqDuplicate {
 		n.ctr.duplicates.Add(1)
 		return
-	case seqBelowWindow:
+	}
+	key := frameKey(h.Origin, h.Epoch, h.Seq)
+	if verdict == seqBelowWindow {
 		if r.dedup.mayContain(key) {
 			n.ctr.drop(DropTooOld)
 			return

@@ -117,7 +117,7 @@ type counters struct {
 	framesSent, framesReceived   atomic.Uint64
 	recordsSent, recordsReceived atomic.Uint64
 	bytesSent, bytesReceived     atomic.Uint64
-	writeSyscalls, readSyscalls  atomic.Uint64
+	readSyscalls                 atomic.Uint64 // ReadBatch calls; sockets report their own
 	sendBatches                  atomic.Uint64
 	published                    atomic.Uint64
 	relayed                      atomic.Uint64
@@ -149,7 +149,6 @@ func (c *counters) snapshot(s *Stats) {
 	s.RecordsReceived = c.recordsReceived.Load()
 	s.BytesSent = c.bytesSent.Load()
 	s.BytesReceived = c.bytesReceived.Load()
-	s.WriteSyscalls = c.writeSyscalls.Load()
 	s.ReadSyscalls = c.readSyscalls.Load()
 	s.SendBatches = c.sendBatches.Load()
 	s.Published = c.published.Load()

@@ -77,13 +77,7 @@ func newMesh[T any](t testing.TB, n int, opts ...Option) []*Cache[T] {
 }
 
 func aliveCount(n *engine.Node) int {
-	k := 0
-	for _, m := range n.Members() {
-		if m.State == engine.StateAlive {
-			k++
-		}
-	}
-	return k
+	return n.Stats().MembersAlive
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -61,13 +61,7 @@ func startMesh(t testing.TB, n *memnet.Network, count int, seeds []int, opts fun
 }
 
 func aliveCount(n *engine.Node) int {
-	c := 0
-	for _, m := range n.Members() {
-		if m.State == engine.StateAlive {
-			c++
-		}
-	}
-	return c
+	return n.Stats().MembersAlive
 }
 
 func waitMesh(t testing.TB, d time.Duration, nodes []*engine.Node) {
