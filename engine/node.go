@@ -74,6 +74,7 @@ type Node struct {
 	stopEv    chan struct{}
 
 	hb      heartbeater
+	seedRes seedResolver
 	tx      sender
 	rx      receiver
 	timers  timers
@@ -147,6 +148,10 @@ func New(opts Options) (*Node, error) {
 	n.senderWG.Add(1)
 	go n.tx.run()
 	n.rx.start()
+	if n.seedRes.needsLookups() {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.seedRes.run(n.ctx) }()
+	}
 	n.wg.Add(1)
 	go n.hb.run()
 	n.wg.Add(1)
@@ -170,6 +175,11 @@ func (n *Node) initLoops() error {
 		return err
 	}
 	n.hb.init(n)
+	n.seedRes.init(n.cfg, []netip.AddrPort{n.cfg.advertise, n.uni.LocalAddr()}, func(msg string, args ...any) {
+		if n.lim.allow() {
+			n.log.Warn(msg, args...)
+		}
+	})
 	return nil
 }
 
