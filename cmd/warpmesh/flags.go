@@ -43,12 +43,11 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 
 // parseFlags parses args, then fills every flag not given from its
 // WARPMESH_* variable. Errors are usage errors; -h returns flag.ErrHelp
-// after printing usage.
+// after printing usage (once: Parse prints it).
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // Parse has printed the usage
 		}
 		return &usageError{err}
 	}
