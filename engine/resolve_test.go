@@ -432,3 +432,27 @@ func TestDualStackLoopback(t *testing.T) {
 		t.Fatalf("node 0's members by family (IPv6: count) %v, want one of each", fams)
 	}
 }
+
+// TestDualStackMulticastOnLoopback: nodes bound to :: join an IPv4 group
+// (IPv4 multicast on an IPv6 socket) and meet through it alone; data then
+// goes once to the group.
+func TestDualStackMulticastOnLoopback(t *testing.T) {
+	p := freePorts(t, 3)
+	group := fmt.Sprintf("239.78.%d.%d", p[2]%250, p[1]%250+1)
+	var nodes []*Node
+	for i := range 2 {
+		n := startNode(t, Options{
+			Port: p[i], BindAddr: "::", Group: group, GroupPort: p[2], Interface: "lo",
+			Heartbeat: 30 * time.Millisecond, Cluster: "dual-mc", Logger: quietLogger,
+			PublishRing: 1 << 16, RecvBuffer: 1 << 20, SendBuffer: 1 << 20,
+		})
+		if a := n.Addr().Addr(); a != netip.MustParseAddr("127.0.0.1") {
+			t.Fatalf("dual-stack node on lo with an IPv4 group advertises %v, want 127.0.0.1", a)
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, "discovery through the IPv4 group on dual-stack sockets", func() bool { return aliveCount(n) == 1 })
+	}
+	waitFor(t, 5*time.Second, "the all-multicast view", func() bool { return nodes[0].members.view.Load().allMulticast })
+}
