@@ -315,3 +315,41 @@ func TestJoinAnswerRebases(t *testing.T) {
 		t.Fatalf("%d Gap events", s.GapEvents())
 	}
 }
+
+// TestOriginFloodBounded: DATA and HWM frames from 10,000 forged origins
+// leave at most maxStrangers receive states (HWMs from non-members none at
+// all), and a legitimate newcomer is still taken: its heartbeat makes it a
+// member and its invalidation is applied.
+func TestOriginFloodBounded(t *testing.T) {
+	n, tr, _, _ := feedNode(t)
+	c := n.cfg.cluster
+	got := newKeyLog(n)
+	const forged = 10_000
+	var batch [][]byte
+	for i := uint64(0); i < forged; i++ {
+		origin := 0x1000_0000 + i
+		hwm := codec.Header{Type: codec.TypeHWM, HopLimit: 1, Cluster: c, Origin: origin + forged, Epoch: 1, Seq: 50, Packet: 1}
+		batch = append(batch, testDataFrame(c, origin, 1, 7, "forged"), codec.AppendHeader(nil, &hwm))
+		if len(batch) >= 32 {
+			tr.in <- batch
+			batch = nil
+		}
+	}
+	waitFor(t, 10*time.Second, "flood processed", func() bool { return n.Stats().FramesReceived >= 2*forged })
+	s := n.Stats()
+	if s.Origins > maxStrangers {
+		t.Fatalf("%d origin states after %d forged origins, cap %d", s.Origins, forged, maxStrangers)
+	}
+	if s.OriginsEvicted != uint64(forged-s.Origins) || s.Drops[DropUnknownMember] != forged {
+		t.Fatalf("OriginsEvicted %d, unknown-member drops %d", s.OriginsEvicted, s.Drops[DropUnknownMember])
+	}
+	// The newcomer.
+	h := codec.Header{Type: codec.TypeAlive, HopLimit: 1, Cluster: c, Origin: 0x77, Epoch: 9, Packet: 1,
+		PayloadLen: uint16(codec.AlivePayloadLen(0))}
+	alive := codec.AppendAlive(codec.AppendHeader(nil, &h), &codec.Alive{Incarnation: 1, Addr: tr.from})
+	tr.in <- [][]byte{alive, testDataFrame(c, 0x77, 9, 1, "legit")}
+	waitFor(t, 5*time.Second, "the newcomer's invalidation", func() bool { return got.count("legit") == 1 })
+	if s := n.Stats(); s.MembersAlive != 1 {
+		t.Fatalf("MembersAlive %d, want the newcomer", s.MembersAlive)
+	}
+}

@@ -58,6 +58,7 @@ type originState struct {
 	ackQueued bool                // in receiver.acks
 	noticed   *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
 	joined    bool                // accounted for: the JOIN answer arrived, or the whole epoch is expected
+	stranger  bool                // created for an origin outside the member table
 	heard     time.Time           // last frame of any kind from this origin
 	lost      lostRun             // sequences given up since the last Gap event
 }
@@ -94,6 +95,9 @@ type receiver struct {
 	bucket   tokenBucket
 	join     readiness
 	lostList []*originState // origins with an open lostRun, flushed as one Gap each
+
+	strangers   []uint64 // ids of stranger states, oldest first (see stateFor)
+	lastReclaim time.Time
 }
 
 func (r *receiver) init(n *Node) error {
@@ -349,10 +353,19 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 // control applies epoch rules and the replay window to a control frame.
 func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 	n := r.n
-	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq))
+	st := r.origins[h.Origin]
 	if st == nil {
-		n.ctr.drop(DropTooManyOrigins)
-		return nil
+		// Control frames of an origin we have no stream for create one
+		// only when they come from a member, or are its heartbeat: a
+		// stranger's NACK, ACK, HWM, LEAVE or JOIN grows no table.
+		if h.Type != codec.TypeAlive && !r.isMember(h.Origin) {
+			n.ctr.drop(DropUnknownMember)
+			return nil
+		}
+		if st = r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq), now); st == nil {
+			n.ctr.drop(DropTooManyOrigins)
+			return nil
+		}
 	}
 	switch {
 	case h.Epoch < st.epoch:
@@ -379,7 +392,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq-1))
+	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq-1), now)
 	if st == nil {
 		n.ctr.drop(DropTooManyOrigins)
 		return

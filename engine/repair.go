@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,9 @@ const (
 	repairTick     = time.Millisecond      // timer loop period while work is pending
 	hwmIdleDelay   = time.Millisecond      // idle time before announcing the high-water mark
 	hwmMinInterval = 5 * time.Millisecond  // between announcements
-	maxOrigins     = 1 << 16               // origin states kept by a receiver
+	maxOrigins     = 8192                  // origin states kept by a receiver (members and strangers)
+	maxStrangers   = 256                   // of which for origins outside the member table (DATA before ALIVE)
+	reclaimEvery   = 100 * time.Millisecond
 )
 
 // retransmitRing holds the plaintext of recent DATA frames by sequence.
@@ -114,18 +117,116 @@ func (b *tokenBucket) take(now time.Time) bool {
 // ---- receiver side (all on the worker goroutine) ----
 
 // stateFor returns the origin's state, creating it (and starting its
-// expectations at startCum) on first contact. Returns nil when full.
-func (r *receiver) stateFor(origin, epoch, startCum uint64) *originState {
+// expectations at startCum) on first contact. Returns nil when the table
+// is full of origins it may not forget.
+//
+// The table is bounded two ways, so that a flood of forged origins can
+// neither exhaust memory nor lock a legitimate newcomer out: at most
+// maxStrangers states belong to origins outside the member table (a
+// stranger's DATA arriving before its heartbeat), the oldest of them
+// evicted first; and at most maxOrigins states in all, where states of
+// origins that are no longer members and have been silent for DeadAfter
+// are reclaimed when the table is full. A state is ~2.3 KiB, plus 64 KiB
+// of repair timestamps from its first loss.
+func (r *receiver) stateFor(origin, epoch, startCum uint64, now time.Time) *originState {
 	if st := r.origins[origin]; st != nil {
 		return st
 	}
-	if len(r.origins) >= maxOrigins {
+	member := r.isMember(origin)
+	if !member && r.strangerCount() >= maxStrangers {
+		r.evictStranger()
+	}
+	if len(r.origins) >= maxOrigins && !r.reclaim(now) {
 		return nil
 	}
-	st := &originState{id: origin, epoch: epoch, joined: r.join.everReady} // allocates once per origin
+	st := &originState{id: origin, epoch: epoch, joined: r.join.everReady, stranger: !member} // allocates once per origin
 	st.restart(epoch, startCum)
+	st.heard = now
 	r.origins[origin] = st
+	r.n.ctr.origins.Add(1)
+	if !member {
+		r.strangers = append(r.strangers, origin)
+	}
 	return st
+}
+
+func (r *receiver) isMember(id uint64) bool {
+	m := r.n.members
+	m.mu.Lock()
+	_, ok := m.members[id]
+	m.mu.Unlock()
+	return ok
+}
+
+// strangerCount drops stranger ids that have since become members (or
+// whose state is gone) from the front of the FIFO and returns its length.
+func (r *receiver) strangerCount() int {
+	k := 0
+	for _, id := range r.strangers {
+		st := r.origins[id]
+		if st == nil || !st.stranger {
+			continue
+		}
+		if r.isMember(id) {
+			st.stranger = false
+			continue
+		}
+		r.strangers[k] = id
+		k++
+	}
+	clear(r.strangers[k:])
+	r.strangers = r.strangers[:k]
+	return k
+}
+
+// evictStranger forgets the oldest stranger's state.
+func (r *receiver) evictStranger() {
+	if len(r.strangers) == 0 {
+		return
+	}
+	id := r.strangers[0]
+	r.strangers = append(r.strangers[:0], r.strangers[1:]...)
+	r.forget(id)
+	r.n.ctr.originsEvicted.Add(1)
+}
+
+// reclaim frees the states of origins that are not members and have been
+// silent for DeadAfter, at most once per reclaimEvery, and reports whether
+// there is room now.
+func (r *receiver) reclaim(now time.Time) bool {
+	if now.Sub(r.lastReclaim) >= reclaimEvery {
+		r.lastReclaim = now
+		for id, st := range r.origins {
+			if now.Sub(st.heard) >= r.n.cfg.DeadAfter && !r.isMember(id) {
+				r.forget(id)
+				r.n.ctr.originsEvicted.Add(1)
+			}
+		}
+	}
+	return len(r.origins) < maxOrigins
+}
+
+// forget drops an origin's state; open gaps are given up first (its
+// sequences can no longer be tracked).
+func (r *receiver) forget(id uint64) {
+	st := r.origins[id]
+	if st == nil {
+		return
+	}
+	if st.known > st.cum {
+		r.giveUp(st, GapTooOld, time.Now())
+	}
+	r.flushGaps()
+	if st.pending {
+		r.pending = slices.DeleteFunc(r.pending, func(p *originState) bool { return p == st })
+		st.pending = false
+	}
+	if st.ackQueued {
+		r.acks = slices.DeleteFunc(r.acks, func(p *originState) bool { return p == st })
+		st.ackQueued = false
+	}
+	delete(r.origins, id)
+	r.n.ctr.origins.Add(-1)
 }
 
 func (st *originState) restart(epoch, cum uint64) {

@@ -26,7 +26,7 @@ const (
 	DropUnauthenticated                   // no tag where a keyring requires one
 	DropUnknownType                       // frame type this node does not handle
 	DropReplay                            // control frame seen before (replay window)
-	DropUnknownMember                     // NACK from a node that is not a member
+	DropUnknownMember                     // control frame (NACK, ACK, HWM, LEAVE, JOIN) from a node that is not a member
 	DropTooManyOrigins                    // origin table full
 	numDropReasons
 )
@@ -105,6 +105,11 @@ type Stats struct {
 	JoinAsksSent    uint64 // JOIN asks sent while not ready
 	JoinAnswersSent uint64 // JOIN answers sent to members asking
 	Ready           bool   // Node.Ready at the time of the snapshot
+	// OriginsEvicted counts per-origin receive states forgotten to stay
+	// within the origin table's caps (strangers first, then silent
+	// non-members); Origins is the table's size now.
+	OriginsEvicted uint64
+	Origins        int
 
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
 
@@ -149,6 +154,8 @@ type counters struct {
 	gapsNotOwed                atomic.Uint64
 	joinAsksSent               atomic.Uint64
 	joinAnswersSent            atomic.Uint64
+	originsEvicted             atomic.Uint64
+	origins                    atomic.Int64 // size of the receiver's origin table
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
@@ -189,6 +196,8 @@ func (c *counters) snapshot(s *Stats) {
 	c.repairLatency.snapshot(&s.RepairLatency)
 	s.GapsNotOwed = c.gapsNotOwed.Load()
 	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
+	s.OriginsEvicted = c.originsEvicted.Load()
+	s.Origins = int(c.origins.Load())
 }
 
 // GapEvents returns the total number of Gap events raised.
