@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -165,6 +166,7 @@ func (s *sender) pack(kind uint8, rec []byte) {
 }
 
 func (s *sender) start() {
+	allocprobe.Hit(allocprobe.SenderFrame) // tests only: proves the allocation gates see this path
 	if len(s.frames) == len(s.slab) {
 		s.flush()
 	}

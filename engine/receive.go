@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -249,6 +250,7 @@ func (r *receiver) work() {
 
 // process handles one batch; r.mu is held.
 func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
+	allocprobe.Hit(allocprobe.ReaderBatch) // tests only: proves the allocation gates see this path
 	for i := 0; i < b.n; i++ {
 		m := &b.msgs[i]
 		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)

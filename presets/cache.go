@@ -97,8 +97,8 @@ func NewMeshEventual[T any](opts engine.Options, options ...Option) (*Cache[T], 
 // node, so several caches can share one node; give each its own
 // WithNamespace. The cache does not own the node: Close leaves it running.
 //
-// The node keeps the cache's handlers registered after Close (the engine
-// cannot unregister them); a closed cache ignores what they deliver.
+// Close unregisters the cache's handlers from the node; one still running
+// then finds the cache closed and ignores what it was given.
 func New[T any](node *engine.Node, options ...Option) (*Cache[T], error) {
 	if node == nil {
 		return nil, ErrNilNode
