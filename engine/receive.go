@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -57,6 +58,10 @@ type originState struct {
 	lastAck   time.Time
 	ackQueued bool                // in receiver.acks
 	noticed   *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
+	joined    bool                // accounted for: the JOIN answer arrived, or the whole epoch is expected
+	stranger  bool                // created for an origin outside the member table
+	heard     time.Time           // last frame of any kind from this origin
+	lost      lostRun             // sequences given up since the last Gap event
 }
 
 // receiver holds the receive path's state. mu guards everything the
@@ -89,12 +94,20 @@ type receiver struct {
 	rtSlab   [][]byte
 	rtMsgs   []sockopt.Message
 	bucket   tokenBucket
+	join     readiness
+	lostList []*originState // origins with an open lostRun, flushed as one Gap each
+
+	strangers   []uint64 // ids of stranger states, oldest first (see stateFor)
+	lastReclaim time.Time
 }
 
 func (r *receiver) init(n *Node) error {
 	r.n = n
 	r.origins = make(map[uint64]*originState)
 	r.born = time.Now()
+	r.join.asked = make(map[uint64]time.Time)
+	r.join.backoff = make(map[uint64]time.Duration)
+	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.dests = make([]netip.AddrPort, 0, 64)
@@ -237,12 +250,14 @@ func (r *receiver) work() {
 
 // process handles one batch; r.mu is held.
 func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
+	allocprobe.Hit(allocprobe.ReaderBatch) // tests only: proves the allocation gates see this path
 	for i := 0; i < b.n; i++ {
 		m := &b.msgs[i]
 		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
 	}
 	r.relay.flush()
 	r.sendAcks(now)
+	r.flushGaps()
 }
 
 // barrier returns once no batch that started before it is in progress.
@@ -302,7 +317,7 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	case codec.TypeData:
 		r.data(&h, b, payload, now)
 		return
-	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck:
+	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -330,6 +345,8 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		n.ctr.hwmReceived.Add(1)
 	case codec.TypeAck:
 		r.ack(&h, payload)
+	case codec.TypeJoin:
+		r.handleJoin(&h, payload, now)
 	}
 	// Every control frame carries its sender's high-water mark in Seq.
 	r.announced(st, h.Seq, now)
@@ -338,10 +355,19 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 // control applies epoch rules and the replay window to a control frame.
 func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 	n := r.n
-	st := r.stateFor(h.Origin, h.Epoch, h.Seq)
+	st := r.origins[h.Origin]
 	if st == nil {
-		n.ctr.drop(DropTooManyOrigins)
-		return nil
+		// Control frames of an origin we have no stream for create one
+		// only when they come from a member, or are its heartbeat: a
+		// stranger's NACK, ACK, HWM, LEAVE or JOIN grows no table.
+		if h.Type != codec.TypeAlive && !r.isMember(h.Origin) {
+			n.ctr.drop(DropUnknownMember)
+			return nil
+		}
+		if st = r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq), now); st == nil {
+			n.ctr.drop(DropTooManyOrigins)
+			return nil
+		}
 	}
 	switch {
 	case h.Epoch < st.epoch:
@@ -354,6 +380,7 @@ func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 		n.ctr.drop(DropReplay)
 		return nil
 	}
+	st.heard = now
 	return st
 }
 
@@ -367,7 +394,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	st := r.stateFor(h.Origin, h.Epoch, h.Seq-1)
+	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq-1), now)
 	if st == nil {
 		n.ctr.drop(DropTooManyOrigins)
 		return
@@ -379,6 +406,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	case h.Epoch > st.epoch:
 		r.newEpoch(st, h.Epoch, now)
 	}
+	st.heard = now
 	verdict := r.received(st, h.Seq, now)
 	if verdict == seqDuplicate {
 		n.ctr.duplicates.Add(1)

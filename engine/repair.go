@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,9 @@ const (
 	repairTick     = time.Millisecond      // timer loop period while work is pending
 	hwmIdleDelay   = time.Millisecond      // idle time before announcing the high-water mark
 	hwmMinInterval = 5 * time.Millisecond  // between announcements
-	maxOrigins     = 1 << 16               // origin states kept by a receiver
+	maxOrigins     = 8192                  // origin states kept by a receiver (members and strangers)
+	maxStrangers   = 256                   // of which for origins outside the member table (DATA before ALIVE)
+	reclaimEvery   = 100 * time.Millisecond
 )
 
 // retransmitRing holds the plaintext of recent DATA frames by sequence.
@@ -114,18 +117,116 @@ func (b *tokenBucket) take(now time.Time) bool {
 // ---- receiver side (all on the worker goroutine) ----
 
 // stateFor returns the origin's state, creating it (and starting its
-// expectations at startCum) on first contact. Returns nil when full.
-func (r *receiver) stateFor(origin, epoch, startCum uint64) *originState {
+// expectations at startCum) on first contact. Returns nil when the table
+// is full of origins it may not forget.
+//
+// The table is bounded two ways, so that a flood of forged origins can
+// neither exhaust memory nor lock a legitimate newcomer out: at most
+// maxStrangers states belong to origins outside the member table (a
+// stranger's DATA arriving before its heartbeat), the oldest of them
+// evicted first; and at most maxOrigins states in all, where states of
+// origins that are no longer members and have been silent for DeadAfter
+// are reclaimed when the table is full. A state is ~2.3 KiB, plus 64 KiB
+// of repair timestamps from its first loss.
+func (r *receiver) stateFor(origin, epoch, startCum uint64, now time.Time) *originState {
 	if st := r.origins[origin]; st != nil {
 		return st
 	}
-	if len(r.origins) >= maxOrigins {
+	member := r.isMember(origin)
+	if !member && r.strangerCount() >= maxStrangers {
+		r.evictStranger()
+	}
+	if len(r.origins) >= maxOrigins && !r.reclaim(now) {
 		return nil
 	}
-	st := &originState{id: origin, epoch: epoch} // allocates once per origin
+	st := &originState{id: origin, epoch: epoch, joined: r.join.everReady, stranger: !member} // allocates once per origin
 	st.restart(epoch, startCum)
+	st.heard = now
 	r.origins[origin] = st
+	r.n.ctr.origins.Add(1)
+	if !member {
+		r.strangers = append(r.strangers, origin)
+	}
 	return st
+}
+
+func (r *receiver) isMember(id uint64) bool {
+	m := r.n.members
+	m.mu.Lock()
+	_, ok := m.members[id]
+	m.mu.Unlock()
+	return ok
+}
+
+// strangerCount drops stranger ids that have since become members (or
+// whose state is gone) from the front of the FIFO and returns its length.
+func (r *receiver) strangerCount() int {
+	k := 0
+	for _, id := range r.strangers {
+		st := r.origins[id]
+		if st == nil || !st.stranger {
+			continue
+		}
+		if r.isMember(id) {
+			st.stranger = false
+			continue
+		}
+		r.strangers[k] = id
+		k++
+	}
+	clear(r.strangers[k:])
+	r.strangers = r.strangers[:k]
+	return k
+}
+
+// evictStranger forgets the oldest stranger's state.
+func (r *receiver) evictStranger() {
+	if len(r.strangers) == 0 {
+		return
+	}
+	id := r.strangers[0]
+	r.strangers = append(r.strangers[:0], r.strangers[1:]...)
+	r.forget(id)
+	r.n.ctr.originsEvicted.Add(1)
+}
+
+// reclaim frees the states of origins that are not members and have been
+// silent for DeadAfter, at most once per reclaimEvery, and reports whether
+// there is room now.
+func (r *receiver) reclaim(now time.Time) bool {
+	if now.Sub(r.lastReclaim) >= reclaimEvery {
+		r.lastReclaim = now
+		for id, st := range r.origins {
+			if now.Sub(st.heard) >= r.n.cfg.DeadAfter && !r.isMember(id) {
+				r.forget(id)
+				r.n.ctr.originsEvicted.Add(1)
+			}
+		}
+	}
+	return len(r.origins) < maxOrigins
+}
+
+// forget drops an origin's state; open gaps are given up first (its
+// sequences can no longer be tracked).
+func (r *receiver) forget(id uint64) {
+	st := r.origins[id]
+	if st == nil {
+		return
+	}
+	if st.known > st.cum {
+		r.giveUp(st, GapTooOld, time.Now())
+	}
+	r.flushGaps()
+	if st.pending {
+		r.pending = slices.DeleteFunc(r.pending, func(p *originState) bool { return p == st })
+		st.pending = false
+	}
+	if st.ackQueued {
+		r.acks = slices.DeleteFunc(r.acks, func(p *originState) bool { return p == st })
+		st.ackQueued = false
+	}
+	delete(r.origins, id)
+	r.n.ctr.origins.Add(-1)
 }
 
 func (st *originState) restart(epoch, cum uint64) {
@@ -146,7 +247,11 @@ func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
 	if st.known > st.cum {
 		r.giveUp(st, GapNewEpoch, now)
 	}
+	r.flushGaps() // the old epoch's losses are one event of their own
 	st.restart(epoch, 0)
+	// A fresh node is owed the new epoch only from its JOIN answer, which
+	// it asks for again; a ready one is owed all of it.
+	st.joined = r.join.everReady
 }
 
 // received records a new DATA sequence.
@@ -196,7 +301,7 @@ func (r *receiver) notice(st *originState, from, to uint64, now time.Time) {
 	}
 	ns := max(r.micros(now), 1)
 	for s := from; s <= to; s++ {
-		if !st.win.has(s) {
+		if !st.win.has(s) && st.noticed[s%windowSize] == 0 {
 			st.noticed[s%windowSize] = ns
 			r.n.ctr.gapsDetected.Add(1)
 		}
@@ -244,7 +349,7 @@ func (r *receiver) giveUp(st *originState, reason GapReason, now time.Time) {
 // giveUpThrough abandons the missing sequences in (cum, last] with one Gap
 // event and moves cum past them.
 func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason, now time.Time) {
-	var missing, first, final uint64
+	var missing, first, final, unnoticed uint64
 	top := min(last, st.win.base+windowSize-1) // bits exist up to here
 	for s := st.cum + 1; s <= top; s++ {
 		if !st.win.has(s) {
@@ -255,8 +360,10 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 			final = s
 			// Not marked seen: should the original still turn up (it was
 			// only late), it is applied, which is harmless after a flush.
-			if st.noticed != nil {
+			if st.noticed != nil && st.noticed[s%windowSize] != 0 {
 				st.noticed[s%windowSize] = 0
+			} else {
+				unnoticed++
 			}
 		}
 	}
@@ -265,16 +372,14 @@ func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason,
 			first = from
 		}
 		missing += last - from + 1
+		unnoticed += last - from + 1 // beyond the window nothing is noticed
 		final = last
 	}
 	st.cum = max(st.cum, last)
-	if missing > 0 {
-		r.n.ctr.gapsGivenUp[reason].Add(1)
-		r.n.ctr.framesLost.Add(missing)
-		r.n.events.push(Event{Type: EventGap, Gap: Gap{
-			Origin: st.id, Epoch: st.epoch, Missing: missing, First: first, Last: final, Reason: reason,
-		}})
-	}
+	// Detected counts every sequence known missing once, also those given
+	// up before they could be noticed (a jump past the window).
+	r.n.ctr.gapsDetected.Add(unnoticed)
+	r.lose(st, first, final, missing, reason)
 	if st.known <= st.cum {
 		st.gapSince = time.Time{}
 	}
@@ -352,17 +457,13 @@ func (r *receiver) giveUpRange(st *originState, first, last uint64, reason GapRe
 		missing++
 		hi = s
 		st.win.observe(s) // settled
-		if st.noticed != nil {
+		if st.noticed != nil && st.noticed[s%windowSize] != 0 {
 			st.noticed[s%windowSize] = 0
+		} else {
+			r.n.ctr.gapsDetected.Add(1)
 		}
 	}
-	if missing > 0 {
-		r.n.ctr.gapsGivenUp[reason].Add(1)
-		r.n.ctr.framesLost.Add(missing)
-		r.n.events.push(Event{Type: EventGap, Gap: Gap{
-			Origin: st.id, Epoch: st.epoch, Missing: missing, First: lo, Last: hi, Reason: reason,
-		}})
-	}
+	r.lose(st, lo, hi, missing, reason)
 	r.advance(st, now)
 }
 
@@ -378,7 +479,7 @@ func (r *receiver) tick(now time.Time) {
 		switch {
 		case r.oldestMissingAge(st, now) >= r.n.cfg.RepairTimeout:
 			r.giveUpExpired(st, now)
-		case r.originGone(st.id):
+		case r.originGone(st, now):
 			r.giveUp(st, GapOriginDead, now)
 		default:
 			if st.known > st.nackedTo && now.Sub(st.newSince) >= grace {
@@ -403,15 +504,82 @@ func (r *receiver) tick(now time.Time) {
 	}
 	clear(r.pending[len(keep):])
 	r.pending = keep
+	r.flushGaps()
 	r.n.timers.rxPending.Store(len(r.pending) > 0)
 }
 
-func (r *receiver) originGone(id uint64) bool {
+// originGone reports whether an origin's open gaps are beyond repair
+// because the origin is gone: it left, or it is dead and nothing at all has
+// been heard from it for RepairTimeout. A member that only looked dead (a
+// one-way partition: we did not hear it, it heard us) is NACKed again as
+// soon as any of its frames arrives, before anything is given up.
+func (r *receiver) originGone(st *originState, now time.Time) bool {
 	m := r.n.members
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	return ok && (e.State == StateDead || e.State == StateLeft)
+	state := StateAlive
+	if e, ok := m.members[st.id]; ok {
+		state = e.State
+	}
+	m.mu.Unlock()
+	switch state {
+	case StateLeft:
+		return true
+	case StateDead:
+		return now.Sub(st.heard) >= r.n.cfg.RepairTimeout
+	}
+	return false
+}
+
+// lostRun accumulates the sequences of one origin given up since the last
+// Gap event, so that everything given up together (one batch, one timer
+// tick) is one event and one flush.
+type lostRun struct {
+	open                 bool
+	epoch                uint64
+	first, last, missing uint64
+	reason               GapReason
+}
+
+// lose records given-up sequences [first, last] (missing of them) of st's
+// current epoch; the Gap event follows at flushGaps.
+func (r *receiver) lose(st *originState, first, last, missing uint64, reason GapReason) {
+	if missing == 0 {
+		return
+	}
+	r.n.ctr.framesLost.Add(missing)
+	l := &st.lost
+	if l.open && l.epoch != st.epoch {
+		r.flushGaps()
+	}
+	if !l.open {
+		*l = lostRun{open: true, epoch: st.epoch, first: first, last: last, missing: missing, reason: reason}
+		r.lostList = append(r.lostList, st)
+		if !r.n.timers.rxPending.Load() {
+			r.n.timers.rxPending.Store(true) // the next tick flushes, should no batch end first
+			r.n.timers.kick()
+		}
+		return
+	}
+	l.first, l.last = min(l.first, first), max(l.last, last)
+	l.missing += missing
+}
+
+// flushGaps raises one Gap event per origin with sequences given up since
+// the last flush. r.mu is held.
+func (r *receiver) flushGaps() {
+	for _, st := range r.lostList {
+		l := &st.lost
+		if !l.open {
+			continue
+		}
+		r.n.ctr.gapsGivenUp[l.reason].Add(1)
+		r.n.events.push(Event{Type: EventGap, Gap: Gap{
+			Origin: st.id, Epoch: l.epoch, Missing: l.missing, First: l.first, Last: l.last, Reason: l.reason,
+		}})
+		l.open = false
+	}
+	clear(r.lostList)
+	r.lostList = r.lostList[:0]
 }
 
 func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
@@ -654,14 +822,22 @@ func (t *timers) run() {
 					t.announced, t.lastHWM = hwm, now
 				}
 			}
+			next := repairTick
 			if t.rxPending.Load() {
 				busy = true
 				t.n.rx.runTick()
 			}
+			if !t.n.ready.Load() {
+				if !busy {
+					next = joinTick
+				}
+				busy = true
+				t.n.rx.joinCheck(now)
+			}
 			if !busy {
 				break
 			}
-			t.timer.Reset(repairTick)
+			t.timer.Reset(next)
 			select {
 			case <-t.n.ctx.Done():
 				return

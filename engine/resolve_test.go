@@ -230,12 +230,12 @@ func dnsMesh(t *testing.T, dns *testdns.Server, port int, name string, addrs []n
 	return nodes
 }
 
-// wholeMesh waits until every node sees every other alive.
+// wholeMesh waits until every node sees every other alive and is ready.
 func wholeMesh(t *testing.T, d time.Duration, what string, nodes []*Node) {
 	t.Helper()
 	waitFor(t, d, what, func() bool {
 		for _, n := range nodes {
-			if aliveCount(n) < len(nodes)-1 {
+			if aliveCount(n) < len(nodes)-1 || !n.Ready() {
 				return false
 			}
 		}

@@ -19,7 +19,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var lf logFlags
 	nf.register(fs, 7946)
 	lf.register(fs)
-	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /members /stats /metrics, POST /invalidate")
+	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /members /stats /metrics, POST /invalidate")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM/SIGINT, how long the graceful leave (admin endpoint drained, pending invalidations sent, leave announced) may take before the node exits anyway; keep it below the orchestrator's grace period (Kubernetes: terminationGracePeriodSeconds)")
 	print := fs.Bool("print", false, "write one line per applied invalidation and membership/gap event to stdout (format: see package doc)")
 	if err := parseFlags(fs, args); err != nil {

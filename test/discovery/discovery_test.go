@@ -34,13 +34,14 @@ func podOptions(dns *testdns.Server, peer string) engine.Options {
 	}
 }
 
-// whole waits until every node sees every other alive, then checks that
+// whole waits until every node sees every other alive and is ready (what
+// /readyz reports to a readiness probe), then checks that
 // no node lists itself and that every member address is of family want6.
 func whole(t *testing.T, what string, nodes []*engine.Node, want6 bool) {
 	t.Helper()
 	testnet.WaitFor(t, 15*time.Second, what, func() bool {
 		for _, n := range nodes {
-			if n.Stats().MembersAlive != len(nodes)-1 {
+			if n.Stats().MembersAlive != len(nodes)-1 || !n.Ready() {
 				return false
 			}
 		}
