@@ -65,6 +65,58 @@ func buildImage(t *testing.T) {
 	}
 }
 
+// removeLeftovers removes what an earlier run of this package left when it
+// was killed before its cleanups ran: Compose containers and networks of
+// projects wmt<pid>-…, and a swarm on 127.0.0.1 running only stacks
+// wmt<pid>, where that process is gone. It touches nothing else.
+func removeLeftovers() {
+	if exec.Command("docker", "info").Run() != nil {
+		return
+	}
+	dead := func(name string) bool {
+		rest, ok := strings.CutPrefix(name, "wmt")
+		if !ok {
+			return false
+		}
+		digits := strings.FieldsFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+		if len(digits) == 0 || !strings.HasPrefix(rest, digits[0]) {
+			return false
+		}
+		pid, err := strconv.Atoi(digits[0])
+		if err != nil || pid == os.Getpid() {
+			return false
+		}
+		_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err != nil
+	}
+	out, _ := exec.Command("docker", "ps", "-a", "--format", `{{.ID}} {{.Label "com.docker.compose.project"}}`).Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && dead(f[1]) {
+			exec.Command("docker", "rm", "-f", f[0]).Run()
+		}
+	}
+	out, _ = exec.Command("docker", "network", "ls", "--format", "{{.Name}}").Output()
+	for _, name := range strings.Fields(string(out)) {
+		if dead(name) {
+			exec.Command("docker", "network", "rm", name).Run()
+		}
+	}
+	state, _ := exec.Command("docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.NodeAddr}}").Output()
+	if strings.TrimSpace(string(state)) != "active 127.0.0.1" {
+		return
+	}
+	stacks, _ := exec.Command("docker", "stack", "ls", "--format", "{{.Name}}").Output()
+	names := strings.Fields(string(stacks))
+	for _, n := range names {
+		if !dead(n) {
+			return
+		}
+	}
+	if len(names) > 0 { // a swarm without stacks may be another run's, just made
+		removeSwarm(names[0], true)
+	}
+}
+
 // cleanupDocker removes the image (TestMain, after every test).
 func cleanupDocker() {
 	if imageMade {

@@ -44,6 +44,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "deploy: building warpmesh: %v\n%s", err, out)
 		return 1
 	}
+	removeLeftovers()
 	code := m.Run()
 	cleanupDocker()
 	return code
