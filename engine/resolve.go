@@ -128,7 +128,7 @@ type seedResolver struct {
 	has6     bool                // dual stack: the host has a global IPv6 address
 	local    map[netip.Addr]bool // wildcard bind: this host's addresses (all are self)
 	self     map[netip.AddrPort]bool
-	selfPort uint16
+	ports    map[uint16]bool // this node's advertised and bound ports
 	log      func(msg string, args ...any) // rate limited
 
 	mu      sync.Mutex
@@ -142,7 +142,7 @@ type seedResolver struct {
 }
 
 // init prepares the resolver from the validated config. self lists the
-// node's own addresses (advertised and bound); port is its unicast port.
+// node's own addresses (advertised and bound).
 func (r *seedResolver) init(c *config, self []netip.AddrPort, logf func(string, ...any)) {
 	r.specs = c.seedSpecs
 	r.res = c.Resolver
@@ -168,12 +168,13 @@ func (r *seedResolver) init(c *config, self []netip.AddrPort, logf func(string, 
 		r.local, r.has4, r.has6 = hostAddrs()
 	}
 	r.self = make(map[netip.AddrPort]bool)
+	r.ports = make(map[uint16]bool)
 	for _, a := range self {
 		if a.IsValid() {
 			r.self[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())] = true
+			r.ports[a.Port()] = true
 		}
 	}
-	r.selfPort = c.advertise.Port()
 	r.log = logf
 	r.good = make([][]netip.AddrPort, len(r.specs))
 	r.targets = make(map[string][]netip.AddrPort)
@@ -275,7 +276,7 @@ func (r *seedResolver) resolveAll(ctx context.Context) {
 // isSelf reports whether a is this node: its advertised or bound address,
 // or, bound to a wildcard, any address of this host on its port.
 func (r *seedResolver) isSelf(a netip.AddrPort) bool {
-	return r.self[a] || (a.Port() == r.selfPort && r.local[a.Addr()])
+	return r.self[a] || (r.ports[a.Port()] && r.local[a.Addr()])
 }
 
 // reachable reports whether the socket can send to a: its family and, on a

@@ -469,3 +469,31 @@ func TestDualStackMulticastOnLoopback(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the all-multicast view", func() bool { return nodes[0].members.view.Load().allMulticast })
 }
+
+// TestSeedResolverNeverSelfOnWildcard: bound to a wildcard address, the
+// node is every local address on its port, whatever it advertises: a name
+// listing the node's own pod IP never makes it a seed of itself.
+func TestSeedResolverNeverSelfOnWildcard(t *testing.T) {
+	dns := testdns.Start(t, "127.0.0.53:0")
+	port := freePorts(t, 1)[0]
+	dns.SetHost("self.mesh.test", netip.MustParseAddr("127.0.0.1"))
+	dns.SetSRV("_w._udp.self.mesh.test", testdns.SRV{Target: "self.mesh.test", Port: uint16(port)},
+		testdns.SRV{Target: "self.mesh.test", Port: uint16(port + 1)})
+	o := unicastOptions(port)
+	o.BindAddr = "0.0.0.0"
+	o.AdvertiseAddr = "127.0.0.9" // what the others are told, not what DNS lists
+	o.Peers = []string{fmt.Sprintf("self.mesh.test:%d", port), "dnssrv+_w._udp.self.mesh.test"}
+	o.Resolver = dns.Resolver()
+	c, err := o.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r seedResolver
+	r.init(c, []netip.AddrPort{c.advertise}, func(string, ...any) {})
+	r.resolveAll(t.Context())
+	got, _ := r.snapshot()
+	want := []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port+1))}
+	if !slices.Equal(got, want) {
+		t.Fatalf("resolved %v, want %v (never this node's own address)", got, want)
+	}
+}
