@@ -119,17 +119,17 @@ func lookupTimeout(heartbeat time.Duration) time.Duration {
 // seedResolver keeps the latest addresses of the node's seeds. Its run
 // goroutine looks names up; the heartbeater reads the result with next.
 type seedResolver struct {
-	specs    []seedSpec
-	res      *net.Resolver
-	every    time.Duration       // re-resolution period (Heartbeat)
-	timeout  time.Duration       // per lookup
-	network  string              // "ip4", "ip6" or "ip": families the socket can send to
-	has4     bool                // dual stack: the host has a global IPv4 address
-	has6     bool                // dual stack: the host has a global IPv6 address
-	local    map[netip.Addr]bool // wildcard bind: this host's addresses (all are self)
-	self     map[netip.AddrPort]bool
-	ports    map[uint16]bool // this node's advertised and bound ports
-	log      func(msg string, args ...any) // rate limited
+	specs   []seedSpec
+	res     *net.Resolver
+	every   time.Duration       // re-resolution period (Heartbeat)
+	timeout time.Duration       // per lookup
+	network string              // "ip4", "ip6" or "ip": families the socket can send to
+	has4    bool                // dual stack: the host has a global IPv4 address
+	has6    bool                // dual stack: the host has a global IPv6 address
+	local   map[netip.Addr]bool // wildcard bind: this host's addresses (all are self)
+	self    map[netip.AddrPort]bool
+	ports   map[uint16]bool               // this node's advertised and bound ports
+	log     func(msg string, args ...any) // rate limited
 
 	mu      sync.Mutex
 	good    [][]netip.AddrPort // per spec: last good answer
