@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,17 @@ import (
 )
 
 const port = 7946 // every pod has its own namespace: one port for all, as in Kubernetes
+
+// longEnv set to anything runs the longer variants (more pods).
+const longEnv = "WARPMESH_DISCOVERY_LONG"
+
+// podCount returns n, or long with longEnv set.
+func podCount(n, long int) int {
+	if os.Getenv(longEnv) != "" {
+		return long
+	}
+	return n
+}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -96,7 +108,7 @@ func addrsOf(pods []*pod) []netip.Addr {
 	return out
 }
 
-// TestRollingRestartPods: four pods behind a headless-service name are
+// TestRollingRestartPods: four pods (twelve with longEnv) behind a headless-service name are
 // replaced one by one by pods in new namespaces at new addresses; the name
 // lists every existing pod, ready or not (publishNotReadyAddresses), and
 // the mesh is whole after every step.
@@ -106,15 +118,16 @@ func TestRollingRestartPods(t *testing.T) {
 	const name = "warpmesh.default.svc.cluster.test"
 	var pods []*pod
 	var nodes []*engine.Node
-	for range 4 {
+	size := podCount(4, 12)
+	for range size {
 		pods = append(pods, net.addPod())
 	}
 	dns.SetHost(name, addrsOf(pods)...)
 	for _, p := range pods {
 		nodes = append(nodes, startIn(t, p.ns, podOptions(dns, fmt.Sprintf("%s:%d", name, port))))
 	}
-	whole(t, "four pods to form a mesh", nodes, false)
-	for i := range 4 {
+	whole(t, "the pods to form a mesh", nodes, false)
+	for i := range size {
 		np := net.addPod()
 		pods = append(pods, np)
 		dns.SetHost(name, addrsOf(pods)...)
@@ -137,7 +150,7 @@ func TestIPv6OnlyPods(t *testing.T) {
 	dns := testdns.Start(t, "127.0.0.53:0")
 	const name = "v6only.mesh.test"
 	var pods []*pod
-	for range 3 {
+	for range podCount(3, 10) {
 		pods = append(pods, net.addPod())
 	}
 	dns.SetHost(name, addrsOf(pods)...)
@@ -145,7 +158,7 @@ func TestIPv6OnlyPods(t *testing.T) {
 	for _, p := range pods {
 		nodes = append(nodes, startIn(t, p.ns, podOptions(dns, fmt.Sprintf("%s:%d", name, port))))
 	}
-	whole(t, "three IPv6-only pods to form a mesh", nodes, true)
+	whole(t, "the IPv6-only pods to form a mesh", nodes, true)
 	publishReaches(t, nodes, "v6-only")
 }
 

@@ -8,5 +8,6 @@
 //
 // It owns only namespaces named "wmd<pid>-…" and never touches the root
 // namespace's links, routes or firewall. It needs root and the ip command;
-// otherwise every test skips, saying so.
+// otherwise every test skips, saying so. WARPMESH_DISCOVERY_LONG=1 runs
+// longer variants (more pods).
 package discovery
