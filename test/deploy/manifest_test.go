@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,14 @@ func TestKubernetesManifest(t *testing.T) {
 			secret := k["Secret"]
 			if str(at(vol, "secret", "secretName")) != str(at(secret, "metadata", "name")) {
 				t.Errorf("volume %s is not the Secret %v", secretVol, at(secret, "metadata", "name"))
+			}
+			// The node runs unprivileged: the file must be readable by its
+			// group (fsGroup) or by everyone.
+			var mode int
+			fmt.Sscanf(str(at(vol, "secret", "defaultMode")), "%o", &mode)
+			fsGroup := str(at(pod, "spec", "securityContext", "fsGroup"))
+			if mode&0o004 == 0 && (mode&0o040 == 0 || fsGroup == "") {
+				t.Errorf("the keyring (defaultMode %s, fsGroup %q) is not readable by the unprivileged node", str(at(vol, "secret", "defaultMode")), fsGroup)
 			}
 			if at(secret, "stringData", strings.TrimPrefix(keyFile, mp)) == nil {
 				t.Errorf("the Secret has no key %q for WARPMESH_KEY_FILE", strings.TrimPrefix(keyFile, mp))
