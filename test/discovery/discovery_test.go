@@ -222,3 +222,46 @@ func TestIPv6MulticastBridge(t *testing.T) {
 		})
 	}
 }
+
+// TestSRVPods: pods whose only configuration is a Kubernetes-style SRV
+// name (one record per pod, its target the pod's own A record) form a
+// mesh and heal as pods are replaced at new addresses.
+func TestSRVPods(t *testing.T) {
+	net := newNetwork(t, true, false)
+	dns := testdns.Start(t, "127.0.0.53:0")
+	const srv = "_warpmesh._udp.warpmesh.default.svc.cluster.test"
+	publish := func(pods []*pod) {
+		var recs []testdns.SRV
+		for _, p := range pods {
+			a := p.addr[0].As4()
+			target := fmt.Sprintf("%d-%d-%d-%d.warpmesh.default.svc.cluster.test", a[0], a[1], a[2], a[3])
+			dns.SetHost(target, p.addr[0])
+			recs = append(recs, testdns.SRV{Target: target, Port: port})
+		}
+		dns.SetSRV(srv, recs...)
+	}
+	var pods []*pod
+	var nodes []*engine.Node
+	for range 3 {
+		pods = append(pods, net.addPod())
+	}
+	publish(pods)
+	for _, p := range pods {
+		nodes = append(nodes, startIn(t, p.ns, podOptions(dns, "dnssrv+"+srv)))
+	}
+	whole(t, "three pods found through SRV", nodes, false)
+	for i := range 2 {
+		np := net.addPod()
+		pods = append(pods, np)
+		publish(pods)
+		nodes = append(nodes, startIn(t, np.ns, podOptions(dns, "dnssrv+"+srv)))
+		if err := nodes[0].Close(); err != nil {
+			t.Fatal(err)
+		}
+		net.remove(pods[0])
+		pods, nodes = pods[1:], nodes[1:]
+		publish(pods)
+		whole(t, fmt.Sprintf("the SRV mesh whole after replacing pod %d", i+1), nodes, false)
+	}
+	publishReaches(t, nodes, "srv")
+}
