@@ -180,6 +180,13 @@ func TestLossRepairWithKernelDrop(t *testing.T) {
 				if silent != 0 {
 					t.Errorf("receiver %d: %d silent misses", i, silent)
 				}
+				// The promise at this loss is stronger than "flagged or
+				// applied": every frame is repaired in time (RepairTimeout
+				// 3 s), so nothing is flagged and the cache never flushes.
+				if flagged != 0 || s.GapEvents() != 0 {
+					t.Errorf("receiver %d: %d invalidations flagged by %d Gap events at %.0f%% loss, want 0",
+						i, flagged, s.GapEvents(), loss*100)
+				}
 				if s.GapsDetected == 0 {
 					t.Errorf("receiver %d: the drop filter caused no gaps", i)
 				}
