@@ -195,22 +195,24 @@ func TestRelayMesh48(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, fmt.Sprintf("node %d coverage", i), func() bool { return l.distinct() == want })
 	}
-	var applied, dups, relayed uint64
+	var applied, dups, relayed, rtxSent, rtxApplied uint64
 	for _, n := range nodes {
 		s := n.Stats()
 		applied += s.DataFrames
 		dups += s.Duplicates
 		relayed += s.Relayed
+		rtxSent += s.Retransmitted
+		rtxApplied += s.RetransmitsReceived
 	}
-	redundancy := float64(applied+dups) / float64(applied)
-	t.Logf("48 nodes: data frames applied %d, duplicates %d, relayed %d, redundancy %.3f", applied, dups, relayed, redundancy)
+	redundancy := relayRedundancy(applied, dups, rtxSent, rtxApplied)
+	t.Logf("48 nodes: data frames applied %d, duplicates %d, relayed %d, retransmitted %d (%d applied); relay redundancy %.3f, with repairs %.3f",
+		applied, dups, relayed, rtxSent, rtxApplied, redundancy, float64(applied+dups)/float64(applied))
 	if relayed == 0 {
 		t.Fatal("no frame was relayed with DirectLimit 4")
 	}
-	// Measured 1.000 (141 frames, 0 duplicates); a flood through Fanout 3
-	// would be near 3. Repairs on a loaded machine may add a few copies.
+	// Measured 1.000; a flood through Fanout 3 would be near 3.
 	if redundancy > 1.5 {
-		t.Fatalf("relay redundancy %.3f (data+duplicates)/data, want <= 1.5", redundancy)
+		t.Fatalf("relay redundancy %.3f, want <= 1.5", redundancy)
 	}
 	if least := uint64(len(publishers) * (N - 1)); applied < least { // every publisher's frames, at every other node
 		t.Fatalf("%d DATA frames applied, want at least %d", applied, least)
@@ -242,4 +244,16 @@ func TestDuplicateFramesAppliedOnce(t *testing.T) {
 	if d := a.Stats().Duplicates; d != 2 {
 		t.Fatalf("duplicates counted %d, want 2", d)
 	}
+}
+
+// relayRedundancy is copies of DATA frames received per first copy, not
+// counting the copies repair sent: every retransmission not applied is at
+// most one duplicate, so those are taken off. The relay tree alone gives
+// 1; a flood through Fanout f gives about f. (Repair traffic on a loaded
+// machine is bounded by the repair tests, not here: under load a mesh
+// NACKs relay-reordered frames and the total copies per frame reached 4.6
+// in a 48-node mesh during a full -race run.)
+func relayRedundancy(data, dups, rtxSent, rtxApplied uint64) float64 {
+	repairDups := rtxSent - min(rtxApplied, rtxSent)
+	return float64(data+dups-min(dups, repairDups)) / float64(data)
 }

@@ -211,7 +211,7 @@ func TestLargeMesh(t *testing.T) {
 		return true
 	})
 	spread := time.Since(start)
-	var data, dups, relayed, gaps, detected, rtxIn, nacks uint64
+	var data, dups, relayed, gaps, detected, rtxIn, rtxOut, nacks uint64
 	for i, node := range nodes {
 		s := node.Stats()
 		data += s.DataFrames - base[i].DataFrames
@@ -219,6 +219,7 @@ func TestLargeMesh(t *testing.T) {
 		relayed += s.Relayed - base[i].Relayed
 		detected += s.GapsDetected - base[i].GapsDetected
 		rtxIn += s.RetransmitsReceived - base[i].RetransmitsReceived
+		rtxOut += s.Retransmitted - base[i].Retransmitted
 		nacks += s.NacksSent - base[i].NacksSent
 		gaps += s.GapEvents()
 		if g := got[i].Load(); g != want(i) {
@@ -235,11 +236,16 @@ func TestLargeMesh(t *testing.T) {
 		data, dups, relayed, float64(data+dups)/float64(data), ns.Sent, ns.Drops)
 	t.Logf("repair traffic on a loss-free network: gaps detected %d, NACKs %d, retransmissions applied %d",
 		detected, nacks, rtxIn)
-	// Measured 1.13-1.39 at 200 nodes and 1.85 at 64 under -race: the
-	// copies beyond the tree's one are retransmissions for gaps that
-	// relay reordering opens (NACKed before the relayed frame arrives). A
-	// flood through Fanout 3 would be near 3.
-	if r := float64(data+dups) / float64(data); r > 2.5 {
-		t.Errorf("relay redundancy %.3f (data+duplicates)/data, want <= 2.5", r)
+	// Copies per first copy, less those repair sent (every retransmission
+	// not applied is at most one duplicate): the tree alone gives 1, a
+	// flood through Fanout 3 about 3. With repairs counted it measured
+	// 1.13-1.39 at 200 nodes, 1.85 at 64 under -race, and 3.6 at 64 in a
+	// loaded -race run: relay reordering opens gaps on a loss-free network
+	// and their repairs duplicate frames.
+	repairDups := rtxOut - min(rtxIn, rtxOut)
+	r := float64(data+dups-min(dups, repairDups)) / float64(data)
+	t.Logf("relay redundancy without repair copies: %.3f (retransmitted %d, applied %d)", r, rtxOut, rtxIn)
+	if r > 1.5 {
+		t.Errorf("relay redundancy %.3f, want <= 1.5", r)
 	}
 }
