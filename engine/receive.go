@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/stream"
 	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
@@ -38,30 +39,6 @@ type rxReader struct {
 type rxRef struct {
 	reader uint8
 	slot   uint16
-}
-
-// originState is what the worker knows of one origin's data stream.
-type originState struct {
-	id        uint64
-	epoch     uint64
-	win       seqWindow // DATA sequences
-	ctrl      seqWindow // packet numbers of control frames (replay window)
-	cum       uint64    // every sequence <= cum arrived or was given up
-	known     uint64    // highest sequence known to exist
-	gapSince  time.Time // zero without an open gap
-	lastNack  time.Time
-	backoff   time.Duration
-	nackedTo  uint64    // highest sequence already asked for
-	newSince  time.Time // when sequences above nackedTo were first noticed missing
-	pending   bool      // in receiver.pending
-	acked     uint64    // cum last reported to the origin (ACK)
-	lastAck   time.Time
-	ackQueued bool                // in receiver.acks
-	noticed   *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
-	joined    bool                // accounted for: the JOIN answer arrived, or the whole epoch is expected
-	stranger  bool                // created for an origin outside the member table
-	heard     time.Time           // last frame of any kind from this origin
-	lost      lostRun             // sequences given up since the last Gap event
 }
 
 // receiver holds the receive path's state. mu guards everything the
@@ -95,7 +72,9 @@ type receiver struct {
 	rtMsgs   []sockopt.Message
 	bucket   tokenBucket
 	join     readiness
-	lostList []*originState // origins with an open lostRun, flushed as one Gap each
+	lostList []*originState // origins that gave sequences up since the last flush (one Gap each)
+	params   stream.Params
+	missing  []stream.SeqRange
 
 	strangers   []uint64 // ids of stranger states, oldest first (see stateFor)
 	lastReclaim time.Time
@@ -115,6 +94,7 @@ func (r *receiver) init(n *Node) error {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
 	}
 	r.ranges = make([]codec.SeqRange, 0, codec.MaxNackRanges(codec.MaxFrameSize, false))
+	r.missing = make([]stream.SeqRange, 0, cap(r.ranges))
 	r.unavail = make([]codec.SeqRange, 0, cap(r.ranges))
 	r.ctrlBuf = make([]byte, 0, n.cfg.MaxFrameSize)
 	r.ackBuf = make([]byte, 0, codec.HeaderLen+codec.AckLen+codec.TagLen)
@@ -370,13 +350,13 @@ func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 		}
 	}
 	switch {
-	case h.Epoch < st.epoch:
+	case h.Epoch < st.epoch():
 		n.ctr.drop(DropOldEpoch)
 		return nil
-	case h.Epoch > st.epoch:
+	case h.Epoch > st.epoch():
 		r.newEpoch(st, h.Epoch, now)
 	}
-	if st.ctrl.observe(h.Packet) != seqNew {
+	if st.ctrl.Observe(h.Packet) != stream.New {
 		n.ctr.drop(DropReplay)
 		return nil
 	}
@@ -400,20 +380,20 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		return
 	}
 	switch {
-	case h.Epoch < st.epoch:
+	case h.Epoch < st.epoch():
 		n.ctr.drop(DropOldEpoch)
 		return
-	case h.Epoch > st.epoch:
+	case h.Epoch > st.epoch():
 		r.newEpoch(st, h.Epoch, now)
 	}
 	st.heard = now
 	verdict := r.received(st, h.Seq, now)
-	if verdict == seqDuplicate {
+	if verdict == stream.Duplicate {
 		n.ctr.duplicates.Add(1)
 		return
 	}
 	key := frameKey(h.Origin, h.Epoch, h.Seq)
-	if verdict == seqBelowWindow {
+	if verdict == stream.BelowWindow {
 		if r.dedup.mayContain(key) {
 			n.ctr.drop(DropTooOld)
 			return
