@@ -323,13 +323,24 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.nack(&h, payload, now)
 	case codec.TypeHWM:
 		n.ctr.hwmReceived.Add(1)
+		r.relayDown(&h, b)
+		// An HWM travels down the origin's tree behind its DATA frames,
+		// so it is news of what has arrived, not of what is on its way.
+		r.announced(st, h.Seq, now)
+		return
 	case codec.TypeAck:
 		r.ack(&h, payload)
 	case codec.TypeJoin:
 		r.handleJoin(&h, payload, now)
 	}
-	// Every control frame carries its sender's high-water mark in Seq.
-	r.announced(st, h.Seq, now)
+	// Every control frame carries its sender's high-water mark in Seq. In
+	// a direct mesh it comes the way the DATA frames did, one hop from the
+	// origin; in a relay tree it would overtake DATA still hops away and
+	// open spurious gaps, so there only HWM frames (relayed behind the
+	// data) announce it.
+	if r.n.treeDepth() == 0 {
+		r.announced(st, h.Seq, now)
+	}
 }
 
 // control applies epoch rules and the replay window to a control frame.
@@ -414,14 +425,25 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 
 	// Relay first copies down the origin's tree; retransmissions were
 	// asked for by this node alone and go no further.
-	if h.Flags&codec.FlagRetransmit == 0 && int(h.Hops)+1 < int(h.HopLimit) {
-		v := n.members.view.Load()
-		if len(v.live) > n.cfg.DirectLimit {
-			r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
-			if len(r.dests) > 0 {
-				r.relay.add(frame, h.Hops+1, r.dests)
-			}
-		}
+	if h.Flags&codec.FlagRetransmit == 0 {
+		r.relayDown(h, frame)
+	}
+}
+
+// relayDown forwards a frame (DATA, or the origin's HWM behind it) to this
+// node's children in the origin's relay tree, in meshes above DirectLimit.
+func (r *receiver) relayDown(h *codec.Header, frame []byte) {
+	n := r.n
+	if int(h.Hops)+1 >= int(h.HopLimit) {
+		return
+	}
+	v := n.members.view.Load()
+	if len(v.live) <= n.cfg.DirectLimit {
+		return
+	}
+	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+	if len(r.dests) > 0 {
+		r.relay.add(frame, h.Hops+1, r.dests)
 	}
 }
 

@@ -300,9 +300,15 @@ func (t *timers) announce(hwm uint64) {
 	n := t.n
 	v := n.members.view.Load()
 	t.dests = t.dests[:0]
-	if n.group.IsValid() && v.allMulticast && len(v.live) <= n.cfg.DirectLimit {
+	tree := len(v.live) > n.cfg.DirectLimit
+	switch {
+	case tree:
+		// Down our own tree, behind the DATA frames: the HWM must not
+		// overtake them (see receiver.relayDown).
+		t.dests = treeChildren(v, n.id, n.id, n.cfg.Fanout, t.dests)
+	case n.group.IsValid() && v.allMulticast:
 		t.dests = append(t.dests, n.group)
-	} else {
+	default:
 		t.dests = append(t.dests, v.live...)
 	}
 	if len(t.dests) == 0 {
@@ -310,6 +316,9 @@ func (t *timers) announce(hwm uint64) {
 	}
 	h := n.controlHeader(codec.TypeHWM)
 	h.Seq = hwm
+	if tree {
+		h.HopLimit = uint8(n.cfg.HopLimit)
+	}
 	b := codec.AppendHeader(t.buf[:0], &h)
 	b = n.sealFrame(b, &h, &t.sc)
 	t.buf = b
