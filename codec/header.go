@@ -62,7 +62,19 @@ const (
 	TypeNack  FrameType = 4 // missing sequence ranges of one origin
 	TypeHWM   FrameType = 5 // origin's current high-water data seq (header Seq)
 	TypeAck   FrameType = 6 // a receiver's progress on one origin's stream (flow control)
+	// Type 7 is reserved.
+	TypeChallenge FrameType = 8 // address validation: a cookie to echo
+	TypeResponse  FrameType = 9 // the echo of a CHALLENGE's cookie
 )
+
+// known reports whether t is a frame type of this wire version.
+func (t FrameType) known() bool {
+	switch t {
+	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeChallenge, TypeResponse:
+		return true
+	}
+	return false
+}
 
 // String returns the type's name, e.g. "DATA", or "FrameType(9)".
 func (t FrameType) String() string {
@@ -79,6 +91,10 @@ func (t FrameType) String() string {
 		return "HWM"
 	case TypeAck:
 		return "ACK"
+	case TypeChallenge:
+		return "CHALLENGE"
+	case TypeResponse:
+		return "RESPONSE"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }
@@ -174,7 +190,7 @@ func ParseHeader(b []byte) (h Header, n int, err error) {
 		return Header{}, 0, ErrBadHeaderLen
 	}
 	h.Type = FrameType(b[offType])
-	if h.Type < TypeData || h.Type > TypeAck {
+	if !h.Type.known() {
 		return Header{}, 0, ErrBadType
 	}
 	h.Flags = Flags(b[offFlags])

@@ -415,14 +415,7 @@ func (r *receiver) originGone(id uint64) bool {
 }
 
 func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
-	m := r.n.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	if !ok || e.State == StateLeft {
-		return netip.AddrPort{}, false
-	}
-	return e.Addr, true
+	return r.n.members.validatedAddr(id) // never toward an unvalidated address
 }
 
 // sendNack asks the origin for the missing ranges in [from, known].

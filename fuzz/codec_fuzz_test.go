@@ -82,6 +82,12 @@ func encodeFrame(t *testing.T, f codec.Frame) []byte {
 			n += m
 		}
 	case codec.TypeHWM:
+	case codec.TypeChallenge, codec.TypeResponse:
+		c, _, err := codec.ParseChallenge(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = codec.AppendChallenge(out, &c)
 	default:
 		t.Fatalf("ParseFrame accepted type %v", f.Header.Type)
 	}

@@ -238,6 +238,8 @@ func nodeSeeds() [][]byte {
 		seedFrame(seedHeader, codec.TypeNack, 1, unavail),
 		seedFrame(hwmMax, codec.TypeHWM, 0, nil),
 		append(seedFrame(auth, codec.TypeHWM, 0, nil), seedTag...),
+		seedFrame(seedHeader, codec.TypeChallenge, 0, codec.AppendChallenge(nil, &seedChallenge)),
+		seedFrame(seedHeader, codec.TypeResponse, 0, codec.AppendChallenge(nil, &seedChallenge)),
 	}
 }
 

@@ -147,7 +147,7 @@ type attacker struct {
 	cluster uint64
 	id      uint64
 	epoch   uint64
-	packet  uint64
+	packet  atomic.Uint64 // one counter for every frame it sends, as a node has
 	sent    atomic.Uint64 // bytes
 	buf     []byte
 	recv    atomic.Uint64 // bytes the node sent back to the attacker
@@ -167,12 +167,27 @@ func newAttacker(t testing.TB) *attacker {
 	go func() {
 		defer close(done)
 		buf := make([]byte, 65536)
+		out := make([]byte, 0, codec.MaxFrameSize)
 		for {
-			n, err := c.Read(buf)
+			n, from, err := c.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
 			a.recv.Add(uint64(n))
+			// The strongest attacker answers challenges sent to its own
+			// address, so that its forged digests come from a validated
+			// member.
+			f, err := codec.ParseFrame(buf[:n])
+			if err != nil || f.Header.Type != codec.TypeChallenge {
+				continue
+			}
+			h := codec.Header{Type: codec.TypeResponse, HopLimit: 1, Cluster: a.cluster, Origin: a.id, Epoch: a.epoch, Packet: a.packet.Add(1)}
+			out = append(codec.AppendHeader(out[:0], &h), f.Payload...)
+			if codec.FinishFrame(out, 0) == nil {
+				if _, err := c.WriteToUDPAddrPort(out, from); err == nil {
+					a.sent.Add(uint64(len(out)))
+				}
+			}
 		}
 	}()
 	t.Cleanup(func() { c.Close(); <-done })
@@ -180,12 +195,20 @@ func newAttacker(t testing.TB) *attacker {
 }
 
 // header starts a frame of type typ from origin (a.id when 0).
+
+// validate gets the attacker itself validated by tg (it answers the
+// challenge to its own address), so that its digests come from a member:
+// the strongest plaintext attacker. It reports whether that worked.
+func (a *attacker) validate(tg *target) bool {
+	a.send(tg.Addr(), a.alive(a.header(codec.TypeAlive, 0, 0), netip.AddrPort{}, nil))
+	return eventually(5*time.Second, func() bool { return tg.member(a.id) })
+}
+
 func (a *attacker) header(typ codec.FrameType, origin, epoch uint64) codec.Header {
-	a.packet++
 	if origin == 0 {
 		origin, epoch = a.id, a.epoch
 	}
-	return codec.Header{Type: typ, HopLimit: 1, Cluster: a.cluster, Origin: origin, Epoch: epoch, Packet: a.packet}
+	return codec.Header{Type: typ, HopLimit: 1, Cluster: a.cluster, Origin: origin, Epoch: epoch, Packet: a.packet.Add(1)}
 }
 
 // send writes frame to to and counts it.
