@@ -62,6 +62,8 @@ type memberEntry struct {
 	packetAt       time.Time      // when lastPacket was heard
 	heardMulticast time.Time      // last heartbeat that came through the group
 	stateSince     time.Time
+	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
+	repairAt       time.Time // when repairTokens was last refilled
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
@@ -598,4 +600,38 @@ func (m *membership) validatedAddr(id uint64) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return e.Addr, true
+}
+
+// repairBudget returns a validated member's address and how many bytes of
+// retransmissions it may be sent now. Each member has its own bucket,
+// RetransmitBuffer/8 bytes deep, refilled at RetransmitBuffer/4 bytes per
+// second: one member asking for everything cannot take the global
+// RetransmitRate from the others, and a member's repairs are bounded
+// whatever it asks for. Unvalidated or departed members get nothing.
+func (m *membership) repairBudget(id uint64, now time.Time) (netip.AddrPort, int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[id]
+	if !ok || !e.validated || e.State == StateLeft {
+		return netip.AddrPort{}, 0, false
+	}
+	burst := float64(m.cfg.RetransmitBuffer / 8)
+	if e.repairAt.IsZero() {
+		e.repairTokens, e.repairAt = burst, now
+	}
+	e.repairTokens = min(burst, e.repairTokens+max(now.Sub(e.repairAt).Seconds(), 0)*float64(m.cfg.RetransmitBuffer/4))
+	e.repairAt = now
+	return e.Addr, int(e.repairTokens), true
+}
+
+// repairSpent charges bytes of retransmissions to a member's budget.
+func (m *membership) repairSpent(id uint64, bytes int) {
+	if bytes == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.members[id]; ok {
+		e.repairTokens = max(e.repairTokens-float64(bytes), 0)
+	}
 }

@@ -96,6 +96,28 @@ func TestAmplificationNack(t *testing.T) {
 	if ratio > maxAmplification {
 		t.Errorf("victim received %.1fx what the attacker sent (bound %.0fx)", ratio, maxAmplification)
 	}
+
+	// The same NACKs from a validated attacker, for itself: answered, but
+	// within its own byte budget (RetransmitBuffer/8 deep, refilled at
+	// RetransmitBuffer/4 per second; 4 MiB by default).
+	if !a.validate(tg) {
+		t.Fatal("attacker not validated")
+	}
+	sent0, recv0 := a.sent.Load(), a.recv.Load()
+	start := time.Now()
+	for range nacks {
+		a.send(tg.Addr(), a.nack(a.header(codec.TypeNack, 0, 0), tg.ID(), tg.Epoch(), codec.SeqRange{First: 1, Last: 100000}))
+	}
+	window := pick(time.Second, 10*time.Second)
+	observe(window)
+	got := a.recv.Load() - recv0
+	const rtBuffer = 4 << 20
+	bound := rtBuffer/8 + int(time.Since(start).Seconds()*rtBuffer/4) + 64<<10 // + heartbeats
+	t.Logf("figure: NACK budget: validated attacker, %d NACKs (%d B): %d B retransmitted to it in %v (budget %d B); %.0fx",
+		nacks, a.sent.Load()-sent0, got, window, bound, float64(got)/float64(a.sent.Load()-sent0))
+	if got > uint64(bound) {
+		t.Errorf("validated attacker got %d B of repairs, budget %d B", got, bound)
+	}
 }
 
 // TestAmplificationAdvertised: ALIVEs, each from a new forged id, that
