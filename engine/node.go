@@ -77,6 +77,7 @@ type Node struct {
 	stopEv    chan struct{}
 
 	hb      heartbeater
+	val     validator
 	tx      sender
 	rx      receiver
 	timers  timers
@@ -177,6 +178,7 @@ func (n *Node) initLoops() error {
 		return err
 	}
 	n.hb.init(n)
+	n.val.init(n)
 	return nil
 }
 

@@ -327,14 +327,7 @@ func (r *receiver) originGone(st *originState, now time.Time) bool {
 }
 
 func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
-	m := r.n.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	if !ok || e.State == StateLeft {
-		return netip.AddrPort{}, false
-	}
-	return e.Addr, true
+	return r.n.members.validatedAddr(id) // never toward an unvalidated address
 }
 
 // sendNack asks the origin for the missing ranges from seq from on.
