@@ -56,12 +56,12 @@ type FrameType uint8
 
 // Frame types.
 const (
-	TypeData  FrameType = 1 // batch of invalidation records
-	TypeAlive FrameType = 2 // heartbeat: sender addr, incarnation, hwm, member digest
-	TypeLeave FrameType = 3 // graceful leave
-	TypeNack  FrameType = 4 // missing sequence ranges of one origin
-	TypeHWM   FrameType = 5 // origin's current high-water data seq (header Seq)
-	TypeAck   FrameType = 6 // a receiver's progress on one origin's stream (flow control)
+	TypeData      FrameType = 1 // batch of invalidation records
+	TypeAlive     FrameType = 2 // heartbeat: sender addr, incarnation, hwm, member digest
+	TypeLeave     FrameType = 3 // graceful leave
+	TypeNack      FrameType = 4 // missing sequence ranges of one origin
+	TypeHWM       FrameType = 5 // origin's current high-water data seq (header Seq)
+	TypeAck       FrameType = 6 // a receiver's progress on one origin's stream (flow control)
 	TypeJoin      FrameType = 7 // join handshake: from which seq a receiver is in an origin's fan-out
 	TypeChallenge FrameType = 8 // address validation: a cookie to echo
 	TypeResponse  FrameType = 9 // the echo of a CHALLENGE's cookie
