@@ -15,7 +15,7 @@ import (
 // once per node below the loss. Reports the NACKs the origin answered per
 // frame lost in the tree.
 func TestTreeRepairUnderLoss(t *testing.T) {
-	size, keys := 60, 20_000
+	size, keys := 40, 10_000
 	if raceEnabled || testing.Short() {
 		size, keys = 24, 5_000
 	}
@@ -46,7 +46,7 @@ func TestTreeRepairUnderLoss(t *testing.T) {
 	pub, receivers := nodes[0], nodes[1:]
 	cov := newCoverage(pub, keys, receivers...)
 	publishIndexed(t, pub, 0, keys)
-	cov.waitSettled(t, 30*time.Second, 0, keys)
+	cov.waitSettled(t, 90*time.Second, 0, keys)
 	var applied, flagged int
 	var nacks, lost, relayed uint64
 	for r, node := range receivers {
