@@ -131,8 +131,10 @@ type Options struct {
 	// receivers acknowledge every 16.
 	FlowWindow int
 	// RepairTimeout is how long a gap may stay open before it is given up
-	// with a Gap event. Default 5s. (A dead origin's gaps are given up as
-	// soon as it is declared dead.)
+	// with a Gap event. Default 5s. A dead origin's gaps are given up once
+	// nothing at all has been heard from it for RepairTimeout (a member that
+	// only looked dead, behind a one-way partition, is NACKed first); a
+	// departed one's at once.
 	RepairTimeout time.Duration
 
 	// OnInvalidate and OnEvent, when set, are registered before the node

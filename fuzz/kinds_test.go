@@ -251,6 +251,64 @@ var frameKinds = []frameKind{
 			return []seedPayload{{0, codec.AppendAck(nil, &codec.Ack{Origin: 0xC1, Epoch: 0xD1, Cum: 40})}}
 		},
 	},
+	{
+		typ: codec.TypeJoin,
+		build: func(t *testing.T, r *reader, h codec.Header, _ int) ([]byte, uint16, func(*testing.T, []byte)) {
+			j := codec.Join{Kind: codec.JoinAsk, Member: r.u64()}
+			if from := r.u64(); from%2 == 1 {
+				j.Kind, j.From = codec.JoinAnswer, from
+			}
+			return control(t, h, 0, codec.AppendJoin(nil, &j)), 0, func(t *testing.T, p []byte) {
+				if got, _, _ := codec.ParseJoin(p); got != j {
+					t.Fatalf("join %+v, want %+v", got, j)
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, _ uint16) []byte {
+			j, _, err := codec.ParseJoin(p)
+			if err != nil {
+				t.Fatalf("ParseFrame accepted a JOIN ParseJoin rejects: %v", err)
+			}
+			return codec.AppendJoin(out, &j)
+		},
+		seeds: func() []seedPayload {
+			return []seedPayload{
+				{0, codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAsk, Member: 0xC1})},
+				{0, codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAnswer, Member: 0xC1, From: 40})},
+			}
+		},
+	},
+	challengeKind(codec.TypeChallenge),
+	challengeKind(codec.TypeResponse),
+}
+
+// challengeKind covers CHALLENGE and RESPONSE, which share a payload.
+func challengeKind(typ codec.FrameType) frameKind {
+	return frameKind{
+		typ: typ,
+		build: func(t *testing.T, r *reader, h codec.Header, _ int) ([]byte, uint16, func(*testing.T, []byte)) {
+			c := seedChallenge
+			c.Time = r.u64()
+			for i := range c.Cookie {
+				c.Cookie[i] = byte(r.u64())
+			}
+			return control(t, h, 0, codec.AppendChallenge(nil, &c)), 0, func(t *testing.T, p []byte) {
+				if got, _, _ := codec.ParseChallenge(p); got != c {
+					t.Fatalf("challenge %+v, want %+v", got, c)
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, _ uint16) []byte {
+			c, _, err := codec.ParseChallenge(p)
+			if err != nil {
+				t.Fatalf("ParseFrame accepted a %v ParseChallenge rejects: %v", typ, err)
+			}
+			return codec.AppendChallenge(out, &c)
+		},
+		seeds: func() []seedPayload {
+			return []seedPayload{{0, codec.AppendChallenge(nil, &seedChallenge)}}
+		},
+	}
 }
 
 // TestFuzzersCoverEveryFrameType fails when codec accepts a frame type

@@ -232,6 +232,8 @@ func nodeSeeds() [][]byte {
 	unavail = codec.AppendSeqRange(unavail, codec.SeqRange{First: 40, Last: 41})
 	self := []codec.DigestEntry{{ID: nodeTargetID, Epoch: 1, Incarnation: 9, Addr: seedAddr4, State: codec.StateSuspect}}
 	ackUs := codec.AppendAck(nil, &codec.Ack{Origin: nodeTargetID, Epoch: 1, Cum: 5})
+	askUs := codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAsk, Member: nodeTargetID})
+	welcome := codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAnswer, Member: nodeTargetID, From: 2})
 	var out [][]byte
 	for _, k := range frameKinds { // every type, plain and sealed
 		for _, s := range k.seeds() {
@@ -254,6 +256,10 @@ func nodeSeeds() [][]byte {
 		seedFrame(hwmMax, codec.TypeHWM, 0, nil),
 		append(seedFrame(auth, codec.TypeHWM, 0, nil), seedTag...),
 		seedFrame(seedHeader, codec.TypeAck, 0, ackUs),
+		seedFrame(seedHeader, codec.TypeJoin, 0, askUs),
+		seedFrame(seedHeader, codec.TypeJoin, 0, welcome),
+		seedFrame(seedHeader, codec.TypeChallenge, 0, codec.AppendChallenge(nil, &seedChallenge)),
+		seedFrame(seedHeader, codec.TypeResponse, 0, codec.AppendChallenge(nil, &seedChallenge)),
 	)
 }
 

@@ -224,6 +224,7 @@ func TestSharedNodeNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Close()
+	waitReady(t, node)
 	users, err := New[string](node, WithNamespace("users"))
 	if err != nil {
 		t.Fatal(err)
