@@ -238,54 +238,13 @@ func (r *receiver) handleJoin(h *codec.Header, payload []byte, now time.Time) {
 			return
 		}
 		st := r.origins[h.Origin]
-		if st == nil || st.epoch != h.Epoch || st.joined {
+		if st == nil || st.epoch() != h.Epoch || st.joined {
 			return // control() made the state; a repeat answer changes nothing
 		}
 		st.joined = true
 		r.rebase(st, j.From-1, now)
 		r.join.next = time.Time{} // check readiness at the next tick
 		n.timers.kick()
-	}
-}
-
-// rebase moves an origin stream's expectation to "everything after cum":
-// down, when frames before the ones seen so far are owed (they are then
-// missing and repaired or flagged); up, when frames noticed missing turn
-// out not to have been meant for us (counted as not owed).
-func (r *receiver) rebase(st *originState, cum uint64, now time.Time) {
-	switch {
-	case cum > st.cum:
-		top := min(cum, st.win.base+windowSize-1)
-		for s := st.cum + 1; s <= top; s++ {
-			if !st.win.has(s) && st.noticed != nil && st.noticed[s%windowSize] != 0 {
-				st.noticed[s%windowSize] = 0
-				r.n.ctr.gapsNotOwed.Add(1)
-			}
-		}
-		st.cum = cum
-		st.known = max(st.known, cum)
-		st.nackedTo = max(st.nackedTo, cum)
-		if cum+1 > st.win.base {
-			st.win.slide(cum + 1)
-		}
-		r.advance(st, now)
-	case cum < st.cum:
-		lo := cum + 1
-		if st.win.high >= lo+windowSize {
-			lo = st.win.high - windowSize + 1
-		}
-		if lo < st.win.base {
-			// The slots of [lo, base) hold sequences above high: clear.
-			st.win.base = lo
-		}
-		st.cum, st.nackedTo = cum, cum
-		if lo > cum+1 {
-			r.giveUpThrough(st, lo-1, GapTooOld, now) // beyond what one window can track
-		}
-		if st.known > st.cum {
-			r.notice(st, st.cum+1, st.known, now)
-		}
-		r.advance(st, now)
 	}
 }
 

@@ -78,6 +78,7 @@ type Node struct {
 
 	hb      heartbeater
 	seedRes seedResolver
+	val     validator
 	tx      sender
 	rx      receiver
 	timers  timers
@@ -187,6 +188,7 @@ func (n *Node) initLoops() error {
 			n.log.Warn(msg, args...)
 		}
 	})
+	n.val.init(n)
 	return nil
 }
 

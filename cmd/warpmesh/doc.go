@@ -71,6 +71,10 @@
 // (JSON), GET /metrics (Prometheus text format, the warpmesh_* series of
 // package metrics plus Go runtime metrics) and POST /invalidate with a JSON
 // body {"keys":["…"],"prefixes":["…"]}, answered with the counts queued,
-// {"keys":n,"prefixes":m}. It has no authentication: bind it to a private
-// address.
+// {"keys":n,"prefixes":m}. Exposure: anyone who reaches it can empty the
+// mesh's caches, so bind it to localhost or a private address, and set
+// --http-token-file (WARPMESH_HTTP_TOKEN_FILE) to require
+// "Authorization: Bearer <token>" on every route but /healthz and /readyz.
+// At most 16 requests are handled at once, POST /invalidate at most 2 with
+// bodies up to 1 MiB, each body checked whole before any key is queued.
 package main

@@ -192,6 +192,12 @@ func TestKubernetesManifest(t *testing.T) {
 	if keyFile == "" || secretVol == "" {
 		t.Errorf("WARPMESH_KEY_FILE %q is not in a volume mounted from the Secret", keyFile)
 	}
+	if tf := env["WARPMESH_HTTP_TOKEN_FILE"]; tf != "" {
+		dir, key := filepath.Split(tf)
+		if filepath.Dir(keyFile) != filepath.Clean(dir) || at(k["Secret"], "stringData", key) == nil {
+			t.Errorf("WARPMESH_HTTP_TOKEN_FILE %q is not a key of the mounted Secret", tf)
+		}
+	}
 	grace, err := time.ParseDuration(env["WARPMESH_SHUTDOWN_GRACE"])
 	tgp, err2 := time.ParseDuration(str(at(pod, "spec", "terminationGracePeriodSeconds")) + "s")
 	if err != nil || err2 != nil || grace >= tgp {
