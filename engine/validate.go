@@ -199,8 +199,9 @@ func (v *validator) sendLocked(t codec.FrameType, c *codec.Challenge, to netip.A
 // frame handles a CHALLENGE (answer it) or a RESPONSE (check the cookie,
 // then validate the sender). A CHALLENGE skips the replay window:
 // answering one twice costs what it cost to send it. It reports whether
-// the frame is a RESPONSE with a good cookie: a trusted control frame of
-// its sender, whose epoch and high-water mark the caller then takes.
+// the frame is a RESPONSE with a good cookie that membership accepted: a
+// trusted control frame of its sender, whose epoch and high-water mark the
+// caller then takes.
 func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, now time.Time) bool {
 	n := v.n
 	c, _, err := codec.ParseChallenge(payload)
@@ -224,10 +225,11 @@ func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, 
 		return false
 	}
 	n.ctr.validations.Add(1)
-	if n.members.validated(h.Origin, h.Epoch, c.Addr, from, h.Packet, now) {
+	accepted, greet := n.members.validated(h.Origin, h.Epoch, c.Addr, from, h.Packet, now)
+	if greet {
 		n.hb.reply(c.Addr) // it may not know us yet
 	}
-	return true
+	return accepted
 }
 
 // verify checks a RESPONSE's cookie: issued by this node, for its address,
