@@ -132,12 +132,12 @@ func TestMemberFlood(t *testing.T) {
 	quiet := latency(t, legit, tg, "quiet:", samples)
 	heap0, rss0 := heapMB(), rssMB()
 
-	identities := pick(50000, 100000)
+	identities := pick(100000, 200000)
 	a := newAttacker(t)
 	if !a.validate(tg) {
 		t.Log("attacker not validated: its digests come from a stranger")
 	}
-	f := startFlood(t, a, tg.Addr(), identities, pick(25000, 20000))
+	f := startFlood(t, a, tg.Addr(), identities, pick(50000, 20000))
 	waitFor(t, 60*time.Second, "flood to name every identity", func() bool { return f.sentID.Load() >= int64(identities) })
 	during := latency(t, legit, tg, "flood:", samples)
 	join, apply := joinAndApply(t, tg, "newcomer:1")
