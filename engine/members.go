@@ -64,6 +64,7 @@ type memberEntry struct {
 	stateSince     time.Time
 	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
 	repairAt       time.Time // when repairTokens was last refilled
+	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
@@ -453,7 +454,7 @@ func (m *membership) tick(now time.Time) {
 		switch e.State {
 		case StateAlive:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			} else if silent >= m.cfg.SuspectAfter {
@@ -463,7 +464,7 @@ func (m *membership) tick(now time.Time) {
 			}
 		case StateSuspect:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			}
@@ -590,11 +591,36 @@ func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	return m.digest
 }
 
-// unicastTargets lists where heartbeats go: every validated member not
-// known gone. Called under mu.
+// unicastTargets lists where heartbeats go: every validated member alive
+// or suspect. Called under mu.
 func (m *membership) unicastTargets(dst []netip.AddrPort) []netip.AddrPort {
 	for _, e := range m.members {
-		if e.validated && (e.State == StateAlive || e.State == StateSuspect || e.State == StateDead) {
+		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
+			dst = append(dst, e.Addr)
+		}
+	}
+	return dst
+}
+
+// Dead members are probed every heartbeat round for deadProbeRounds
+// rounds, then every deadProbeEvery rounds until they are forgotten.
+const (
+	deadProbeRounds = 8
+	deadProbeEvery  = 4
+)
+
+// deadTargets lists, once per heartbeat round, the addresses of validated
+// members declared dead that are due a probe. They get a challenge, not a
+// heartbeat: the address may have been given to someone else since, and a
+// challenge answered is all a healed partition needs (the RESPONSE brings
+// the member back). Called under mu.
+func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
+	for _, e := range m.members {
+		if !e.validated || e.State != StateDead {
+			continue
+		}
+		e.deadRounds++
+		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 {
 			dst = append(dst, e.Addr)
 		}
 	}

@@ -167,6 +167,26 @@ func (v *validator) challenge(addr netip.AddrPort, direct bool, credit *int, now
 	return true
 }
 
+// probe sends a CHALLENGE to a validated member declared dead (the
+// heartbeat loop paces it: membership.deadTargets). It skips the
+// per-address attempts, which exist for addresses an attacker names; it
+// shares the third-party rate.
+func (v *validator) probe(addr netip.AddrPort, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.third.take(now) {
+		v.n.ctr.challengesSuppressed.Add(1)
+		return
+	}
+	if now.Sub(v.rotated) >= cookieRotate {
+		v.rotateLocked(now)
+	}
+	c := codec.Challenge{Time: uint64(now.UnixMilli()), Addr: addr}
+	v.cookieLocked(0, addr, c.Time, &c.Cookie)
+	v.sendLocked(codec.TypeChallenge, &c, addr)
+	v.n.ctr.challengesSent.Add(1)
+}
+
 // sweepLocked makes room in a full table: expired windows first, then
 // whatever map order yields (a random pick), down to three quarters.
 func (v *validator) sweepLocked(now time.Time) {

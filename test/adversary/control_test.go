@@ -2,6 +2,7 @@ package adversary
 
 import (
 	"math"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -75,5 +76,46 @@ func TestHijack(t *testing.T) {
 		10*testHeartbeat, s.ChallengesSent, s.Validations, s.MembersRefused, a.recv.Load())
 	if s.MembersRefused != 2 {
 		t.Errorf("%d claims refused, want both", s.MembersRefused)
+	}
+}
+
+// TestReassignedAddress: a member dies and its address goes to a process
+// that is not a node. What the node keeps sending there until it forgets
+// the member is measured (the first row of the issue: heartbeats to dead
+// members until they are reaped).
+func TestReassignedAddress(t *testing.T) {
+	tg := startNode(t, nil, nil)
+	legit := startNode(t, []string{tg.Addr().String()}, nil)
+	waitFor(t, 10*time.Second, "member to join", func() bool { return tg.member(legit.ID()) && legit.member(tg.ID()) })
+	addr := legit.Addr()
+	legit.Abort()
+	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Skipf("the dead member's port was taken meanwhile: %v", err)
+	}
+	v := &victim{conn: c, addr: addr}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			v.bytes.Add(uint64(n))
+			v.datagrams.Add(1)
+		}
+	}()
+	defer func() { c.Close(); <-done }()
+	window := 60 * testHeartbeat // the member is dead after 6, reaped after 60
+	observe(window)
+	t.Logf("figure: reassigned address: %d B in %d datagrams over %v (heartbeat %v) to a dead member's old address",
+		v.bytes.Load(), v.datagrams.Load(), window, testHeartbeat)
+	// Heartbeats until it is declared dead (DeadAfter = 6 heartbeats, two
+	// more if the loops run late), then 100-byte challenges: every round
+	// for 8 rounds, then every 4th until it is forgotten (60 rounds).
+	if d, bound := v.datagrams.Load(), uint64(8+8+60/4+1); d > bound {
+		t.Errorf("%d datagrams to a dead member's address over %v, bound %d", d, window, bound)
 	}
 }

@@ -132,12 +132,15 @@ func TestMemberFlood(t *testing.T) {
 	quiet := latency(t, legit, tg, "quiet:", samples)
 	heap0, rss0 := heapMB(), rssMB()
 
-	identities := pick(100000, 200000)
+	identities, rate := pick(100000, 200000), pick(50000, 20000)
+	if raceEnabled {
+		identities, rate = 100000, 10000
+	}
 	a := newAttacker(t)
 	if !a.validate(tg) {
 		t.Log("attacker not validated: its digests come from a stranger")
 	}
-	f := startFlood(t, a, tg.Addr(), identities, pick(50000, 20000))
+	f := startFlood(t, a, tg.Addr(), identities, rate)
 	waitFor(t, 60*time.Second, "flood to name every identity", func() bool { return f.sentID.Load() >= int64(identities) })
 	during := latency(t, legit, tg, "flood:", samples)
 	join, apply := joinAndApply(t, tg, "newcomer:1")
@@ -145,8 +148,8 @@ func TestMemberFlood(t *testing.T) {
 	size := tableSize(s)
 	heap1, rss1 := heapMB(), rssMB()
 	f.halt()
-	t.Logf("figure: member flood: %d identities (%d B sent): table %d entries (alive %d suspect %d dead %d left %d unvalidated %d); heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
-		identities, a.sent.Load(), size, s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft, unvalidated(s), heap0, heap1, rss0, rss1)
+	t.Logf("figure: member flood: %d identities at %d/s (%d B sent): table %d entries (alive %d suspect %d dead %d left %d unvalidated %d); heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
+		identities, rate, a.sent.Load(), size, s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft, unvalidated(s), heap0, heap1, rss0, rss1)
 	t.Logf("figure: member flood: invalidation latency p50 quiet %v, during flood %v (%.1fx); newcomer joined in %v, its invalidation applied in %v",
 		quiet, during, float64(during)/float64(max(quiet, time.Microsecond)), join, apply)
 	if size > memberCap {
