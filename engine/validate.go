@@ -35,14 +35,18 @@ import (
 //   - at most challengeAttempts times per address per challengeWindow, and
 //     not again within challengeRetry;
 //
-// and it answers each CHALLENGE with one RESPONSE of the same size, at most
-// responseRate per second. So what it sends toward an address that never
-// answered stays below challengeCredit (3×) times what was sent to it by
-// whoever named that address, and within a small constant per address.
+// challenges to addresses other than the asking packet's source share
+// thirdPartyRate; and it answers each CHALLENGE with one RESPONSE of the
+// same size, at most responseRate per second. So what it sends toward an
+// address that never answered stays below challengeCredit (3×) times what
+// was sent to it by whoever named that address, and within a small
+// constant per address. Members declared dead are probed the same way
+// (probe), paced by the heartbeat loop.
 //
 // A valid RESPONSE validates its sender's id at the address challenged,
 // wherever it came from (behind NAT the source differs; the cookie proves
-// the challenge was received there).
+// the challenge was received there), unless that id is a live member at
+// another address (membership.validated).
 
 const (
 	cookieRotate      = 10 * time.Second // secret rotation; the previous secret still verifies
@@ -53,7 +57,7 @@ const (
 	challengeWindow   = 5 * time.Second
 	challengeRetry    = 20 * time.Millisecond // between two challenges to one address
 	thirdPartyRate    = 1000                  // challenges per second to addresses a packet did not come from
-	maxChallenged     = 8192                  // addresses tracked; the oldest go first when full
+	maxChallenged     = 8192                  // addresses tracked; expired, then arbitrary ones go when full
 	responseRate      = 2000                  // RESPONSEs per second at most
 )
 
