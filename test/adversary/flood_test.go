@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine"
 )
 
 // flood sends forged identities to the target until stopped: ALIVEs, each
@@ -103,8 +104,14 @@ func latency(t *testing.T, pub, tg *target, prefix string, samples int) time.Dur
 // took to become tg's member and to have an invalidation applied by tg.
 func joinAndApply(t *testing.T, tg *target, key string) (join, apply time.Duration) {
 	t.Helper()
+	return joinAndApplyWith(t, tg, key, nil)
+}
+
+// joinAndApplyWith is joinAndApply with the newcomer's options edited.
+func joinAndApplyWith(t *testing.T, tg *target, key string, edit func(*engine.Options)) (join, apply time.Duration) {
+	t.Helper()
 	start := time.Now()
-	nc := startNode(t, []string{tg.Addr().String()}, nil)
+	nc := startNode(t, []string{tg.Addr().String()}, edit)
 	if !eventually(30*time.Second, func() bool { return tg.member(nc.ID()) && nc.member(tg.ID()) }) {
 		t.Errorf("newcomer did not join within 30s")
 		return 30 * time.Second, 30 * time.Second
