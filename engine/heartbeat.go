@@ -20,6 +20,7 @@ type heartbeater struct {
 	mu      sync.Mutex
 	buf     []byte
 	targets []netip.AddrPort
+	dead    []netip.AddrPort // probed with challenges (see membership.deadTargets)
 	msgs    []sockopt.Message
 	seeds   []netip.AddrPort // resolved seeds, refreshed each round
 	lastRep map[netip.AddrPort]time.Time
@@ -71,7 +72,7 @@ func (h *heartbeater) resolveSeeds(due bool) bool {
 }
 
 // everyoneLocked sets targets to the group (when multicast is on) and
-// every member not known gone, and returns where the members start.
+// every live member, and returns where the members start.
 func (h *heartbeater) everyoneLocked() (membersStart int) {
 	h.targets = h.targets[:0]
 	if h.n.group.IsValid() {
@@ -98,6 +99,15 @@ func (h *heartbeater) broadcast() {
 		h.targets = append(h.targets, s)
 	}
 	h.sendAliveLocked(h.targets)
+	// Members declared dead get a challenge instead of a heartbeat, every
+	// round at first, then every few rounds (membership.deadTargets).
+	n.members.mu.Lock()
+	h.dead = n.members.deadTargets(h.dead[:0])
+	n.members.mu.Unlock()
+	now := time.Now()
+	for _, a := range h.dead {
+		n.val.probe(a, now)
+	}
 }
 
 // reply answers a newcomer (or refutes a suspicion) with an immediate
