@@ -49,8 +49,9 @@ var (
 //     returns the loaded value to its callers but does not store it.
 //
 // Size is bounded by WithMaxEntries, split evenly over shards; a full shard
-// evicts by CLOCK (second chance), which needs no write lock on a hit. All
-// methods are safe for concurrent use.
+// evicts by W-TinyLFU (a small recency window, then admission to the main
+// space by recent frequency), which resists scans and loops and needs no
+// write lock on a hit. All methods are safe for concurrent use.
 type Cache[T any] struct {
 	node      *engine.Node
 	ownsNode  bool

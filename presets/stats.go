@@ -17,7 +17,7 @@ type Stats struct {
 	PrefixInvalidations uint64 // prefix invalidations applied, local and remote
 	Flushes             uint64 // whole-cache flushes on engine.EventGap
 
-	Evictions   uint64 // entries dropped by the CLOCK sweep to make room
+	Evictions   uint64 // entries dropped by the W-TinyLFU policy to make room (the new entry itself, when it loses admission)
 	Expirations uint64 // expired entries reclaimed
 
 	Entries int // entries held now (as Len)
