@@ -110,6 +110,9 @@ func (r ristrettoCache) Get(k string) (int, bool) { return r.c.Get(k) }
 func (r ristrettoCache) Set(k string, v int)      { r.c.Set(k, v, 1) }
 func (r ristrettoCache) Close()                   { r.c.Close() }
 
+// Wait blocks until ristretto has applied the Sets buffered so far.
+func (r ristrettoCache) Wait() { r.c.Wait() }
+
 type lruCache struct{ c *lru.Cache[string, int] }
 
 // NewLRU returns a golang-lru/v2 cache of capacity entries.
