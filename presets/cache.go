@@ -161,14 +161,14 @@ func (c *Cache[T]) Node() *engine.Node { return c.node }
 // A hit does not allocate.
 func (c *Cache[T]) Get(key string) (T, bool) {
 	s := c.shardOf(xxhash.Sum64String(key))
-	s.mu.RLock()
+	st := s.mu.RLock()
 	v, ok, expired := s.lookup(key, c.nowFn)
-	s.mu.RUnlock()
+	st.RUnlock()
 	if ok {
-		s.hits.Add(1)
+		st.hits.Add(1)
 		return v, true
 	}
-	s.misses.Add(1)
+	st.misses.Add(1)
 	if expired {
 		c.reap(s, key)
 	}
@@ -304,9 +304,9 @@ func (c *Cache[T]) Len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.RLock()
+		st := s.mu.RLock()
 		n += len(s.index)
-		s.mu.RUnlock()
+		st.RUnlock()
 	}
 	return n
 }

@@ -2,7 +2,6 @@ package presets
 
 import (
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
@@ -31,7 +30,8 @@ import (
 //   - A probation entry used again moves to protected; protected's cold end
 //     drops back to probation when protected is full.
 //
-// Get never takes the write lock. Instead of moving an entry to the hot
+// Get never takes the write lock, and its read lock touches no cache line
+// another core's Get is likely to (shardlock.go). Instead of moving an entry to the hot
 // end of its queue on a hit, a hit counts itself in the entry (hits, one
 // atomic load and a store while under maxPending, under the read lock):
 // the queues are CLOCK-ordered LRU lists. When a queue's cold end is
@@ -85,7 +85,7 @@ type queue struct {
 }
 
 type shard[T any] struct {
-	mu    sync.RWMutex
+	mu    shardLock // Get reads under it; the policy's state is written under it
 	index map[string]int32 // key → slot
 	slots []slot[T]
 	free  []int32 // dead slots below len(slots)
@@ -98,8 +98,8 @@ type shard[T any] struct {
 
 	inflight map[string]*call[T] // loads whose result may still be stored
 
-	hits, misses, evictions, expirations atomic.Uint64
-	_                                    [64]byte // keep neighbouring shards' locks apart
+	evictions, expirations atomic.Uint64
+	_                      [64]byte // keep neighbouring shards' locks apart
 }
 
 func (s *shard[T]) init(limit int) {

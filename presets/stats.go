@@ -38,8 +38,9 @@ func (c *Cache[T]) Stats() Stats {
 	}
 	for i := range c.shards {
 		s := &c.shards[i]
-		st.Hits += s.hits.Load()
-		st.Misses += s.misses.Load()
+		hits, misses := s.mu.counts()
+		st.Hits += hits
+		st.Misses += misses
 		st.Evictions += s.evictions.Load()
 		st.Expirations += s.expirations.Load()
 	}
