@@ -133,13 +133,18 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 	return c
 }
 
-// shardCount is the largest power of two that is at most maxShards and at
-// most maxEntries, so every shard can hold at least one entry.
+// shardCount is the largest power of two that is at most maxShards and
+// leaves every shard at least minShardEntries (one shard for fewer): the
+// eviction policy judges within a shard, and small shards judge worse.
 func shardCount(maxEntries int) int {
-	if maxEntries >= maxShards {
+	n := maxEntries / minShardEntries
+	if n >= maxShards {
 		return maxShards
 	}
-	return 1 << (bits.Len(uint(maxEntries)) - 1)
+	if n < 1 {
+		return 1
+	}
+	return 1 << (bits.Len(uint(n)) - 1)
 }
 
 // now returns the time in nanoseconds since c.base: monotonic, so expiry

@@ -144,7 +144,7 @@ func TestEvictionReclaimsExpiredFirst(t *testing.T) {
 // The queues stay consistent with the index through every kind of
 // removal.
 func TestQueuesMatchIndex(t *testing.T) {
-	c := newLocal[int](t, WithMaxEntries(64)) // 64 shards of one: every path runs
+	c := newLocal[int](t, WithMaxEntries(3)) // one shard of three: every path runs
 	c2 := newLocal[int](t, WithMaxEntries(300))
 	for _, c := range []*Cache[int]{c, c2} {
 		for i := range 2000 {

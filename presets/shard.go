@@ -46,7 +46,16 @@ import (
 // after, so the new entry competes like any other. Nothing here allocates
 // once the shard is full and its free list has grown to its largest.
 
-const maxShards = 64
+// maxShards bounds the shards of a cache; minShardEntries is the fewest
+// entries a shard is given when there are several. Sharding is for
+// concurrent stores (readers do not contend, shardlock.go); a shard of a
+// few dozen entries judges a loop or a scan much worse than one of
+// hundreds (a loop's keys spread unevenly over shards, and a shard's
+// window is at least one entry).
+const (
+	maxShards       = 64
+	minShardEntries = 512
+)
 
 // maxPending bounds the hits an entry counts between two looks by the
 // policy: the sketch counts to 15, so more carry no information.
@@ -85,7 +94,7 @@ type queue struct {
 }
 
 type shard[T any] struct {
-	mu    shardLock // Get reads under it; the policy's state is written under it
+	mu    shardLock        // Get reads under it; the policy's state is written under it
 	index map[string]int32 // key → slot
 	slots []slot[T]
 	free  []int32 // dead slots below len(slots)
@@ -241,7 +250,7 @@ func (s *shard[T]) admit(c, v int32) bool {
 	s.rand ^= s.rand << 13
 	s.rand ^= s.rand >> 7
 	s.rand ^= s.rand << 17
-	return s.rand&127 == 0
+	return s.rand&1023 == 0
 }
 
 // fold moves e's pending hits into the sketch and reports whether it had

@@ -49,8 +49,8 @@ type lockStripe struct {
 
 // RLock locks for reading and returns the stripe to unlock with.
 func (l *shardLock) RLock() *lockStripe {
-	var here byte // its address tells goroutines apart
-	h := uint64(uintptr(unsafe.Pointer(&here))>>10) * 0x9e3779b97f4a7c15
+	var here byte                                                        // its address tells goroutines apart
+	h := uint64(uintptr(unsafe.Pointer(&here))>>11) * 0x9e3779b97f4a7c15 // below 2 KiB: call depth, not goroutine
 	st := &l.stripes[h>>(64-lockStripeBits)]
 	for {
 		st.readers.Add(1)

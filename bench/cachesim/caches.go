@@ -18,6 +18,9 @@ import (
 type Cache interface {
 	Get(key string) (int, bool)
 	Set(key string, v int)
+	// Len returns the entries held now, or -1 if the cache cannot tell
+	// cheaply.
+	Len() int
 	Close()
 }
 
@@ -59,6 +62,7 @@ func NewPresets(capacity int) (Cache, error) {
 func (p presetsCache) Get(k string) (int, bool) { return p.c.Get(k) }
 func (p presetsCache) Set(k string, v int)      { p.c.Set(k, v) }
 func (p presetsCache) Close()                   { p.c.Close() }
+func (p presetsCache) Len() int                 { return p.c.Len() }
 
 type otterCache struct{ c *otter.Cache[string, int] }
 
@@ -74,6 +78,7 @@ func NewOtter(capacity int) (Cache, error) {
 func (o otterCache) Get(k string) (int, bool) { return o.c.GetIfPresent(k) }
 func (o otterCache) Set(k string, v int)      { o.c.Set(k, v) }
 func (o otterCache) Close()                   { o.c.InvalidateAll() }
+func (o otterCache) Len() int                 { return o.c.EstimatedSize() }
 
 type theineCache struct{ c *theine.Cache[string, int] }
 
@@ -89,6 +94,7 @@ func NewTheine(capacity int) (Cache, error) {
 func (t theineCache) Get(k string) (int, bool) { return t.c.Get(k) }
 func (t theineCache) Set(k string, v int)      { t.c.Set(k, v, 1) }
 func (t theineCache) Close()                   { t.c.Close() }
+func (t theineCache) Len() int                 { return t.c.Len() }
 
 type ristrettoCache struct{ c *ristretto.Cache[string, int] }
 
@@ -109,6 +115,7 @@ func NewRistretto(capacity int) (Cache, error) {
 func (r ristrettoCache) Get(k string) (int, bool) { return r.c.Get(k) }
 func (r ristrettoCache) Set(k string, v int)      { r.c.Set(k, v, 1) }
 func (r ristrettoCache) Close()                   { r.c.Close() }
+func (r ristrettoCache) Len() int                 { return -1 } // its metrics are off: they slow it
 
 // Wait blocks until ristretto has applied the Sets buffered so far.
 func (r ristrettoCache) Wait() { r.c.Wait() }
@@ -127,3 +134,4 @@ func NewLRU(capacity int) (Cache, error) {
 func (l lruCache) Get(k string) (int, bool) { return l.c.Get(k) }
 func (l lruCache) Set(k string, v int)      { l.c.Add(k, v) }
 func (l lruCache) Close()                   { l.c.Purge() }
+func (l lruCache) Len() int                 { return l.c.Len() }

@@ -1,5 +1,6 @@
 // Command hitratio prints the hit ratio (%) of each cache on each trace of
-// cachesim.Standard, as a Markdown table.
+// cachesim.Standard, as a Markdown table. A cache seen holding more entries
+// than its capacity is marked with the most it held.
 //
 //	go run ./cmd/hitratio -capacity 10000,100000
 package main
@@ -58,8 +59,13 @@ func run(caps string, requests, keySpace int, only string) error {
 				if err != nil {
 					return fmt.Errorf("%s: %w", m.Name, err)
 				}
-				fmt.Printf(" %.1f |", 100*cachesim.HitRatio(c, t, keys))
+				r := cachesim.Run(c, t, keys)
 				c.Close()
+				mark := ""
+				if r.MaxLen > capacity {
+					mark = fmt.Sprintf(" (held %d)", r.MaxLen)
+				}
+				fmt.Printf(" %.1f%s |", 100*r.HitRatio, mark)
 			}
 			fmt.Println()
 		}
