@@ -75,16 +75,19 @@ const (
 	reaped   = -2 // an expired entry was removed instead: room was made
 )
 
-// slot is one entry, linked into one queue.
+// slot is one entry, linked into one queue: 40 bytes besides the value.
 type slot[T any] struct {
 	key        string
 	val        T
 	expires    int64  // nanoseconds since the cache's base time; 0 = never
 	prev, next int32  // neighbours in the queue (prev toward the hot end); -1 = none
 	hits       uint32 // hits since the policy last looked; set atomically by readers
-	hash       uint32 // high bits of the key's xxhash, for the sketch
-	queue      uint8
+	meta       uint32 // 30 high bits of the key's xxhash (for the sketch) << 2 | queue
 }
+
+func (e *slot[T]) hash() uint32     { return e.meta >> 2 }
+func (e *slot[T]) queue() uint8     { return uint8(e.meta & 3) }
+func (e *slot[T]) setQueue(q uint8) { e.meta = e.meta&^3 | uint32(q) }
 
 // queue is a doubly linked list of slots: head is the hot end, tail the
 // cold end.
@@ -158,10 +161,10 @@ func (s *shard[T]) store(key string, v T, expires int64, now func() int64) {
 		}
 		return
 	}
-	h := uint32(xxhash.Sum64String(key) >> 32)
+	h := uint32(xxhash.Sum64String(key) >> 34)
 	s.freq.add(h, 1)
 	i := s.alloc()
-	s.slots[i] = slot[T]{key: key, val: v, expires: expires, hash: h, prev: -1, next: -1}
+	s.slots[i] = slot[T]{key: key, val: v, expires: expires, meta: h << 2, prev: -1, next: -1}
 	s.index[key] = i
 	s.push(&s.window, i, inWindow)
 	s.evict(now)
@@ -240,7 +243,7 @@ func (s *shard[T]) evict(now func() int64) {
 // still admitted one time in 128, so that keys colliding in the sketch
 // with a hot victim cannot be shut out for ever.
 func (s *shard[T]) admit(c, v int32) bool {
-	cf, vf := s.freq.estimate(s.slots[c].hash), s.freq.estimate(s.slots[v].hash)
+	cf, vf := s.freq.estimate(s.slots[c].hash()), s.freq.estimate(s.slots[v].hash())
 	if cf > vf {
 		return true
 	}
@@ -261,7 +264,7 @@ func (s *shard[T]) fold(e *slot[T]) bool {
 		return false
 	}
 	atomic.StoreUint32(&e.hits, 0)
-	s.freq.add(e.hash, int(h))
+	s.freq.add(e.hash(), int(h))
 	return true
 }
 
@@ -348,7 +351,8 @@ func (s *shard[T]) queueOf(which uint8) *queue {
 // push links slot i at the hot end of q.
 func (s *shard[T]) push(q *queue, i int32, which uint8) {
 	e := &s.slots[i]
-	e.queue, e.prev, e.next = which, -1, q.head
+	e.setQueue(which)
+	e.prev, e.next = -1, q.head
 	if q.head >= 0 {
 		s.slots[q.head].prev = i
 	} else {
@@ -361,7 +365,7 @@ func (s *shard[T]) push(q *queue, i int32, which uint8) {
 // unlink takes slot i out of its queue, if it is in one.
 func (s *shard[T]) unlink(i int32) {
 	e := &s.slots[i]
-	q := s.queueOf(e.queue)
+	q := s.queueOf(e.queue())
 	if q == nil {
 		return
 	}
@@ -375,7 +379,8 @@ func (s *shard[T]) unlink(i int32) {
 	} else {
 		q.tail = e.prev
 	}
-	e.queue, e.prev, e.next = inNone, -1, -1
+	e.setQueue(inNone)
+	e.prev, e.next = -1, -1
 	q.n--
 }
 

@@ -41,7 +41,7 @@ func (s *sketch) init(capacity int) {
 	s.sampleSize = 10 * max(capacity, 8)
 }
 
-// spread derives the sketch's hash from a key's 32-bit hash; the shard
+// spread derives the sketch's hash from a key's 30-bit hash; the shard
 // index comes from other bits of the key's xxhash, so the sketch sees
 // independent bits.
 func spread(h uint32) uint64 {
