@@ -178,7 +178,12 @@ func (s *shard[T]) alloc() int32 {
 		s.free = s.free[:n-1]
 		return i
 	}
-	s.slots = append(s.slots, slot[T]{})
+	if len(s.slots) == cap(s.slots) { // grow, but never past the limit+1 the shard can use
+		grown := make([]slot[T], len(s.slots), min(max(2*cap(s.slots), 16), s.limit+1))
+		copy(grown, s.slots)
+		s.slots = grown
+	}
+	s.slots = s.slots[:len(s.slots)+1]
 	return int32(len(s.slots) - 1)
 }
 
