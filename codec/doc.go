@@ -56,7 +56,8 @@
 //	+---------------------------------------------------------------+
 //	|                     payload ...                               | 56
 //
-//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK; else ErrBadType
+//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN,
+//	         8 CHALLENGE, 9 RESPONSE; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -73,7 +74,7 @@
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
 //	count    DATA: records; ALIVE: digest entries; NACK: ranges;
-//	         LEAVE, HWM, ACK: 0.
+//	         LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -173,6 +174,58 @@
 //
 // The header's origin is the receiver reporting its progress; the target
 // origin paces its sending by its slowest receiver's reports.
+//
+// # JOIN payload (JoinLen = 24), Count = 0
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------+-----------------------------------------------+
+//	|     kind      |              reserved (7 B) = 0               |  0
+//	+---------------+                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                        member id (u64)                        |  8
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                        from seq (u64)                         | 16
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//
+//	kind    1 ask: the header's origin (a receiver) asks the origin
+//	          named by member id from which seq of that origin's current
+//	          epoch it is in the origin's fan-out; from seq = 0.
+//	        2 answer: the header's origin (the origin) tells the receiver
+//	          named by member id that every DATA frame of the header's
+//	          epoch from seq "from" (>= 1) on is sent to it.
+//	        else ErrBadJoin.
+//
+// A receiver owes repair (or a Gap) for every sequence from "from" on;
+// nothing before it was meant for it, unless it was already coherent with
+// the mesh when it first heard of that epoch, in which case it expects the
+// epoch from seq 1.
+//
+// # CHALLENGE and RESPONSE payload (ChallengeLen = 44), Count = 0
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------------------------------------------------------+
+//	|          challenger's time when the cookie was issued (u64)   |  0
+//	+---------------------------------------------------------------+
+//	|              address the challenge was sent to (18 B)         |  8
+//	+-------------------------------+-------------------------------+
+//	|        reserved (u16) = 0     |                                 26
+//	+-------------------------------+-------------------------------+
+//	|                     cookie (CookieLen = 16 B)                 | 28
+//	+---------------------------------------------------------------+
+//
+// A node sends a CHALLENGE to an address before it sends it anything else
+// (address validation); whoever receives it answers with a RESPONSE that
+// echoes the payload unchanged, its own id and epoch in the header. Time
+// and cookie mean something only to the challenger (a keyed hash of the
+// address and time); the address must be a real one (all zero is
+// ErrBadAddr).
 //
 // # Tag
 //

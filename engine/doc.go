@@ -16,4 +16,12 @@
 //
 // The engine reaches the network only through the Transport interface, and
 // it never allocates per invalidation in steady state on either path.
+//
+// On a hostile network (SECURITY.md has the threat model): an address
+// learned from a digest or an unauthenticated packet is sent nothing but a
+// CHALLENGE until it echoes the cookie (validate.go); heartbeats, data and
+// repairs go to validated members only; the member table, the challenge
+// table and the derived-key cache have documented caps whose eviction
+// spares validated, recently heard members; control frames are screened
+// before the replay window so that forged ones change nothing.
 package engine

@@ -26,8 +26,12 @@ const (
 	DropUnauthenticated                   // no tag where a keyring requires one
 	DropUnknownType                       // frame type this node does not handle
 	DropReplay                            // control frame seen before (replay window)
-	DropUnknownMember                     // NACK from a node that is not a member
+	DropUnknownMember                     // control frame from a node that is not a validated member
 	DropTooManyOrigins                    // origin table full
+	DropBadCookie                         // RESPONSE with a cookie this node did not issue, or expired
+	DropUnvalidated                       // needs a validated address first (a new epoch of a member)
+	DropImplausible                       // packet number out of reach of the member's last one
+	DropForged                            // LEAVE not from the member's validated address
 	numDropReasons
 )
 
@@ -35,6 +39,7 @@ var dropNames = [numDropReasons]string{
 	"short", "bad_magic", "bad_version", "malformed", "wrong_cluster", "own",
 	"old_epoch", "too_old", "auth", "unauthenticated", "unknown_type",
 	"replay", "unknown_member", "too_many_origins",
+	"bad_cookie", "unvalidated", "implausible", "forged",
 }
 
 // String names the reason as it appears in metrics.
@@ -84,9 +89,9 @@ type Stats struct {
 	Drops                        [numDropReasons]uint64 // indexed by DropReason
 
 	// Loss repair.
-	GapsDetected           uint64                // gaps opened (a missing sequence noticed)
-	GapsRepaired           uint64                // gaps closed by retransmission or late arrival
-	GapsGivenUp            [numGapReasons]uint64 // Gap events, indexed by GapReason
+	GapsDetected           uint64                // sequences noticed missing, each once (also those given up before any NACK)
+	GapsRepaired           uint64                // missing sequences that arrived (retransmission or late copy)
+	GapsGivenUp            [numGapReasons]uint64 // Gap events, indexed by the reason of their first range
 	FramesLost             uint64                // sequences covered by Gap events
 	NacksSent              uint64
 	NacksReceived          uint64
@@ -97,8 +102,29 @@ type Stats struct {
 	FlowWaits              uint64           // sender waits for receivers to catch up
 	FlowTimeouts           uint64           // waits that ended by timeout, not by an ACK
 	RepairLatency          LatencyHistogram // gap opened → gap closed
+	// GapsNotOwed counts sequences noticed missing that a JOIN answer then
+	// showed were sent before this node was in the origin's fan-out. The
+	// repair counters add up: GapsDetected = GapsRepaired + FramesLost +
+	// GapsNotOwed, once no gap is open.
+	GapsNotOwed     uint64
+	JoinAsksSent    uint64 // JOIN asks sent while not ready
+	JoinAnswersSent uint64 // JOIN answers sent to members asking
+	Ready           bool   // Node.Ready at the time of the snapshot
+	// OriginsEvicted counts per-origin receive states forgotten to stay
+	// within the origin table's caps (strangers first, then silent
+	// non-members); Origins is the table's size now.
+	OriginsEvicted uint64
+	Origins        int
 
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
+
+	// Address validation and table caps (issue 13).
+	MembersUnvalidated                   int    // heard of, address not yet validated
+	MembersEvicted                       uint64 // entries dropped to make room (MaxMembers, MaxUnvalidatedMembers)
+	MembersRefused                       uint64 // validations refused: table full of live members
+	ChallengesSent, ChallengesSuppressed uint64 // suppressed: credit or pacing said no
+	ResponsesSent, ResponsesSuppressed   uint64 // suppressed: over responseRate
+	Validations                          uint64 // RESPONSEs with a good cookie
 
 	// Effective socket buffer sizes granted by the kernel.
 	RecvBuffer, SendBuffer int
@@ -138,6 +164,15 @@ type counters struct {
 	acksSent, acksReceived     atomic.Uint64
 	flowWaits, flowTimeouts    atomic.Uint64
 	repairLatency              latencyCounter
+	gapsNotOwed                atomic.Uint64
+	joinAsksSent               atomic.Uint64
+	joinAnswersSent            atomic.Uint64
+	originsEvicted             atomic.Uint64
+	origins                    atomic.Int64 // size of the receiver's origin table
+
+	challengesSent, challengesSuppressed atomic.Uint64
+	responsesSent, responsesSuppressed   atomic.Uint64
+	validations                          atomic.Uint64
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
@@ -176,6 +211,13 @@ func (c *counters) snapshot(s *Stats) {
 	s.AcksSent, s.AcksReceived = c.acksSent.Load(), c.acksReceived.Load()
 	s.FlowWaits, s.FlowTimeouts = c.flowWaits.Load(), c.flowTimeouts.Load()
 	c.repairLatency.snapshot(&s.RepairLatency)
+	s.GapsNotOwed = c.gapsNotOwed.Load()
+	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
+	s.OriginsEvicted = c.originsEvicted.Load()
+	s.Origins = int(c.origins.Load())
+	s.ChallengesSent, s.ChallengesSuppressed = c.challengesSent.Load(), c.challengesSuppressed.Load()
+	s.ResponsesSent, s.ResponsesSuppressed = c.responsesSent.Load(), c.responsesSuppressed.Load()
+	s.Validations = c.validations.Load()
 }
 
 // GapEvents returns the total number of Gap events raised.

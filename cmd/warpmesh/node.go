@@ -17,7 +17,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var lf logFlags
 	nf.register(fs, 7946)
 	lf.register(fs)
-	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /members /stats /metrics, POST /invalidate")
+	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /members /stats /metrics, POST /invalidate")
+	tokenFile := fs.String("http-token-file", "", "`file` holding a bearer token the admin endpoint requires on every route but /healthz and /readyz")
 	print := fs.Bool("print", false, "write one line per applied invalidation and membership/gap event to stdout (format: see package doc)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -32,6 +33,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	opts, err := nf.options(log)
 	if err != nil {
 		return err
+	}
+	var admin adminConfig
+	if *tokenFile != "" {
+		if *httpAddr == "" {
+			return usageErrorf("--http-token-file needs --http")
+		}
+		if admin.token, err = readToken(*tokenFile); err != nil {
+			return usageErrorf("invalid --http-token-file=%q: %v", *tokenFile, err)
+		}
 	}
 	var ln net.Listener
 	if *httpAddr != "" {
@@ -65,7 +75,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var srv *http.Server
 	srvDone := make(chan error, 1)
 	if ln != nil {
-		srv = &http.Server{Handler: adminHandler(node), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: adminHandler(node, admin), ReadHeaderTimeout: 5 * time.Second}
 		addr, _ := netip.ParseAddrPort(ln.Addr().String()) // a TCP listener's address always parses
 		if out != nil {
 			out.http(addr)
