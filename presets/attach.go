@@ -45,18 +45,23 @@ type PrefixInvalidator interface {
 //   - a prefix invalidation drops the prefix, or everything when the cache
 //     is not a PrefixInvalidator;
 //   - an engine.EventGap, meaning invalidations may have been missed,
-//     drops everything, so a lost invalidation never leaves a stale entry.
+//     drops everything, so a lost invalidation never leaves a stale entry;
+//   - engine.EventReady, the node becoming coherent with the mesh after it
+//     was not (engine.Node.Ready), drops everything too: until then the
+//     node may not have been sent every invalidation, so whatever the cache
+//     stored before may be stale.
 //
 // With WithNamespace, only mesh keys in the namespace apply, stripped of
 // it; Invalidate and InvalidatePrefix publish in it.
 //
 // The application still writes to its cache directly; after changing the
 // source of a value it calls Invalidate so the other members drop their
-// copies. Unlike Cache, an attached cache stores what it is given at any
-// time: what it stores before the node has heard from the other members
-// may be stale, because invalidations published before this node joined
-// never reach it; fill it only after the node is in the mesh, or give its
-// entries a TTL.
+// copies. Unlike Cache, which stores nothing until its node is ready, an
+// attached cache stores what it is given at any time: values stored before
+// the node is ready may be stale (an invalidation published before this
+// node was in an origin's fan-out never reaches it). The flush on
+// EventReady removes them; to avoid serving them meanwhile, fill the cache
+// only after WaitReady.
 type Attachment struct {
 	node        *engine.Node
 	nodeID      uint64
@@ -65,6 +70,9 @@ type Attachment struct {
 	wire        string            // namespace + separator, or ""
 	closed      atomic.Bool
 	unsubscribe []func()
+	// flushOnReady is set while the node was not ready at Attach and the
+	// flush it owes on becoming ready has not happened.
+	flushOnReady atomic.Bool
 
 	remote, prefixes, flushes atomic.Uint64
 }
@@ -74,11 +82,11 @@ type Attachment struct {
 type AttachStats struct {
 	RemoteInvalidations uint64 // invalidations from other members applied (exact and prefix)
 	PrefixInvalidations uint64 // of which prefixes
-	Flushes             uint64 // InvalidateAll calls: on a Gap, or for a prefix the cache cannot drop
+	Flushes             uint64 // InvalidateAll calls: on a Gap, on becoming ready, or for a prefix the cache cannot drop
 }
 
 // Attach wires cache to node: from now on, what other members invalidate
-// is dropped from cache, and a Gap flushes it. Of the cache options only
+// is dropped from cache, and a Gap or the node becoming ready flushes it. Of the cache options only
 // WithNamespace applies; any other returns an *OptionError. Close the
 // Attachment to detach; the node stays open.
 func Attach(node *engine.Node, cache Invalidator, options ...Option) (*Attachment, error) {
@@ -102,9 +110,21 @@ func Attach(node *engine.Node, cache Invalidator, options ...Option) (*Attachmen
 	if cfg.namespace != "" {
 		a.wire = cfg.namespace + string(rune(NamespaceSeparator))
 	}
+	// EventReady comes once, and may reach a handler subscribed after the
+	// node became ready: only an Attach that saw the node not ready owes a
+	// flush, taken by whichever of the handler and the check below comes
+	// first (the event may have been delivered before the subscription).
+	a.flushOnReady.Store(!node.Ready())
 	a.unsubscribe = append(a.unsubscribe, node.OnInvalidate(a.onInvalidate), node.OnEvent(a.onEvent))
+	if node.Ready() && a.flushOnReady.CompareAndSwap(true, false) {
+		a.flush()
+	}
 	return a, nil
 }
+
+// WaitReady blocks until the node is ready (engine.Node.WaitReady), ctx is
+// done or the node closes. The cache is flushed as the node becomes ready.
+func (a *Attachment) WaitReady(ctx context.Context) error { return a.node.WaitReady(ctx) }
 
 // Node returns the node the attachment listens and publishes on.
 func (a *Attachment) Node() *engine.Node { return a.node }
@@ -184,12 +204,18 @@ func (a *Attachment) onInvalidate(inv engine.Invalidation) {
 	a.cache.Invalidate(key)
 }
 
-// onEvent flushes the cache on a Gap.
+// onEvent flushes the cache on a Gap, and when the node becomes ready if
+// it was not at Attach.
 func (a *Attachment) onEvent(e engine.Event) {
-	if e.Type != engine.EventGap || a.closed.Load() {
+	if a.closed.Load() {
 		return
 	}
-	a.flush()
+	switch {
+	case e.Type == engine.EventGap:
+		a.flush()
+	case e.Type == engine.EventReady && a.flushOnReady.CompareAndSwap(true, false):
+		a.flush()
+	}
 }
 
 func (a *Attachment) flush() {

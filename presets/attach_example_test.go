@@ -1,8 +1,10 @@
 package presets_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/warpmesh/warpmesh/engine"
 	"github.com/warpmesh/warpmesh/presets"
@@ -45,7 +47,14 @@ func ExampleAttach() {
 		panic(err)
 	}
 	defer node.Close()
-	waitUntil(func() bool { return node.Stats().MembersAlive == 1 && seed.Stats().MembersAlive == 1 })
+	// Attach flushes the cache when the node becomes ready (values stored
+	// before may be stale): fill it once the node is ready.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		panic(err)
+	}
+	waitUntil(func() bool { return seed.Ready() && node.Stats().MembersAlive == 1 && seed.Stats().MembersAlive == 1 })
 
 	// The service's own cache, on node, in namespace "sess".
 	local := &sessions{m: map[string]string{"alice": "token-1", "bob": "token-2"}}

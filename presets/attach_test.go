@@ -1,6 +1,7 @@
 package presets
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -88,7 +89,9 @@ func twoNodes(t *testing.T) (a, b *engine.Node) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	waitFor(t, 5*time.Second, "the two nodes to meet", func() bool { return aliveCount(a) == 1 && aliveCount(b) == 1 })
+	waitFor(t, 5*time.Second, "the two nodes to meet and be ready", func() bool {
+		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
+	})
 	return a, b
 }
 
@@ -252,3 +255,79 @@ func (c *countingCache) Invalidate(key []byte) {
 	}
 }
 func (c *countingCache) InvalidateAll() {}
+
+// A cache attached before its node is ready is flushed when it becomes
+// ready: what it stored meanwhile may predate invalidations the node was
+// never sent.
+func TestAttachFlushesWhenReady(t *testing.T) {
+	p := freePorts(t, 2)
+	a, err := engine.New(loopback(p[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := engine.New(loopback(p[1], p[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c := newMapCache()
+	at, err := Attach(b, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Ready() {
+		t.Skip("the node became ready before the cache was attached: nothing to flush")
+	}
+	c.set("early", 1) // stored before ready
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := at.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the flush on EventReady", func() bool { return at.Stats().Flushes == 1 })
+	if c.has("early") {
+		t.Fatal("a value stored before ready survived the node becoming ready")
+	}
+	c.set("late", 2) // stored once ready: stays
+	if err := a.Invalidate("other"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b to apply an invalidation", func() bool { return at.Stats().RemoteInvalidations == 1 })
+	if !c.has("late") || at.Stats().Flushes != 1 {
+		t.Fatalf("after ready: late kept %v, flushes %d", c.has("late"), at.Stats().Flushes)
+	}
+}
+
+// EventReady flushes once, and only a cache attached while the node was
+// not ready: the event can reach a handler subscribed after the node
+// became ready, and must not flush a cache filled since.
+func TestAttachReadyEventFlushesOnce(t *testing.T) {
+	n := newLocal[int](t).Node()
+	c := newMapCache("x")
+	at, err := Attach(n, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at.flushOnReady.Store(true) // as if attached before ready
+	at.onEvent(engine.Event{Type: engine.EventReady})
+	if c.len() != 0 || at.Stats().Flushes != 1 {
+		t.Fatalf("EventReady: %d entries left, %d flushes", c.len(), at.Stats().Flushes)
+	}
+	c.set("y", 1)
+	at.onEvent(engine.Event{Type: engine.EventReady})
+	if !c.has("y") || at.Stats().Flushes != 1 {
+		t.Fatal("a second EventReady flushed again")
+	}
+
+	waitFor(t, 5*time.Second, "the node to be ready", n.Ready)
+	late := newMapCache("z")
+	lat, err := Attach(n, late) // attached once ready: owes nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	lat.onEvent(engine.Event{Type: engine.EventReady}) // a late delivery of the one event
+	if !late.has("z") || lat.Stats().Flushes != 0 {
+		t.Fatal("a cache attached to a ready node was flushed by EventReady")
+	}
+}

@@ -40,7 +40,11 @@ func ExampleAttach() {
 	defer a.Close()
 	b = node(a.Addr().String())
 	defer b.Close()
-	until(func() bool { return a.Stats().MembersAlive == 1 && b.Stats().MembersAlive == 1 })
+	// Attach flushes the cache when its node becomes ready (what it held
+	// before may be stale): attach and fill once the nodes are ready.
+	until(func() bool {
+		return a.Ready() && b.Ready() && a.Stats().MembersAlive == 1 && b.Stats().MembersAlive == 1
+	})
 
 	prices := otter.Must(&otter.Options[string, int]{MaximumSize: 10_000})
 	prices.Set("sku:42", 1999)

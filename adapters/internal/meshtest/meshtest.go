@@ -58,7 +58,8 @@ func options() engine.Options {
 	}
 }
 
-// New starts the two nodes and waits until each sees the other. A keeps
+// New starts the two nodes and waits until each sees the other and both
+// are ready (so an attached cache is not flushed by EventReady). A keeps
 // only about 46 frames for repair, so a cut of B during a few hundred
 // frames cannot be repaired and B raises a Gap.
 func New(t testing.TB) *Mesh {
@@ -96,8 +97,8 @@ func New(t testing.TB) *Mesh {
 		}
 	})
 	m.A, m.B = a, b
-	WaitFor(t, 5*time.Second, "the two nodes to meet", func() bool {
-		return a.Stats().MembersAlive == 1 && b.Stats().MembersAlive == 1
+	WaitFor(t, 5*time.Second, "the two nodes to meet and be ready", func() bool {
+		return a.Stats().MembersAlive == 1 && b.Stats().MembersAlive == 1 && a.Ready() && b.Ready()
 	})
 	return m
 }
