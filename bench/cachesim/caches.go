@@ -1,9 +1,11 @@
 package cachesim
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/Yiling-J/theine-go"
 	"github.com/dgraph-io/ristretto/v2"
@@ -50,11 +52,20 @@ func NewPresets(capacity int) (Cache, error) {
 		BindAddr:    "127.0.0.1",
 		UnicastOnly: true,
 		Cluster:     "cachesim",
+		Heartbeat:   100 * time.Millisecond, // alone, ready after one heartbeat
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		PublishRing: 1 << 16,
 	}, presets.WithMaxEntries(capacity))
 	if err != nil {
 		return nil, err
+	}
+	// A node stores nothing until it is ready: alone, after a discovery
+	// grace of one heartbeat.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitReady(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("presets: %w", err)
 	}
 	return presetsCache{c}, nil
 }
