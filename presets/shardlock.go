@@ -47,18 +47,27 @@ type lockStripe struct {
 	_            [104]byte
 }
 
-// RLock locks for reading and returns the stripe to unlock with.
+// RLock locks for reading and returns the stripe to unlock with. Its
+// fast path (no writer) inlines into the caller.
 func (l *shardLock) RLock() *lockStripe {
-	var here byte                                                        // its address tells goroutines apart
-	h := uint64(uintptr(unsafe.Pointer(&here))>>11) * 0x9e3779b97f4a7c15 // below 2 KiB: call depth, not goroutine
-	st := &l.stripes[h>>(64-lockStripeBits)]
-	for {
-		st.readers.Add(1)
-		if l.writer.Load() == 0 {
-			return st
-		}
+	// A goroutine's stack address tells it apart: stacks start at 8 KiB,
+	// aligned to their size, so neighbouring stacks differ from bit 13 up.
+	var here byte
+	st := &l.stripes[uintptr(unsafe.Pointer(&here))>>13&(lockStripes-1)]
+	st.readers.Add(1)
+	if l.writer.Load() != 0 {
+		l.rlockSlow(st)
+	}
+	return st
+}
+
+// rlockSlow withdraws st's reader, waits for the writer and tries again
+// until no writer holds the lock.
+func (l *shardLock) rlockSlow(st *lockStripe) {
+	for l.writer.Load() != 0 {
 		st.readers.Add(-1)
 		l.waitWriter()
+		st.readers.Add(1)
 	}
 }
 
