@@ -177,7 +177,10 @@ func (c *Cache[T]) WaitReady(ctx context.Context) error { return c.node.WaitRead
 // A hit does not allocate.
 func (c *Cache[T]) Get(key string) (T, bool) {
 	s := c.shardOf(xxhash.Sum64String(key))
-	st := s.mu.RLock()
+	st, free := s.mu.tryRLock() // RLock, inlined
+	if !free {
+		s.mu.rlockSlow(st)
+	}
 	v, ok, expired := s.lookup(key, c.nowFn)
 	st.RUnlock()
 	if ok {

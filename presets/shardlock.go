@@ -47,22 +47,30 @@ type lockStripe struct {
 	_            [104]byte
 }
 
-// RLock locks for reading and returns the stripe to unlock with. Its
-// fast path (no writer) inlines into the caller.
+// RLock locks for reading and returns the stripe to unlock with.
 func (l *shardLock) RLock() *lockStripe {
-	// A goroutine's stack address tells it apart: stacks start at 8 KiB,
-	// aligned to their size, so neighbouring stacks differ from bit 13 up.
-	var here byte
-	st := &l.stripes[uintptr(unsafe.Pointer(&here))>>13&(lockStripes-1)]
-	st.readers.Add(1)
-	if l.writer.Load() != 0 {
+	st, ok := l.tryRLock()
+	if !ok {
 		l.rlockSlow(st)
 	}
 	return st
 }
 
-// rlockSlow withdraws st's reader, waits for the writer and tries again
-// until no writer holds the lock.
+// tryRLock announces a reader on its stripe and reports whether no writer
+// holds the lock; if one does, the caller must call rlockSlow(st) before
+// reading. It inlines (RLock, with the call to the slow path, does not):
+// Get spells RLock out with it.
+func (l *shardLock) tryRLock() (*lockStripe, bool) {
+	// A goroutine's stack address tells it apart: stacks start at 8 KiB,
+	// aligned to their size, so neighbouring stacks differ from bit 13 up.
+	var here byte
+	st := &l.stripes[uintptr(unsafe.Pointer(&here))>>13&(lockStripes-1)]
+	st.readers.Add(1)
+	return st, l.writer.Load() == 0
+}
+
+// rlockSlow withdraws st's reader, waits for the writer and announces it
+// again, until no writer holds the lock.
 func (l *shardLock) rlockSlow(st *lockStripe) {
 	for l.writer.Load() != 0 {
 		st.readers.Add(-1)
