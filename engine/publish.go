@@ -315,6 +315,14 @@ func (n *Node) write(msgs []sockopt.Message) {
 		if n.closed.Load() && errors.Is(err, net.ErrClosed) {
 			return
 		}
+		var me *sockopt.MessageError
+		if sent == 0 && errors.As(err, &me) && me.Index > 0 && me.Index < len(msgs) {
+			// One destination the socket cannot send to (another address
+			// family) refused the whole batch: send what precedes it, then
+			// skip it alone.
+			n.write(msgs[:me.Index])
+			sent = me.Index
+		}
 		// Skip the datagram the kernel refused and go on with the rest.
 		n.ctr.sendErrors.Add(1)
 		if n.lim.allow() {
