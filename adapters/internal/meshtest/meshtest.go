@@ -22,7 +22,8 @@ import (
 // receives, as a partition would.
 type cuttable struct {
 	*sockopt.Conn
-	cut atomic.Bool
+	cut       atomic.Bool
+	discarded atomic.Uint64 // datagrams read and dropped while cut
 }
 
 var _ engine.Transport = (*cuttable)(nil)
@@ -34,6 +35,7 @@ func (c *cuttable) ReadBatch(msgs []sockopt.Message) (int, error) {
 		if err != nil || n == 0 || !c.cut.Load() {
 			return n, err
 		}
+		c.discarded.Add(uint64(n))
 	}
 }
 
@@ -113,6 +115,7 @@ func (m *Mesh) Gaps() int64 { return m.gaps.Load() }
 func (m *Mesh) ForceGap(t testing.TB) {
 	t.Helper()
 	before := m.Gaps()
+	s0, d0 := m.A.Stats(), m.bt.discarded.Load()
 	m.bt.cut.Store(true)
 	key := make([]byte, 8)
 	publish := func(from, to int) {
@@ -124,6 +127,13 @@ func (m *Mesh) ForceGap(t testing.TB) {
 		}
 	}
 	publish(0, 30_000) // ~600 frames: A's repair ring rolls over
+	// Heal only once B has read (and dropped) everything A sent it during
+	// the cut: the kernel buffer would otherwise hand B the frames after
+	// the cut, and nothing would be missing. A's only member is B.
+	WaitFor(t, 20*time.Second, "B to drop what A sent during the cut", func() bool {
+		s := m.A.Stats()
+		return s.RecordsSent-s0.RecordsSent >= 30_000 && m.bt.discarded.Load()-d0 >= s.FramesSent-s0.FramesSent
+	})
 	m.bt.cut.Store(false)
 	WaitFor(t, 20*time.Second, "B to raise a Gap", func() bool {
 		publish(30_000, 30_001) // a frame after the cut shows B what it missed
