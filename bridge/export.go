@@ -151,8 +151,7 @@ func (x *exporter) onInvalidate(inv engine.Invalidation) {
 	}
 	for !x.closing {
 		if x.cur != nil && x.cur.add(inv.Origin, inv.Epoch, inv.Seq, x.idx, inv.Key, inv.Prefix, x.max) {
-			x.b.ctr.exported.Add(1)
-			break
+			break // counted per batch, in send
 		}
 		if x.cur != nil { // full: queue it, open another
 			if x.cur.keys == 0 {
@@ -264,7 +263,9 @@ func (x *exporter) run() {
 		if out == nil {
 			x.sendEmpty(flags)
 		} else {
-			x.send(out.b, out.groups, flags)
+			if x.send(out.b, out.groups, flags) {
+				x.b.ctr.exported.Add(uint64(out.keys))
+			}
 			x.mu.Lock()
 			x.free = append(x.free, out)
 			if x.cur == nil {
@@ -287,7 +288,7 @@ func (x *exporter) sendEmpty(flags BatchFlags) {
 
 // send stamps and publishes one batch. A failed publish flags the loss on
 // the next batch: the far side flushes rather than trusting the stream.
-func (x *exporter) send(b []byte, groups int, flags BatchFlags) {
+func (x *exporter) send(b []byte, groups int, flags BatchFlags) (ok bool) {
 	x.seq++
 	setBatchSeq(b, x.seq)
 	setBatchFlags(b, flags)
@@ -300,10 +301,11 @@ func (x *exporter) send(b []byte, groups int, flags BatchFlags) {
 		if x.b.lim.allow() {
 			x.b.log.Warn("bridge: publish to NATS failed; the next batch carries a loss flag", "err", err)
 		}
-		return
+		return false
 	}
 	x.b.ctr.exportBatches.Add(1)
 	x.b.ctr.exportBytes.Add(uint64(len(b)))
+	return true
 }
 
 // close sends what is queued and a Bye batch, then stops the publisher.

@@ -99,7 +99,7 @@ func FlushReasons() []FlushReason {
 // Stats is a snapshot of a bridge's counters.
 type Stats struct {
 	// Export: this mesh → NATS.
-	Exported       uint64 // invalidations sent to NATS
+	Exported       uint64 // invalidations sent to NATS (counted once their batch is handed to NATS)
 	ExportBatches  uint64 // NATS messages sent (keep-alives included)
 	ExportBytes    uint64
 	NotReexported  uint64 // invalidations another bridge imported, not sent back out
