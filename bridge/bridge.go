@@ -45,7 +45,10 @@ type Bridge struct {
 	graceUntil time.Time // no takeover before (startup, reconnect)
 	presSeq    uint64
 	everLeader bool
-	presBuf    []byte
+	// lastCutFlush is when tick last flushed while disconnected (owned by
+	// the timers goroutine).
+	lastCutFlush time.Time
+	presBuf      []byte
 
 	flushReq chan struct{}
 	ctx      context.Context
@@ -322,6 +325,14 @@ func (b *Bridge) tick(now time.Time) {
 	b.pmu.Unlock()
 	if (b.js == nil || (b.connected.Load() && !grace)) && b.imp.expire(now) {
 		b.flush(FlushStreamTimeout)
+	}
+	// Core mode, cut off from NATS: nothing of the other meshes can
+	// arrive, so values loaded since the last flush may already be stale.
+	// Flushing every StreamTimeout bounds that staleness by StreamTimeout
+	// (the caches act as pass-through) until the link is back.
+	if b.js == nil && !b.connected.Load() && now.Sub(b.lastCutFlush) >= b.cfg.StreamTimeout {
+		b.lastCutFlush = now
+		b.flush(FlushDisconnected)
 	}
 	b.elect(now)
 }

@@ -67,6 +67,7 @@ const (
 	FlushStreamStart                      // a remote stream began past its first batch, or a remote bridge restarted uncovered
 	FlushStreamTimeout                    // a remote mesh's last live stream went silent
 	FlushDisconnect                       // this bridge lost its NATS connection
+	FlushDisconnected                     // still cut off from NATS: one flush per StreamTimeout (core mode)
 	FlushReconnect                        // this bridge's NATS connection came back
 	FlushTakeover                         // this bridge became its mesh's importer
 	FlushSlowConsumer                     // NATS dropped messages for this bridge
@@ -75,7 +76,7 @@ const (
 )
 
 var flushNames = [numFlushReasons]string{
-	"gap", "loss_flag", "stream_start", "stream_timeout", "disconnect", "reconnect",
+	"gap", "loss_flag", "stream_start", "stream_timeout", "disconnect", "disconnected", "reconnect",
 	"takeover", "slow_consumer", "overflow",
 }
 
