@@ -40,7 +40,7 @@ func newBenchPair(b *testing.B, onDirect, onFar engine.Handler) *benchPair {
 	bridge := func(mesh string, seed *engine.Node) *Bridge {
 		x, err := New(Options{Mesh: big(meshOptions(mesh, seed.Addr().String())), NATSURL: ns.url(),
 			KeepAlive: 50 * time.Millisecond, StreamTimeout: 250 * time.Millisecond, Logger: quietLogger,
-			MaxBatchBytes: 256 << 10})
+			MaxBatchBytes: 256 << 10, ExportWait: 2 * time.Second})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -145,4 +145,34 @@ func BenchmarkBridgeLatency(b *testing.B) {
 	b.ReportMetric(float64(d99.Microseconds()), "direct-p99-µs")
 	b.ReportMetric(float64((f50 - d50).Microseconds()), "added-p50-µs")
 	b.ReportMetric(float64((f99 - d99).Microseconds()), "added-p99-µs")
+}
+
+// BenchmarkBridgeExportToFarMesh isolates the bridge: invalidations are
+// handed straight to bridge A's export handler (as A's node would, 40 per
+// mesh frame), cross NATS, are imported by bridge B and reach B's
+// receiver over B's mesh. Mesh A's own UDP hop is left out.
+func BenchmarkBridgeExportToFarMesh(b *testing.B) {
+	var got atomic.Int64
+	p := newBenchPair(b, nil, func(engine.Invalidation) { got.Add(1) })
+	key := make([]byte, 16)
+	copy(key, "bench:")
+	inv := engine.Invalidation{Key: key, Origin: 0x1234, Epoch: 1}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		binary.BigEndian.PutUint64(key[8:], uint64(i))
+		inv.Seq = uint64(i/40) + 1
+		p.ba.exp.onInvalidate(inv)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Load() < int64(b.N) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d arrived; A %+v; B %+v; far node %+v", got.Load(), b.N, p.ba.Stats(), p.bb.Stats(), p.far.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "inv/s")
 }
