@@ -3,6 +3,7 @@
 // mesh's invalidations to NATS and publishes the other meshes' into it.
 //
 //	warpmesh-bridge --cluster eu --peers 10.0.0.1:7946 --nats-url nats://nats:4222 --http :8081
+//	warpmesh-bridge demo    # three meshes on loopback joined by an embedded nats-server
 //
 // Every flag can also be set by a WARPMESH_* environment variable
 // (--nats-url by WARPMESH_NATS_URL); a flag on the command line wins.
@@ -45,6 +46,9 @@ func main() {
 
 // run parses args, starts the bridge and serves until ctx ends.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "demo" {
+		return runDemo(ctx, os.Stdout)
+	}
 	fs := newFlagSet(stderr)
 	var f bridgeFlags
 	f.register(fs)

@@ -90,3 +90,15 @@ func TestRunServesAdmin(t *testing.T) {
 		t.Fatal("run did not stop on cancel")
 	}
 }
+
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := runDemo(context.Background(), &out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"gone from west and south", "100000 invalidations", "west flushed its cache (user:7 cached: false)", "bridges reconnected"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
