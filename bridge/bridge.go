@@ -99,7 +99,7 @@ func New(opts Options) (*Bridge, error) {
 	if cfg.JetStream != nil {
 		b.js = &jetStream{b: b, subs: make(map[string]*nats.Subscription)}
 	}
-	nopts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.NoEcho(),
+	nopts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.NoEcho(),
 		nats.RetryOnFailedConnect(true), nats.Name("warpmesh-bridge " + cfg.Name)}
 	nopts = append(nopts, cfg.NATSOptions...)
 	nopts = append(nopts,

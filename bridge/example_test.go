@@ -32,7 +32,7 @@ func ExampleNew() {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	member := func(cluster, seed string) engine.Options {
 		o := engine.Options{Port: engine.AnyPort, BindAddr: "127.0.0.1", UnicastOnly: true,
-			Heartbeat: 50 * time.Millisecond, Cluster: cluster, Logger: quiet}
+			Heartbeat: 100 * time.Millisecond, Cluster: cluster, Logger: quiet}
 		if seed != "" {
 			o.Peers = []string{seed}
 		}
@@ -46,7 +46,7 @@ func ExampleNew() {
 		b, err := bridge.New(bridge.Options{
 			Mesh:      member(name, cache.Node().Addr().String()), // the bridge joins its mesh like any member
 			NATSURL:   ns.ClientURL(),
-			KeepAlive: 50 * time.Millisecond, Logger: quiet,
+			KeepAlive: 100 * time.Millisecond, StreamTimeout: time.Second, Logger: quiet,
 		})
 		if err != nil {
 			log.Fatal(err)

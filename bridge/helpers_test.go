@@ -74,7 +74,7 @@ func (ns *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(n
 // invalid (the first node).
 func meshOptions(cluster string, seed netipAddrPort) engine.Options {
 	o := engine.Options{
-		Port: engine.AnyPort, BindAddr: "127.0.0.1", UnicastOnly: true, Heartbeat: 50 * time.Millisecond,
+		Port: engine.AnyPort, BindAddr: "127.0.0.1", UnicastOnly: true, Heartbeat: 100 * time.Millisecond,
 		Cluster: cluster, Logger: quietLogger, PublishRing: 1 << 20, RecvBuffer: 4 << 20, SendBuffer: 4 << 20,
 	}
 	if seed != "" {
@@ -122,8 +122,8 @@ func (m *testMesh) bridgeOptions() Options {
 	o := Options{
 		Mesh:          meshOptions(m.name, m.app.Addr().String()),
 		NATSURL:       m.ns.url(),
-		KeepAlive:     50 * time.Millisecond,
-		StreamTimeout: 250 * time.Millisecond,
+		KeepAlive:     100 * time.Millisecond,
+		StreamTimeout: time.Second,
 		Logger:        quietLogger,
 	}
 	if m.extra != nil {

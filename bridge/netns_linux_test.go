@@ -103,8 +103,8 @@ func TestMeshesInSeparateNetworkNamespaces(t *testing.T) {
 			}
 			bo := meshOptions("shared", "127.0.0.1:17946")
 			bo.Port = 17947
-			s.b, err = New(Options{Mesh: bo, Name: x, NATSURL: ns.url(), KeepAlive: 50 * time.Millisecond,
-				StreamTimeout: 250 * time.Millisecond, Logger: quietLogger,
+			s.b, err = New(Options{Mesh: bo, Name: x, NATSURL: ns.url(), KeepAlive: 100 * time.Millisecond,
+				StreamTimeout: time.Second, Logger: quietLogger,
 				NATSOptions: []nats.Option{nats.SetCustomDialer(rootDialer{root})}})
 		})
 		if err != nil {
