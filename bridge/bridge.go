@@ -44,7 +44,6 @@ type Bridge struct {
 	peers      map[uint64]peer
 	graceUntil time.Time // no takeover before (startup, reconnect)
 	presSeq    uint64
-	everLeader bool
 	// lastCutFlush is when tick last flushed while disconnected (owned by
 	// the timers goroutine).
 	lastCutFlush time.Time
@@ -359,16 +358,22 @@ func (b *Bridge) elect(now time.Time) {
 	switch {
 	case !best && b.leader.Load():
 		b.leader.Store(false)
+		if b.js != nil {
+			b.js.stepDown()
+		}
 		b.log.Info("bridge: standing by; an older bridge of this mesh imports")
 	case best && !b.leader.Load() && !now.Before(b.graceUntil) && b.connected.Load():
 		b.leader.Store(true)
 		b.log.Info("bridge: importing for this mesh")
-		// A first start whose every JetStream consumer resumed from its
-		// durable replays what it missed: no flush then.
-		if b.js == nil || b.everLeader || !b.js.resumedAll() {
-			b.flush(FlushTakeover)
+		if b.js != nil {
+			// The mesh's durable consumers replay from where the last
+			// importer acknowledged; the takeover flushes only when one
+			// of them cannot (new, or its batches expired).
+			b.imp.resync(now)
+			b.js.lead()
+			return
 		}
-		b.everLeader = true
+		b.flush(FlushTakeover) // a standby dropped what it heard
 	}
 }
 

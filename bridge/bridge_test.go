@@ -159,18 +159,8 @@ func TestCoreNATSRestartFlushes(t *testing.T) {
 // nothing is flushed.
 func TestJetStreamRestartReplays(t *testing.T) {
 	ns := startNATS(t, true)
-	js := func(name string) func(*Options) {
-		return func(o *Options) {
-			o.JetStream = &JetStreamOptions{Durable: "bridge-" + name, Memory: false}
-			if name == "A" {
-				o.Remotes = []string{"B"}
-			} else {
-				o.Remotes = []string{"A"}
-			}
-		}
-	}
-	a := newTestMesh(t, ns, "A", 1, js("A"))
-	b := newTestMesh(t, ns, "B", 1, js("B"))
+	a := newTestMesh(t, ns, "A", 1, jetStreamTo("B"))
+	b := newTestMesh(t, ns, "B", 1, jetStreamTo("A"))
 	linked(t, a, b)
 	b.load(t, "before", "during")
 	if err := a.app.Invalidate("before"); err != nil {
@@ -351,5 +341,59 @@ func TestBadInputDroppedAndGapFlushes(t *testing.T) {
 	})
 	if n := b.log.count("x3"); n != 1 {
 		t.Fatalf("x3 applied %d times, want 1", n)
+	}
+}
+
+// jetStreamTo selects JetStream mode importing from remote.
+func jetStreamTo(remote string) func(*Options) {
+	return func(o *Options) {
+		o.JetStream = &JetStreamOptions{}
+		o.Remotes = []string{remote}
+	}
+}
+
+// JetStream: a bridge restart, and a takeover by a standby, replay what
+// no bridge imported meanwhile from the mesh's durable consumer; nothing
+// is flushed.
+func TestJetStreamBridgeRestartAndTakeoverReplay(t *testing.T) {
+	ns := startNATS(t, true)
+	a := newTestMesh(t, ns, "A", 1, jetStreamTo("B"))
+	b := newTestMesh(t, ns, "B", 1, jetStreamTo("A"))
+	linked(t, a, b)
+	flushes := b.flushes()
+
+	// Restart B's only bridge; A invalidates while B has none.
+	if err := b.bridges[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.bridges = b.bridges[:0]
+	if err := a.app.Invalidate("while-down"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A exported while-down", func() bool { return a.bridges[0].Stats().Exported >= 1 })
+	b.addBridge()
+	waitFor(t, 10*time.Second, "while-down replayed into B", func() bool { return b.log.count("while-down") == 1 })
+
+	// A standby joins; the importer dies; A invalidates before the
+	// standby notices; the standby takes over and replays it.
+	standby := b.addBridge()
+	importer := b.bridges[0]
+	waitFor(t, 10*time.Second, "the standby hears the importer", func() bool {
+		return importer.Leader() && !standby.Leader() && standby.Node().Stats().MembersAlive >= 2
+	})
+	importer.Close()
+	b.bridges = []*Bridge{standby}
+	if err := a.app.Invalidate("in-takeover"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "in-takeover replayed by the new importer", func() bool {
+		return standby.Leader() && b.log.count("in-takeover") == 1
+	})
+	if got := b.flushes(); got != flushes {
+		t.Fatalf("B flushed %d times across a bridge restart and a takeover, want 0 (B's app gaps %v; standby %+v; importer %+v)",
+			got-flushes, b.app.Stats().GapsGivenUp, standby.Stats(), importer.Stats())
+	}
+	if s := standby.Stats(); s.Flushed() != 0 {
+		t.Fatalf("the new importer asked for flushes %v", s.Flushes)
 	}
 }

@@ -123,7 +123,11 @@ func (im *importer) handle(subject string, data []byte) bool {
 // holds mu. Does not allocate.
 func (im *importer) apply(mi uint32, body []byte, groups int) {
 	b := im.b
-	leader := b.leader.Load()
+	// In core mode every bridge of a mesh hears every batch and only the
+	// leader publishes; in JetStream mode only the leader consumes, and
+	// what it was delivered must be published even if it has just stood
+	// down (it is acknowledged either way).
+	leader := b.js != nil || b.leader.Load()
 	var dups, standby, imported uint64
 	for range groups {
 		g, n, _ := ParseGroup(body) // validated

@@ -14,21 +14,23 @@ import (
 // JetStream mode. Each mesh's batches go into a stream of their own,
 // <prefix with '.' as '_'>_<mesh>, with a Nats-Msg-Id of
 // <mesh>-<bridge id>-<stream epoch>-<batch seq> (the batch's identity, so a
-// republished batch is stored once). Each importing bridge reads each
-// remote stream through a durable push consumer named
-// <Durable>_<remote>. When the bridge (re)connects or restarts, it reads
-// the consumer's ack floor, deletes it and creates it again from the next
-// stream sequence: everything it has not acknowledged is delivered again,
-// in order, at once (rather than after the ack wait), and the stream
-// tracking sees no gap, so nothing is flushed. A first start with no
-// durable yet begins with new batches and flushes once, like core mode.
+// republished batch is stored once). An importing mesh reads each remote
+// stream through one durable push consumer, <Durable>_<remote>, shared by
+// its bridges: only the bridge that imports for the mesh consumes (a
+// standby has no subscription), and whenever a bridge becomes the importer
+// — at start, on a takeover, after a reconnect — it reads the consumer's
+// ack floor, deletes it and creates it again from the next stream
+// sequence. Everything not yet acknowledged is then delivered again, in
+// order, at once (rather than after the ack wait), so a NATS restart, a
+// bridge restart or a takeover replays instead of flushing. It flushes
+// only when a consumer is new (nothing to resume) or its next batch has
+// already left the stream (MaxAge).
 type jetStream struct {
 	b  *Bridge
 	js nats.JetStreamContext
 
 	mu      sync.Mutex
 	subs    map[string]*nats.Subscription // by remote mesh
-	resumed atomic.Bool                   // every consumer resumed from an existing durable
 	wg      sync.WaitGroup
 	closed  atomic.Bool
 	started atomic.Bool // start succeeded: reconnects resubscribe
@@ -59,9 +61,6 @@ func (j *jetStream) start() error {
 		if err := j.ensureStream(m); err != nil {
 			return err
 		}
-	}
-	if err := j.subscribeAll(); err != nil {
-		return err
 	}
 	j.started.Store(true)
 	return nil
@@ -94,20 +93,67 @@ func (j *jetStream) ensureStream(mesh string) error {
 	return nil
 }
 
-// subscribeAll (re)creates every remote's consumer from its ack floor.
-func (j *jetStream) subscribeAll() error {
+// subscribeAll (re)creates every remote's consumer from its ack floor,
+// if this bridge still imports, and reports whether every one resumed.
+func (j *jetStream) subscribeAll() (resumedAll bool, err error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	all := true
+	resumedAll = true
 	for _, r := range j.b.cfg.Remotes {
+		if !j.b.leader.Load() || j.closed.Load() {
+			return true, nil // stood down meanwhile: the next importer replays
+		}
 		resumed, err := j.subscribe(r)
 		if err != nil {
-			return err
+			return false, err
 		}
-		all = all && resumed
+		resumedAll = resumedAll && resumed
 	}
-	j.resumed.Store(all)
-	return nil
+	return resumedAll, nil
+}
+
+// stepDown drops the subscriptions (the consumers stay, for the next
+// importer to resume).
+func (j *jetStream) stepDown() {
+	j.mu.Lock()
+	for r, sub := range j.subs {
+		sub.Unsubscribe() // a plain subscription: the consumer is untouched
+		delete(j.subs, r)
+	}
+	j.mu.Unlock()
+}
+
+// lead (re)creates the consumers off the calling goroutine, retrying
+// until it succeeds, the bridge stands down or closes; it flushes the
+// mesh when a consumer could not resume.
+func (j *jetStream) lead() {
+	if j.closed.Load() || !j.started.Load() {
+		return
+	}
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		for !j.closed.Load() && j.b.leader.Load() {
+			resumed, err := j.subscribeAll()
+			// Replayed batches start mid-stream: the window for that
+			// opens when the consumers exist (elect opened one too).
+			j.b.imp.resync(time.Now())
+			if err == nil {
+				if !resumed {
+					j.b.flush(FlushTakeover)
+				}
+				return
+			}
+			if j.b.lim.allow() {
+				j.b.log.Warn("bridge: JetStream subscribe failed; retrying", "err", err)
+			}
+			select {
+			case <-j.b.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 // subscribe (re)creates the consumer of remote. Caller holds mu.
@@ -126,10 +172,16 @@ func (j *jetStream) subscribe(remote string) (resumed bool, err error) {
 	case err == nil:
 		cc.DeliverPolicy = nats.DeliverByStartSequencePolicy
 		cc.OptStartSeq = info.AckFloor.Stream + 1
+		si, err := j.js.StreamInfo(stream)
+		if err != nil {
+			return false, fmt.Errorf("bridge: JetStream stream %s: %w", stream, err)
+		}
 		if err := j.js.DeleteConsumer(stream, durable); err != nil && !errors.Is(err, nats.ErrConsumerNotFound) {
 			return false, fmt.Errorf("bridge: JetStream consumer %s: %w", durable, err)
 		}
-		resumed = true
+		// Resumed, unless batches past the ack floor have already left
+		// the stream.
+		resumed = si.State.Msgs == 0 || si.State.FirstSeq <= cc.OptStartSeq
 	case !errors.Is(err, nats.ErrConsumerNotFound):
 		return false, fmt.Errorf("bridge: JetStream consumer %s: %w", durable, err)
 	}
@@ -154,29 +206,14 @@ func (j *jetStream) subscribe(remote string) (resumed bool, err error) {
 	return resumed, nil
 }
 
-// reconnected recreates the consumers off the NATS callback goroutine.
+// reconnected makes the importer resume its consumers: deliveries to a
+// lost connection are not acknowledged, and a recreated consumer sends
+// them again at once.
 func (j *jetStream) reconnected() {
-	if j.closed.Load() || !j.started.Load() {
-		return
+	if j.b.leader.Load() {
+		j.b.imp.resync(time.Now())
+		j.lead()
 	}
-	j.wg.Add(1)
-	go func() {
-		defer j.wg.Done()
-		for attempt := 0; !j.closed.Load(); attempt++ {
-			err := j.subscribeAll()
-			if err == nil {
-				return
-			}
-			if j.b.lim.allow() {
-				j.b.log.Warn("bridge: JetStream resubscribe failed; retrying", "err", err)
-			}
-			select {
-			case <-j.b.ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
 }
 
 // publish sends one batch into this mesh's stream. The message keeps its
@@ -189,9 +226,6 @@ func (j *jetStream) publish(data []byte, seq uint64) error {
 	_, err := j.js.PublishMsgAsync(m)
 	return err
 }
-
-// resumedAll reports whether every consumer resumed from its durable.
-func (j *jetStream) resumedAll() bool { return j.resumed.Load() }
 
 func (j *jetStream) close() {
 	j.closed.Store(true)

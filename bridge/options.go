@@ -104,13 +104,15 @@ type Options struct {
 
 // JetStreamOptions select JetStream mode: each mesh's batches go into a
 // stream of their own (created when missing) with a Nats-Msg-Id per batch,
-// and each importing bridge reads every remote stream through a durable
-// consumer, so a bridge that reconnects or restarts resumes where it left
-// off instead of flushing.
+// and each mesh reads every remote stream through a durable consumer that
+// its importing bridge resumes, so a reconnect, a bridge restart or a
+// takeover replays what was missed instead of flushing. Every bridge
+// joined through JetStream must use it (the streams hold the batches).
 type JetStreamOptions struct {
-	// Durable names this bridge's consumers (one per remote mesh:
-	// <Durable>_<remote>); a restarted bridge with the same name resumes.
-	// Letters, digits, '-' and '_'. Required.
+	// Durable names this mesh's consumers (one per remote mesh:
+	// <Durable>_<remote>), shared by the mesh's bridges: the importing
+	// bridge consumes, and a restarted or newly importing bridge resumes.
+	// Letters, digits, '-' and '_'. Default: Name.
 	Durable string
 	// MaxAge bounds how long a stream keeps batches. Default 1h. A
 	// consumer that falls further behind sees a batch gap and flushes.
@@ -213,7 +215,12 @@ func (o Options) resolve() (*resolved, error) {
 	if r.MaxStreams < 1 || r.MaxStreams > 1<<20 {
 		return nil, optErr("MaxStreams", r.MaxStreams, "want 1..1048576")
 	}
-	if js := r.JetStream; js != nil {
+	if r.JetStream != nil {
+		js := *r.JetStream
+		r.JetStream = &js
+		if js.Durable == "" {
+			js.Durable = r.Name
+		}
 		if !ValidMeshName(js.Durable) {
 			return nil, optErr("JetStream.Durable", js.Durable, "want 1 to 64 letters, digits, '-' or '_'")
 		}

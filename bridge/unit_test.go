@@ -178,8 +178,8 @@ func TestOptionsRejectNaming(t *testing.T) {
 		{"StreamTimeout", func(o *Options) { o.KeepAlive, o.StreamTimeout = 1e9, 1e9 }},
 		{"SubjectPrefix", func(o *Options) { o.SubjectPrefix = "a..b" }},
 		{"DedupFrames", func(o *Options) { o.DedupFrames = 3 }},
-		{"JetStream.Durable", func(o *Options) { o.JetStream = &JetStreamOptions{} }},
-		{"Remotes", func(o *Options) { o.JetStream = &JetStreamOptions{Durable: "d"} }},
+		{"JetStream.Durable", func(o *Options) { o.JetStream = &JetStreamOptions{Durable: "a.b"} }},
+		{"Remotes", func(o *Options) { o.JetStream = &JetStreamOptions{} }},
 	}
 	for _, c := range cases {
 		o := Options{Name: "m"}

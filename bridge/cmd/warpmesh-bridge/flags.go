@@ -118,7 +118,7 @@ func (f *bridgeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.keepAlive, "keepalive", bridge.DefaultKeepAlive, "idle `interval` after which an empty batch and a presence beacon go out")
 	fs.DurationVar(&f.streamTimeout, "stream-timeout", 0, "`silence` after which a remote exporter or a sibling bridge is gone (default 3 × keepalive)")
 	fs.BoolVar(&f.jetstream, "jetstream", false, "carry batches through JetStream (replay instead of flush on reconnects and restarts)")
-	fs.StringVar(&f.durable, "durable", "", "with --jetstream: this bridge's consumer `name`, unique per bridge (default: --name)")
+	fs.StringVar(&f.durable, "durable", "", "with --jetstream: this mesh's consumer `name`, shared by its bridges (default: --name)")
 	fs.BoolVar(&f.jsMemory, "jetstream-memory", false, "with --jetstream: keep streams in memory")
 	fs.DurationVar(&f.jsMaxAge, "jetstream-max-age", 0, "with --jetstream: how long a stream keeps batches (default 1h)")
 	fs.IntVar(&f.jsReplicas, "jetstream-replicas", 0, "with --jetstream: stream `replicas` (default 1)")
@@ -221,14 +221,7 @@ func (f *bridgeFlags) options(log *slog.Logger) (bridge.Options, error) {
 		o.NATSOptions = append(o.NATSOptions, nats.ClientCert(f.tlsCert, f.tlsKey))
 	}
 	if f.jetstream {
-		d := f.durable
-		if d == "" {
-			d = f.name
-			if d == "" {
-				d = f.cluster
-			}
-		}
-		o.JetStream = &bridge.JetStreamOptions{Durable: d, MaxAge: f.jsMaxAge, Memory: f.jsMemory, Replicas: f.jsReplicas}
+		o.JetStream = &bridge.JetStreamOptions{Durable: f.durable, MaxAge: f.jsMaxAge, Memory: f.jsMemory, Replicas: f.jsReplicas}
 	} else if f.durable != "" || f.jsMemory || f.jsMaxAge != 0 || f.jsReplicas != 0 {
 		return o, usageErrorf("--durable and --jetstream-* need --jetstream")
 	}
