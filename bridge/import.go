@@ -101,12 +101,16 @@ func (im *importer) handle(subject string, data []byte) bool {
 	if !ok {
 		im.mu.Unlock()
 		b.ctr.drops[DropTooManyStreams].Add(1)
+		b.flush(FlushOverflow) // a valid batch went unapplied
 		return false
 	}
 	flush, reason, verdict := im.track(mi, &h, now)
 	if verdict != DropReason(numDropReasons) {
 		im.mu.Unlock()
 		b.ctr.drops[verdict].Add(1)
+		if verdict == DropTooManyStreams {
+			b.flush(FlushOverflow) // a valid batch went unapplied
+		}
 		return false
 	}
 	b.ctr.importBatches.Add(1)

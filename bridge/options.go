@@ -33,6 +33,7 @@ type OptionError struct {
 	Reason string
 }
 
+// Error names the option, its value and what is wrong with it.
 func (e *OptionError) Error() string {
 	return fmt.Sprintf("bridge: invalid option %s=%v: %s", e.Option, e.Value, e.Reason)
 }
@@ -91,7 +92,10 @@ type Options struct {
 	// DedupFrames is the size of one dedup generation, in mesh frames.
 	// Default 65536.
 	DedupFrames int
-	// MaxStreams caps the remote streams and sibling bridges tracked.
+	// MaxStreams caps the remote meshes, remote streams and sibling
+	// bridges tracked (a dead stream is evicted first). A valid batch that
+	// finds the tables full is dropped, counted, and the mesh flushed.
+	// NATS permissions, not this cap, keep strangers off the subjects.
 	// Default 1024.
 	MaxStreams int
 	// JetStream, when set, carries batches through JetStream instead of

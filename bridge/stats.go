@@ -71,7 +71,7 @@ const (
 	FlushReconnect                        // this bridge's NATS connection came back
 	FlushTakeover                         // this bridge became its mesh's importer
 	FlushSlowConsumer                     // NATS dropped messages for this bridge
-	FlushOverflow                         // the import path could not keep up
+	FlushOverflow                         // a valid batch was dropped: the stream or mesh table was full
 	numFlushReasons
 )
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -224,5 +225,31 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Fatalf("import: %.2f allocations per batch", a)
+	}
+}
+
+// A valid batch that finds the stream table full is dropped and counted;
+// the mesh is flushed (here the bridge is a standby, so only the drop
+// shows), and a dead stream makes room.
+func TestStreamTableCap(t *testing.T) {
+	b := &Bridge{cfg: &resolved{Options: Options{Name: "m", DedupFrames: 64, MaxStreams: 2, SubjectPrefix: "warpmesh",
+		StreamTimeout: time.Second}}}
+	b.imp.init(b, time.Now().Add(-time.Hour))
+	batch := func(bridge uint64) []byte {
+		bb := buildBatch(t, "x", 1, 1<<16, []rec{{1, 1, 1, 0, "a", false}})
+		binary.BigEndian.PutUint64(bb[offBridge:], bridge)
+		return bb
+	}
+	for i := uint64(1); i <= 2; i++ {
+		if !b.imp.handle("warpmesh.inv.x", batch(i)) {
+			t.Fatalf("stream %d refused", i)
+		}
+	}
+	if b.imp.handle("warpmesh.inv.x", batch(3)) || b.ctr.drops[DropTooManyStreams].Load() != 1 {
+		t.Fatal("a third stream was not refused with the table full")
+	}
+	b.imp.expire(time.Now().Add(2 * time.Second)) // both streams fall silent
+	if !b.imp.handle("warpmesh.inv.x", batch(3)) {
+		t.Fatal("a dead stream did not make room")
 	}
 }
