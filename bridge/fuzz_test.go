@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 // FuzzValidateBatch feeds arbitrary bytes to the batch decoder. It must
@@ -49,6 +50,32 @@ func FuzzValidateBatch(f *testing.F) {
 		}
 		if len(body) != 0 || !bytes.Equal(out, b) {
 			t.Fatalf("accepted batch does not re-encode to itself")
+		}
+	})
+}
+
+// FuzzImport feeds arbitrary subjects and messages to a standby bridge's
+// import path (every check runs; nothing is published). It must never
+// panic, accept only what ValidateBatch accepts on a remote mesh's
+// subject, and keep its tables within their caps.
+func FuzzImport(f *testing.F) {
+	f.Add("warpmesh.inv.x", buildBatch(f, "x", 1, 1<<16, []rec{{1, 1, 1, 0, "k", false}}))
+	f.Add("warpmesh.inv.x", buildBatch(f, "x", 5, 1<<16, []rec{{1, 1, 1, 3, "k", true}, {2, 1, 1, 0, "j", false}}))
+	f.Add("warpmesh.inv.m", buildBatch(f, "m", 1, 1<<16, []rec{{1, 1, 1, 0, "k", false}}))
+	f.Add("warpmesh.inv.y", buildBatch(f, "x", 1, 1<<16, []rec{{1, 1, 1, 0, "k", false}}))
+	f.Add("other.subject", []byte("WB"))
+	b := &Bridge{cfg: &resolved{Options: Options{Name: "m", DedupFrames: 64, MaxStreams: 4, SubjectPrefix: "warpmesh",
+		StreamTimeout: time.Second}}}
+	b.imp.init(b, time.Now())
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		accepted := b.imp.handle(subject, data)
+		h, _, err := ValidateBatch(data)
+		mesh, ok := b.cfg.meshOfSubject(subject)
+		if accepted && (err != nil || !ok || mesh == "m" || string(h.Mesh) != mesh || h.Flags&FlagPresence != 0) {
+			t.Fatalf("accepted %q on %q", data, subject)
+		}
+		if len(b.imp.streams) > 4 || len(b.imp.meshes) > 4 || b.imp.dd.len() > 128 {
+			t.Fatalf("tables past their caps: %d streams, %d meshes, %d frames", len(b.imp.streams), len(b.imp.meshes), b.imp.dd.len())
 		}
 	})
 }
