@@ -30,7 +30,7 @@ func newFlagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("warpmesh-bridge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: warpmesh-bridge [flags]\n\n")
+		fmt.Fprintf(stderr, "Usage: warpmesh-bridge [flags]\n       warpmesh-bridge demo    (three meshes on loopback joined by an embedded nats-server)\n\n")
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
