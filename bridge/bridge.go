@@ -224,9 +224,16 @@ func (b *Bridge) onEvent(e engine.Event) {
 func (b *Bridge) onConnect(reconnect bool) {
 	b.connected.Store(true)
 	now := time.Now()
+	// Hear the siblings again before taking over; with JetStream, give the
+	// remote exporters, reconnecting too, as long again before their
+	// silence counts.
+	grace := b.cfg.StreamTimeout
+	if b.js != nil {
+		grace *= 2
+	}
 	b.pmu.Lock()
-	if g := now.Add(b.cfg.StreamTimeout); g.After(b.graceUntil) {
-		b.graceUntil = g // hear the siblings again before taking over
+	if g := now.Add(grace); g.After(b.graceUntil) {
+		b.graceUntil = g
 	}
 	b.pmu.Unlock()
 	if b.js != nil {
