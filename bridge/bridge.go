@@ -332,11 +332,12 @@ func (b *Bridge) tick(now time.Time) {
 	if (b.js == nil || (b.connected.Load() && !grace)) && b.imp.expire(now) {
 		b.flush(FlushStreamTimeout)
 	}
-	// Core mode, cut off from NATS: nothing of the other meshes can
-	// arrive, so values loaded since the last flush may already be stale.
-	// Flushing every StreamTimeout bounds that staleness by StreamTimeout
-	// (the caches act as pass-through) until the link is back.
-	if b.js == nil && !b.connected.Load() && now.Sub(b.lastCutFlush) >= b.cfg.StreamTimeout {
+	// Core mode (or JetStream with FlushWhileCutOff), cut off from NATS:
+	// nothing of the other meshes can arrive, so values loaded since the
+	// last flush may already be stale. Flushing every StreamTimeout bounds
+	// that staleness by StreamTimeout (the caches act as pass-through)
+	// until the link is back.
+	if (b.js == nil || b.cfg.JetStream.FlushWhileCutOff) && !b.connected.Load() && now.Sub(b.lastCutFlush) >= b.cfg.StreamTimeout {
 		b.lastCutFlush = now
 		b.flush(FlushDisconnected)
 	}

@@ -397,3 +397,28 @@ func TestJetStreamBridgeRestartAndTakeoverReplay(t *testing.T) {
 		t.Fatalf("the new importer asked for flushes %v", s.Flushes)
 	}
 }
+
+// JetStream with FlushWhileCutOff: while cut off, the importer flushes as
+// in core mode; after the restart the link resumes.
+func TestJetStreamFlushWhileCutOff(t *testing.T) {
+	ns := startNATS(t, true)
+	a := newTestMesh(t, ns, "A", 1, jetStreamTo("B"))
+	b := newTestMesh(t, ns, "B", 1, func(o *Options) {
+		jetStreamTo("A")(o)
+		o.JetStream.FlushWhileCutOff = true
+	})
+	linked(t, a, b)
+	before := b.flushes()
+	ns.stop()
+	waitFor(t, 10*time.Second, "flushes while cut off", func() bool {
+		return b.bridges[0].Stats().Flushes[FlushDisconnected] >= 1 && b.flushes() > before
+	})
+	ns.start()
+	b.load(t, "after")
+	waitFor(t, 15*time.Second, "A's invalidation through the resumed link", func() bool {
+		if err := a.app.Invalidate("after"); err != nil {
+			t.Fatal(err)
+		}
+		return b.log.count("after") >= 1
+	})
+}

@@ -125,6 +125,13 @@ type JetStreamOptions struct {
 	Memory bool
 	// Replicas is the stream replica count. Default 1.
 	Replicas int
+	// FlushWhileCutOff makes the importer flush its mesh every
+	// StreamTimeout while it is disconnected from NATS, as in core mode.
+	// Without it, a value invalidated in another mesh during an outage may
+	// be served until the link is back and the replay invalidates it (the
+	// staleness is then bounded by the outage, not by StreamTimeout); with
+	// it, the caches pass loads through during the outage instead.
+	FlushWhileCutOff bool
 }
 
 // resolved is Options with defaults applied.

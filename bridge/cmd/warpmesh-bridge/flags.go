@@ -81,7 +81,7 @@ type bridgeFlags struct {
 	keepAlive, streamTimeout            time.Duration
 	jetstream                           bool
 	durable                             string
-	jsMemory                            bool
+	jsMemory, jsFlushCutOff             bool
 	jsMaxAge                            time.Duration
 	jsReplicas                          int
 	// process
@@ -122,6 +122,7 @@ func (f *bridgeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.jsMemory, "jetstream-memory", false, "with --jetstream: keep streams in memory")
 	fs.DurationVar(&f.jsMaxAge, "jetstream-max-age", 0, "with --jetstream: how long a stream keeps batches (default 1h)")
 	fs.IntVar(&f.jsReplicas, "jetstream-replicas", 0, "with --jetstream: stream `replicas` (default 1)")
+	fs.BoolVar(&f.jsFlushCutOff, "jetstream-flush-while-cut-off", false, "with --jetstream: flush the mesh every --stream-timeout while disconnected from NATS (staleness bounded by that, not by the outage)")
 
 	fs.StringVar(&f.http, "http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /stats /metrics")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on stderr: text or json")
@@ -221,8 +222,9 @@ func (f *bridgeFlags) options(log *slog.Logger) (bridge.Options, error) {
 		o.NATSOptions = append(o.NATSOptions, nats.ClientCert(f.tlsCert, f.tlsKey))
 	}
 	if f.jetstream {
-		o.JetStream = &bridge.JetStreamOptions{Durable: f.durable, MaxAge: f.jsMaxAge, Memory: f.jsMemory, Replicas: f.jsReplicas}
-	} else if f.durable != "" || f.jsMemory || f.jsMaxAge != 0 || f.jsReplicas != 0 {
+		o.JetStream = &bridge.JetStreamOptions{Durable: f.durable, MaxAge: f.jsMaxAge, Memory: f.jsMemory, Replicas: f.jsReplicas,
+			FlushWhileCutOff: f.jsFlushCutOff}
+	} else if f.durable != "" || f.jsMemory || f.jsMaxAge != 0 || f.jsReplicas != 0 || f.jsFlushCutOff {
 		return o, usageErrorf("--durable and --jetstream-* need --jetstream")
 	}
 	return o, nil
