@@ -192,6 +192,9 @@ func (b *Bridge) Close() error {
 			s.Unsubscribe() // the connection closes below regardless
 		}
 		b.leader.Store(false)
+		if b.js != nil {
+			b.js.stepDown() // unacknowledged batches go to the next importer
+		}
 		b.cancel()
 		err = b.node.Close()
 		b.exp.close()

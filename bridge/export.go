@@ -169,6 +169,9 @@ func (x *exporter) onInvalidate(inv engine.Invalidation) {
 			break
 		}
 	}
+	if x.closing {
+		x.loss = true // before init or after close: not exported
+	}
 	x.wakeLocked()
 	x.mu.Unlock()
 }

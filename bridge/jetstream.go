@@ -190,7 +190,13 @@ func (j *jetStream) subscribe(remote string) (resumed bool, err error) {
 	}
 	cc.DeliverSubject = j.b.nc.NewInbox()
 	sub, err := j.b.nc.Subscribe(cc.DeliverSubject, func(m *nats.Msg) {
+		if j.b.closed.Load() {
+			return // not acknowledged: the next importer gets it
+		}
 		j.b.imp.handle(m.Subject, m.Data)
+		if j.b.closed.Load() {
+			return // its publishing may have been cut short by Close
+		}
 		m.Ack() // a bad batch stays bad: acknowledged either way
 	})
 	if err == nil {
