@@ -129,6 +129,7 @@ func TestTwoBridgesPerMeshDeliverOnce(t *testing.T) {
 // cannot know what they miss); when it comes back, invalidations flow again
 // after one more flush.
 func TestCoreNATSRestartFlushes(t *testing.T) {
+	t.Parallel() // condition-based, with margins for a loaded machine
 	ns := startNATS(t, false)
 	a := newTestMesh(t, ns, "A", 1, nil)
 	b := newTestMesh(t, ns, "B", 1, nil)
@@ -192,6 +193,7 @@ func TestJetStreamRestartReplays(t *testing.T) {
 // missed what came meanwhile) and invalidations flow again; the far side
 // of a restarted exporter flushes too.
 func TestBridgeRestart(t *testing.T) {
+	t.Parallel() // condition-based, with margins for a loaded machine
 	ns := startNATS(t, false)
 	a := newTestMesh(t, ns, "A", 1, nil)
 	b := newTestMesh(t, ns, "B", 1, nil)
@@ -234,6 +236,7 @@ func TestBridgeRestart(t *testing.T) {
 
 // The standby takes over when the importing bridge dies, flushing once.
 func TestStandbyTakesOver(t *testing.T) {
+	t.Parallel() // condition-based, with margins for a loaded machine
 	ns := startNATS(t, false)
 	a := newTestMesh(t, ns, "A", 1, nil)
 	b := newTestMesh(t, ns, "B", 2, nil)
@@ -263,6 +266,7 @@ func TestStandbyTakesOver(t *testing.T) {
 // Bad input from NATS is dropped and counted by reason, never applied; a
 // forged stream that skips a batch sequence makes the bridge flush.
 func TestBadInputDroppedAndGapFlushes(t *testing.T) {
+	t.Parallel() // condition-based, with margins for a loaded machine
 	ns := startNATS(t, false)
 	b := newTestMesh(t, ns, "B", 1, nil)
 	waitFor(t, 5*time.Second, "B's bridge imports", func() bool { return b.bridges[0].Leader() })

@@ -58,6 +58,7 @@ func (d *versionDB) staleBy(k string, v int, at time.Time) time.Duration {
 // through), so no value outlives its supersession by more than
 // StreamTimeout plus a flush's trip through the mesh.
 func TestStaleReadOracleAcrossMeshes(t *testing.T) {
+	t.Parallel() // condition-based, with margins for a loaded machine
 	ns := startNATS(t, false)
 	a := newTestMesh(t, ns, "A", 1, nil)
 	b := newTestMesh(t, ns, "B", 1, nil)
