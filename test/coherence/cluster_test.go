@@ -1,0 +1,520 @@
+package coherence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
+	"github.com/warpmesh/warpmesh/internal/testnet"
+	"github.com/warpmesh/warpmesh/presets"
+)
+
+// Timeouts of every node in the oracle's clusters, and the staleness
+// bound derived from them.
+const (
+	heartbeat     = 50 * time.Millisecond
+	suspectAfter  = 250 * time.Millisecond
+	deadAfter     = 500 * time.Millisecond
+	repairTimeout = 500 * time.Millisecond
+	// slack absorbs scheduling on a loaded two-core machine under -race:
+	// a receive or event goroutine can wait that long for a core.
+	slack = 250 * time.Millisecond
+	// Bound is the staleness the oracle allows: a lost invalidation is
+	// noticed from the next frame, HWM announcement or heartbeat (two
+	// heartbeats cover one lost announcement), repaired or given up with a
+	// Gap (which flushes the cache) within RepairTimeout, plus slack.
+	Bound = 2*heartbeat + repairTimeout + slack
+)
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// workload shapes a cluster's traffic.
+type workload struct {
+	instances   int
+	keys        int
+	writeEvery  time.Duration // per writer (one writer per writing instance)
+	writers     int           // instances 0..writers-1 write; 0 means every instance
+	deleteShare float64       // share of writes that are deletes
+	readers     int           // reader goroutines per instance
+	sequential  bool          // writers walk their keys in order instead of at random
+	warm        int           // keys a reader of a joining instance loads first, from the writers' position on
+}
+
+// cluster is N service instances, each a presets.Cache on its own
+// engine.Node, sharing one database, with writers and readers running
+// against them while a scenario injects faults.
+type cluster struct {
+	t     testing.TB
+	w     workload
+	db    *database
+	fab   *fabric
+	insts []*instance
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	ctx   context.Context
+
+	mu      sync.Mutex
+	reads   [][]read
+	cuts    []cut
+	retired totals
+
+	writePos   atomic.Int64  // the next key instance 0's writer writes (sequential workloads)
+	readErrors atomic.Uint64 // reads that found their instance's cache closed (restart), not recorded
+}
+
+// instance is one service instance across its incarnations (restarts
+// give it a new node with a new id and a new cache).
+type instance struct {
+	idx int
+	mu  sync.RWMutex // a write holds it shared; a restart holds it exclusively
+	cur atomic.Pointer[incarnation]
+}
+
+// incarnation is one boot of an instance: its node, cache and socket.
+type incarnation struct {
+	cache  *presets.Cache[record]
+	node   *engine.Node
+	conn   *faultyConn
+	id     atomic.Uint64 // the node's id, once New returned
+	packed atomic.Uint64 // highest sequence this node packed its own invalidations into
+	gaps   gapCount
+}
+
+// gapCount counts Gap events as a node raised them.
+type gapCount struct {
+	events, frames atomic.Uint64
+	byReason       [8]atomic.Uint64
+}
+
+func (g *gapCount) onEvent(e engine.Event) {
+	if e.Type != engine.EventGap {
+		return
+	}
+	g.events.Add(1)
+	g.frames.Add(e.Gap.Missing)
+	if int(e.Gap.Reason) < len(g.byReason) {
+		g.byReason[e.Gap.Reason].Add(1)
+	}
+}
+
+// totals sums the counters of incarnations.
+type totals struct {
+	cache                   presets.Stats
+	nacks, retransRecv      uint64
+	gapsDetected, repaired  uint64
+	framesLost              uint64
+	givenUp                 map[string]uint64
+	gapEvents, gapFrames    uint64
+	incarnations, dataFrame uint64
+}
+
+func (s *totals) add(inc *incarnation) {
+	cs := inc.cache.Stats()
+	s.cache.Hits += cs.Hits
+	s.cache.Misses += cs.Misses
+	s.cache.Loads += cs.Loads
+	s.cache.Coalesced += cs.Coalesced
+	s.cache.StaleLoads += cs.StaleLoads
+	s.cache.Sets += cs.Sets
+	s.cache.Deletes += cs.Deletes
+	s.cache.RemoteInvalidations += cs.RemoteInvalidations
+	s.cache.Flushes += cs.Flushes
+	s.cache.Evictions += cs.Evictions
+	addPassThrough(&s.cache, &cs)
+	ns := inc.node.Stats()
+	s.nacks += ns.NacksSent
+	s.retransRecv += ns.RetransmitsReceived
+	s.gapsDetected += ns.GapsDetected
+	s.repaired += ns.GapsRepaired
+	s.framesLost += ns.FramesLost
+	s.dataFrame += ns.DataFrames
+	if s.givenUp == nil {
+		s.givenUp = map[string]uint64{}
+	}
+	for r, n := range ns.GapsGivenUp {
+		if n > 0 {
+			s.givenUp[engine.GapReason(r).String()] += n
+		}
+	}
+	s.gapEvents += inc.gaps.events.Load()
+	s.gapFrames += inc.gaps.frames.Load()
+	s.incarnations++
+}
+
+func (s *totals) String() string {
+	var reasons []string
+	for _, r := range []string{"evicted", "unreachable", "origin_dead", "new_epoch", "too_old"} {
+		if n := s.givenUp[r]; n > 0 {
+			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
+		}
+	}
+	return fmt.Sprintf("gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
+		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d, NACKs sent %d, retransmits received %d; incarnations %d",
+		s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
+		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.nacks, s.retransRecv, s.incarnations)
+}
+
+func newCluster(t testing.TB, w workload) *cluster {
+	if w.writers == 0 {
+		w.writers = w.instances
+	}
+	if w.readers == 0 {
+		w.readers = 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := &cluster{t: t, w: w, db: newDatabase(w.keys, time.Now()), fab: &fabric{}, stop: make(chan struct{}), ctx: ctx}
+	for i := 0; i < w.instances; i++ {
+		c.insts = append(c.insts, &instance{idx: i})
+	}
+	t.Cleanup(func() {
+		for _, in := range c.insts {
+			if inc := in.cur.Load(); inc != nil {
+				inc.cache.Close()
+			}
+		}
+	})
+	return c
+}
+
+// peers lists the addresses of the live incarnations other than skip's.
+func (c *cluster) peers(skip int) []string {
+	var ps []string
+	for _, in := range c.insts {
+		if in.idx == skip {
+			continue
+		}
+		if inc := in.cur.Load(); inc != nil {
+			ps = append(ps, inc.conn.LocalAddr().String())
+		}
+	}
+	return ps
+}
+
+// boot starts a new incarnation of in on conn, seeded with peers, and
+// makes it current: readers load through it from the moment New returns.
+func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnation {
+	c.t.Helper()
+	inc := &incarnation{conn: conn}
+	opts := engine.Options{
+		Port:          engine.AnyPort,
+		UnicastOnly:   true,
+		Peers:         peers,
+		Heartbeat:     heartbeat,
+		SuspectAfter:  suspectAfter,
+		DeadAfter:     deadAfter,
+		RepairTimeout: repairTimeout,
+		Cluster:       "coherence",
+		Logger:        quietLogger,
+		PublishRing:   1 << 16,
+		Transport:     conn,
+		EchoLocal:     true,
+		OnEvent:       inc.gaps.onEvent,
+	}
+	opts.OnInvalidate = func(inv engine.Invalidation) {
+		if id := inc.id.Load(); id != 0 && inv.Origin == id && inv.Seq > inc.packed.Load() {
+			inc.packed.Store(inv.Seq) // only the sender goroutine packs
+		}
+	}
+	cache, err := presets.NewMeshEventual[record](opts, presets.WithMaxEntries(4*c.w.keys))
+	if err != nil {
+		conn.Close()
+		c.t.Fatalf("instance %d: %v", in.idx, err)
+	}
+	inc.cache, inc.node = cache, cache.Node()
+	inc.id.Store(inc.node.ID())
+	in.cur.Store(inc)
+	return inc
+}
+
+func (c *cluster) listen() *faultyConn {
+	c.t.Helper()
+	conn, err := c.fab.listen(0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return conn
+}
+
+// startAll boots every instance, each seeded with those before it, and
+// waits until every node sees every other alive.
+func (c *cluster) startAll() {
+	for _, in := range c.insts {
+		c.boot(in, c.listen(), c.peers(in.idx))
+	}
+	c.waitMesh(10 * time.Second)
+}
+
+func (c *cluster) waitMesh(d time.Duration) {
+	c.t.Helper()
+	testnet.WaitFor(c.t, d, "every node to see every other alive", func() bool {
+		for _, in := range c.insts {
+			inc := in.cur.Load()
+			if inc == nil || inc.node.Stats().MembersAlive < len(c.insts)-1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// retire takes in's current incarnation away; readers skip the instance
+// until the next boot. in.mu must be held.
+func (c *cluster) retire(in *instance, kill bool) {
+	c.t.Helper()
+	inc := in.cur.Swap(nil)
+	if inc == nil {
+		return
+	}
+	if kill {
+		// A crash drops what the node has not sent yet. The writer is
+		// paused (in.mu), so wait until the last invalidation it published
+		// has left the socket: every acknowledged write was sent, as for a
+		// process killed between requests.
+		testnet.WaitFor(c.t, 5*time.Second, fmt.Sprintf("instance %d to send its last invalidation", in.idx), func() bool {
+			return inc.conn.dataSeq.Load() >= inc.packed.Load()
+		})
+		inc.node.Abort()
+	}
+	inc.cache.Close()
+	c.mu.Lock()
+	c.retired.add(inc)
+	c.mu.Unlock()
+}
+
+// restart replaces in with a new incarnation: a new node with a new id on
+// a new port (as a new pod), seeded with the live instances.
+func (c *cluster) restart(in *instance, kill bool) *incarnation {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	c.retire(in, kill)
+	return c.boot(in, c.listen(), c.peers(in.idx))
+}
+
+// massRestart retires every instance at once, then boots them all, each
+// seeded with every other new address.
+func (c *cluster) massRestart(kill bool) {
+	for _, in := range c.insts {
+		in.mu.Lock()
+	}
+	for _, in := range c.insts {
+		c.retire(in, kill)
+	}
+	conns := make([]*faultyConn, len(c.insts))
+	for i := range conns {
+		conns[i] = c.listen()
+	}
+	for i, in := range c.insts {
+		var peers []string
+		for j, cn := range conns {
+			if j != i {
+				peers = append(peers, cn.LocalAddr().String())
+			}
+		}
+		c.boot(in, conns[i], peers)
+	}
+	for _, in := range c.insts {
+		in.mu.Unlock()
+	}
+}
+
+// addInstance boots one more instance seeded with the given instances
+// and starts its readers at once: they warm the cache (workload.warm) the
+// moment New returns.
+func (c *cluster) addInstance(seeds ...int) *instance {
+	in := &instance{idx: len(c.insts)}
+	var peers []string
+	for _, s := range seeds {
+		peers = append(peers, c.insts[s].cur.Load().conn.LocalAddr().String())
+	}
+	c.mu.Lock()
+	c.insts = append(c.insts, in)
+	c.mu.Unlock()
+	c.boot(in, c.listen(), peers)
+	for r := 0; r < c.w.readers; r++ {
+		c.wg.Add(1)
+		go c.reader(in, c.w.warm)
+	}
+	return in
+}
+
+// run starts the writers and readers.
+func (c *cluster) run() {
+	for _, in := range c.insts {
+		if in.idx < c.w.writers {
+			c.wg.Add(1)
+			go c.writer(in)
+		}
+		c.startReaders(in)
+	}
+}
+
+func (c *cluster) startReaders(in *instance) {
+	for r := 0; r < c.w.readers; r++ {
+		c.wg.Add(1)
+		go c.reader(in, 0)
+	}
+}
+
+// finish stops the workload and returns the verdict over every read.
+func (c *cluster) finish() (verdict, totals) {
+	close(c.stop)
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tot := c.retired
+	for _, in := range c.insts {
+		if inc := in.cur.Load(); inc != nil {
+			tot.add(inc)
+		}
+	}
+	return check(c.db, c.reads, c.cuts, Bound), tot
+}
+
+func (c *cluster) stopped() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// writer updates the database, then Sets or Deletes through its
+// instance's cache. It owns the keys k with k mod writers == its index, so
+// two writers never race on a key (a Set of an older version after a
+// newer one's invalidation would be the application's bug, not the
+// mesh's).
+func (c *cluster) writer(in *instance) {
+	defer c.wg.Done()
+	rng := rand.New(rand.NewPCG(uint64(in.idx), 1))
+	tick := time.NewTicker(c.w.writeEvery)
+	defer tick.Stop()
+	owned := (c.w.keys - in.idx + c.w.writers - 1) / c.w.writers
+	next := 0
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+		var j int
+		if c.w.sequential {
+			j, next = next, (next+1)%owned
+			if in.idx == 0 {
+				c.writePos.Store(int64(next * c.w.writers))
+			}
+		} else {
+			j = rng.IntN(owned)
+		}
+		k := in.idx + j*c.w.writers
+		del := rng.Float64() < c.w.deleteShare
+		in.mu.RLock()
+		inc := in.cur.Load()
+		if inc == nil {
+			in.mu.RUnlock()
+			continue
+		}
+		rec := c.db.write(k, in.idx, del)
+		var err error
+		if del {
+			err = inc.cache.Delete(c.db.names[k])
+		} else {
+			err = inc.cache.Set(c.db.names[k], rec)
+		}
+		in.mu.RUnlock()
+		if err != nil {
+			c.t.Errorf("instance %d: write %s: %v", in.idx, c.db.names[k], err)
+			return
+		}
+	}
+}
+
+// reader GetOrLoads random keys through its instance's current cache and
+// records every answer. With warm > 0 it first loads warm keys in order
+// from the position of instance 0's writer on: the keys about to be
+// written, as a cache warmed at start-up holds them.
+func (c *cluster) reader(in *instance, warm int) {
+	defer c.wg.Done()
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
+	log := make([]read, 0, 1<<16)
+	loaders := make([]func(context.Context) (record, error), c.w.keys)
+	for k := range loaders {
+		loaders[k] = func(context.Context) (record, error) { return c.db.read(k), nil }
+	}
+	defer func() {
+		c.mu.Lock()
+		c.reads = append(c.reads, log)
+		c.mu.Unlock()
+	}()
+	next := 0
+	for !c.stopped() {
+		for range 256 {
+			inc := in.cur.Load()
+			if inc == nil {
+				break
+			}
+			k := rng.IntN(c.w.keys)
+			if warm > 0 {
+				if warm == c.w.warm {
+					next = int(c.writePos.Load())
+				}
+				k, next = next%c.w.keys, next+1
+				warm--
+			}
+			start := c.db.now()
+			v, err := inc.cache.GetOrLoad(c.ctx, c.db.names[k], loaders[k])
+			end := c.db.now()
+			if err != nil {
+				if errors.Is(err, presets.ErrClosed) {
+					c.readErrors.Add(1)
+					continue
+				}
+				c.t.Errorf("instance %d: GetOrLoad %s: %v", in.idx, c.db.names[k], err)
+				return
+			}
+			log = append(log, read{start: start, end: end, key: uint32(k), ver: v.Ver, inst: int16(in.idx)})
+		}
+		runtime.Gosched()
+	}
+}
+
+// partition drops traffic from the instances in from to those in to
+// (both directions when both is set) until the returned heal is called;
+// the cut is recorded for the checker.
+func (c *cluster) partition(from, to []int, both bool) (heal func()) {
+	rule := &blockRule{from: map[netip.AddrPort]bool{}, to: map[netip.AddrPort]bool{}, back: both}
+	add := func(m map[netip.AddrPort]bool, idx []int) {
+		for _, i := range idx {
+			m[c.insts[i].cur.Load().conn.LocalAddr()] = true
+		}
+	}
+	add(rule.from, from)
+	add(rule.to, to)
+	start := c.db.now()
+	c.fab.setBlock(rule)
+	return func() {
+		c.fab.setBlock(nil)
+		heal := c.db.now()
+		c.mu.Lock()
+		c.cuts = append(c.cuts, cut{from: from, to: to, start: start, heal: heal})
+		if both {
+			c.cuts = append(c.cuts, cut{from: to, to: from, start: start, heal: heal})
+		}
+		c.mu.Unlock()
+	}
+}
+
+// pace runs the workload for d: the scenario's clock, not synchronisation.
+func pace(d time.Duration) { <-time.After(d) }
