@@ -67,6 +67,7 @@ type cluster struct {
 	mu      sync.Mutex
 	reads   [][]read
 	cuts    []cut
+	boots   [][]int64 // per instance, when each incarnation's New returned
 	retired totals
 
 	writePos   atomic.Int64  // the next key instance 0's writer writes (sequential workloads)
@@ -235,6 +236,13 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 	inc.cache, inc.node = cache, cache.Node()
 	inc.id.Store(inc.node.ID())
 	in.cur.Store(inc)
+	at := c.db.now()
+	c.mu.Lock()
+	for len(c.boots) <= in.idx {
+		c.boots = append(c.boots, nil)
+	}
+	c.boots[in.idx] = append(c.boots[in.idx], at)
+	c.mu.Unlock()
 	return inc
 }
 
@@ -379,7 +387,7 @@ func (c *cluster) finish() (verdict, totals) {
 			tot.add(inc)
 		}
 	}
-	return check(c.db, c.reads, c.cuts, Bound), tot
+	return check(c.db, c.reads, c.cuts, c.boots, Bound), tot
 }
 
 func (c *cluster) stopped() bool {
