@@ -49,6 +49,7 @@ type workload struct {
 	readers     int           // reader goroutines per instance
 	sequential  bool          // writers walk their keys in order instead of at random
 	warm        int           // keys a reader of a joining instance loads first, from the writers' position on
+	warmAll     bool          // every new incarnation's reader loads every key first
 }
 
 // cluster is N service instances, each a presets.Cache on its own
@@ -450,9 +451,12 @@ func (c *cluster) writer(in *instance) {
 }
 
 // reader GetOrLoads random keys through its instance's current cache and
-// records every answer. With warm > 0 it first loads warm keys in order
-// from the position of instance 0's writer on: the keys about to be
-// written, as a cache warmed at start-up holds them.
+// records every answer. Each time its instance has a new incarnation it
+// first warms the cache, as a service does at start-up, the moment New has
+// returned: with workload.warmAll it loads every key (from a random
+// offset); with warm > 0 (a joining instance, once) it loads warm keys in
+// order from the position of instance 0's writer on, the keys about to be
+// written.
 func (c *cluster) reader(in *instance, warm int) {
 	defer c.wg.Done()
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
@@ -466,20 +470,27 @@ func (c *cluster) reader(in *instance, warm int) {
 		c.reads = append(c.reads, log)
 		c.mu.Unlock()
 	}()
-	next := 0
+	var seen *incarnation
+	next, warming := 0, 0
 	for !c.stopped() {
 		for range 256 {
 			inc := in.cur.Load()
 			if inc == nil {
 				break
 			}
-			k := rng.IntN(c.w.keys)
-			if warm > 0 {
-				if warm == c.w.warm {
-					next = int(c.writePos.Load())
+			if inc != seen {
+				seen = inc
+				switch {
+				case warm > 0:
+					next, warming, warm = int(c.writePos.Load()), warm, 0
+				case c.w.warmAll:
+					next, warming = rng.IntN(c.w.keys), c.w.keys
 				}
+			}
+			k := rng.IntN(c.w.keys)
+			if warming > 0 {
 				k, next = next%c.w.keys, next+1
-				warm--
+				warming--
 			}
 			start := c.db.now()
 			v, err := inc.cache.GetOrLoad(c.ctx, c.db.names[k], loaders[k])

@@ -58,9 +58,10 @@ func TestMain(m *testing.M) {
 
 // baseWorkload is the CI workload: five instances, each writing one key
 // every 2 ms (2500 writes/s in all, a fifth of them deletes) and reading
-// as fast as it can.
+// as fast as it can, every incarnation warming its cache with every key
+// as soon as its node has started.
 func baseWorkload() workload {
-	return workload{instances: 5, keys: 2000, writeEvery: 2 * time.Millisecond, deleteShare: 0.2, readers: 1}
+	return workload{instances: 5, keys: 2000, writeEvery: 2 * time.Millisecond, deleteShare: 0.2, readers: 1, warmAll: true}
 }
 
 // scenario runs w on a fresh cluster, lets fault inject its faults while

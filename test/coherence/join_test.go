@@ -38,9 +38,7 @@ type publisher struct {
 
 // startPublisher starts a publisher recording into seq (cleared first).
 func startPublisher(t *testing.T, port int, seq []atomic.Uint64) *publisher {
-	for i := range seq {
-		seq[i].Store(0)
-	}
+	clear(seq) // before any goroutine uses it
 	p := &publisher{seq: seq}
 	var id atomic.Uint64
 	opts := joinOptions(port)
@@ -129,9 +127,7 @@ type subscriber struct {
 
 // startSubscriber starts a subscriber recording into got (cleared first).
 func startSubscriber(t *testing.T, opts engine.Options, got []atomic.Bool) *subscriber {
-	for i := range got {
-		got[i].Store(false)
-	}
+	clear(got) // before any goroutine uses it
 	s := &subscriber{got: got}
 	opts.OnInvalidate = func(inv engine.Invalidation) {
 		if len(inv.Key) == 8 {
@@ -222,6 +218,7 @@ func TestJoinSilentMisses(t *testing.T) {
 	seq, got := make([]atomic.Uint64, maxJoinKeys), make([]atomic.Bool, maxJoinKeys)
 	var total, silentRuns int64
 	for run := range joinRuns() {
+		begin := time.Now()
 		ports := testnet.FreePorts(t, 2)
 		p := startPublisher(t, ports[0], seq)
 		p.start()
@@ -232,8 +229,8 @@ func TestJoinSilentMisses(t *testing.T) {
 		pace(100 * time.Millisecond)
 		p.halt()
 		r := account(p, s, from, p.count.Load())
-		t.Logf("run %2d: %d keys after New: %d received, %d flagged by %d Gap events, %d silently missed (first: key %d)",
-			run, r.after, r.received, r.flagged, r.gaps, r.silent, r.firstSilent)
+		t.Logf("run %2d (%v): %d keys after New: %d received, %d flagged by %d Gap events, %d silently missed (first: key %d)",
+			run, time.Since(begin).Round(time.Millisecond), r.after, r.received, r.flagged, r.gaps, r.silent, r.firstSilent)
 		total += r.silent
 		if r.silent > 0 {
 			silentRuns++
