@@ -162,9 +162,9 @@ func (s *totals) String() string {
 		}
 	}
 	return fmt.Sprintf("gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
-		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d, NACKs sent %d, retransmits received %d; incarnations %d",
+		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d, frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d",
 		s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
-		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.nacks, s.retransRecv, s.incarnations)
+		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.framesLost, s.nacks, s.retransRecv, s.incarnations)
 }
 
 func newCluster(t testing.TB, w workload) *cluster {
@@ -338,6 +338,13 @@ func (c *cluster) massRestart(kill bool) {
 	}
 }
 
+// remove retires in for good (a scale-down).
+func (c *cluster) remove(in *instance) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	c.retire(in, false)
+}
+
 // addInstance boots one more instance seeded with the given instances
 // and starts its readers at once: they warm the cache (workload.warm) the
 // moment New returns.
@@ -473,6 +480,10 @@ func (c *cluster) reader(in *instance, warm int) {
 	var seen *incarnation
 	next, warming := 0, 0
 	for !c.stopped() {
+		if in.cur.Load() == nil {
+			<-time.After(time.Millisecond) // between incarnations, or retired for good: poll
+			continue
+		}
 		for range 256 {
 			inc := in.cur.Load()
 			if inc == nil {

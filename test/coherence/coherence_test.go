@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
 )
 
 // long reports whether the long variant was asked for
@@ -67,10 +69,11 @@ func baseWorkload() workload {
 // scenario runs w on a fresh cluster, lets fault inject its faults while
 // the workload runs, keeps the workload running for settle afterwards
 // (reads then are held to the bound again), and checks every read.
-func scenario(t *testing.T, w workload, settle time.Duration, fault func(c *cluster)) {
+func scenario(t *testing.T, w workload, settle time.Duration, fault func(c *cluster)) *cluster {
 	if testing.Short() && !long() {
 		t.Skip("-short")
 	}
+	t.Helper()
 	begin := time.Now()
 	c := newCluster(t, w)
 	c.startAll()
@@ -93,6 +96,7 @@ func scenario(t *testing.T, w workload, settle time.Duration, fault func(c *clus
 	if v.Checked == 0 {
 		t.Errorf("no reads checked")
 	}
+	return c
 }
 
 func TestCoherence(t *testing.T) {
@@ -143,7 +147,7 @@ func TestCoherence(t *testing.T) {
 		})
 	})
 	t.Run("inbound_partition", func(t *testing.T) {
-		scenario(t, baseWorkload(), settle, func(c *cluster) {
+		c := scenario(t, baseWorkload(), settle, func(c *cluster) {
 			for range longFactor() {
 				pace(500 * time.Millisecond)
 				heal := c.partition([]int{1, 2, 3, 4}, []int{0}, false) // instance 0 hears no one; they hear it
@@ -152,6 +156,16 @@ func TestCoherence(t *testing.T) {
 				c.waitMesh(10 * time.Second)
 			}
 		})
+		// The origins were never down and their retransmit rings hold
+		// what instance 0 missed: on the heal it must NACK and be
+		// repaired, not give the gap up as origin_dead.
+		g := &c.insts[0].cur.Load().gaps
+		t.Logf("instance 0 (cut off) raised %d Gap events: evicted %d, unreachable %d, origin_dead %d, new_epoch %d, too_old %d",
+			g.events.Load(), g.byReason[engine.GapEvicted].Load(), g.byReason[engine.GapUnreachable].Load(),
+			g.byReason[engine.GapOriginDead].Load(), g.byReason[engine.GapNewEpoch].Load(), g.byReason[engine.GapTooOld].Load())
+		if n := g.byReason[engine.GapOriginDead].Load(); n > 0 {
+			t.Errorf("instance 0 gave up %d gaps as origin_dead after an inbound-only partition; the origins were alive and held the frames", n)
+		}
 	})
 	t.Run("mass_restart", func(t *testing.T) {
 		scenario(t, baseWorkload(), settle, func(c *cluster) {
@@ -173,9 +187,14 @@ func TestCoherence(t *testing.T) {
 		w := workload{instances: 2, keys: 20000, writeEvery: 200 * time.Microsecond, writers: 1, sequential: true, readers: 1, warm: 2000}
 		scenario(t, w, settle, func(c *cluster) {
 			pace(300 * time.Millisecond)
-			for range 4 * longFactor() {
+			for i := range 4 * longFactor() {
 				c.addInstance(1)
 				pace(400 * time.Millisecond)
+				if i >= 3 {
+					// At most four joined instances at a time; the oldest has
+					// been read for over a second since it joined.
+					c.remove(c.insts[len(c.insts)-4])
+				}
 			}
 		})
 	})
