@@ -68,7 +68,7 @@ type cluster struct {
 	mu      sync.Mutex
 	reads   [][]read
 	cuts    []cut
-	boots   [][]int64 // per instance, when each incarnation's New returned
+	incs    [][]*incarnation // per instance, every incarnation in boot order
 	retired totals
 
 	writePos   atomic.Int64  // the next key instance 0's writer writes (sequential workloads)
@@ -91,6 +91,31 @@ type incarnation struct {
 	id     atomic.Uint64 // the node's id, once New returned
 	packed atomic.Uint64 // highest sequence this node packed its own invalidations into
 	gaps   gapCount
+
+	bootAt, retiredAt int64 // oracle clock; retiredAt 0 while live
+	recvMu            sync.Mutex
+	recv              []received // invalidations applied from other nodes
+}
+
+// received is one invalidation a node applied, for explaining stale reads.
+type received struct {
+	key int32
+	at  int64
+}
+
+// keyIndex parses a database key name ("k00042"); -1 if it is not one.
+func keyIndex(b []byte) int32 {
+	if len(b) != 6 || b[0] != 'k' {
+		return -1
+	}
+	n := int32(0)
+	for _, c := range b[1:] {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int32(c-'0')
+	}
+	return n
 }
 
 // gapCount counts Gap events as a node raised them.
@@ -225,8 +250,18 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 		OnEvent:       inc.gaps.onEvent,
 	}
 	opts.OnInvalidate = func(inv engine.Invalidation) {
-		if id := inc.id.Load(); id != 0 && inv.Origin == id && inv.Seq > inc.packed.Load() {
-			inc.packed.Store(inv.Seq) // only the sender goroutine packs
+		id := inc.id.Load()
+		if id != 0 && inv.Origin == id {
+			if inv.Seq > inc.packed.Load() {
+				inc.packed.Store(inv.Seq) // only the sender goroutine packs
+			}
+			return
+		}
+		if k := keyIndex(inv.Key); k >= 0 {
+			at := c.db.now()
+			inc.recvMu.Lock()
+			inc.recv = append(inc.recv, received{key: k, at: at})
+			inc.recvMu.Unlock()
 		}
 	}
 	cache, err := presets.NewMeshEventual[record](opts, presets.WithMaxEntries(4*c.w.keys))
@@ -237,12 +272,12 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 	inc.cache, inc.node = cache, cache.Node()
 	inc.id.Store(inc.node.ID())
 	in.cur.Store(inc)
-	at := c.db.now()
+	inc.bootAt = c.db.now()
 	c.mu.Lock()
-	for len(c.boots) <= in.idx {
-		c.boots = append(c.boots, nil)
+	for len(c.incs) <= in.idx {
+		c.incs = append(c.incs, nil)
 	}
-	c.boots[in.idx] = append(c.boots[in.idx], at)
+	c.incs[in.idx] = append(c.incs[in.idx], inc)
 	c.mu.Unlock()
 	return inc
 }
@@ -298,6 +333,7 @@ func (c *cluster) retire(in *instance, kill bool) {
 	}
 	inc.cache.Close()
 	c.mu.Lock()
+	inc.retiredAt = c.db.now()
 	c.retired.add(inc)
 	c.mu.Unlock()
 }
@@ -395,7 +431,51 @@ func (c *cluster) finish() (verdict, totals) {
 			tot.add(inc)
 		}
 	}
-	return check(c.db, c.reads, c.cuts, c.boots, Bound), tot
+	return check(c.db, c.reads, c.cuts, c.explain, Bound), tot
+}
+
+// incAt returns instance i's incarnation live at t (the last booted by t).
+func (c *cluster) incAt(i int, t int64) *incarnation {
+	if i < 0 || i >= len(c.incs) {
+		return nil
+	}
+	var last *incarnation
+	for _, inc := range c.incs[i] {
+		if inc.bootAt <= t {
+			last = inc
+		}
+	}
+	return last
+}
+
+// explain describes the nodes behind a stale read: the reader's and the
+// writer's incarnations, and what the reader's node received of the key.
+// Called by check with c.mu held.
+func (c *cluster) explain(r *read, next commit) string {
+	rd, wr := c.incAt(int(r.inst), r.start), c.incAt(int(next.by), next.at)
+	if rd == nil || wr == nil {
+		return "nodes unknown"
+	}
+	life := func(inc *incarnation) string {
+		s := fmt.Sprintf("node %016x up since %v", inc.id.Load(), dur(inc.bootAt))
+		if inc.retiredAt != 0 {
+			s += fmt.Sprintf(" (retired at %v)", dur(inc.retiredAt))
+		}
+		return s
+	}
+	var got []string
+	rd.recvMu.Lock()
+	for _, e := range rd.recv {
+		if e.key == int32(r.key) && e.at >= next.at-int64(Bound) {
+			got = append(got, dur(e.at).String())
+		}
+	}
+	rd.recvMu.Unlock()
+	if len(got) == 0 {
+		got = []string{"none"}
+	}
+	return fmt.Sprintf("reader's %s; writer's %s; invalidations of the key the reader's node applied from %v on: %s",
+		life(rd), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "))
 }
 
 func (c *cluster) stopped() bool {

@@ -124,9 +124,9 @@ const maxExamples = 5
 // counted in Excused, and reads started more than bound after the heal are
 // held to the bound again.
 //
-// boots[i] lists when instance i's incarnations started (its node's New
-// returned), for the examples.
-func check(d *database, reads [][]read, cuts []cut, boots [][]int64, bound time.Duration) verdict {
+// explain, when set, adds what the cluster knows about a stale read to its
+// example: which nodes were involved and what the reader's node received.
+func check(d *database, reads [][]read, cuts []cut, explain func(r *read, next commit) string, bound time.Duration) verdict {
 	var v verdict
 	b := int64(bound)
 	for _, rs := range reads {
@@ -159,10 +159,15 @@ func check(d *database, reads [][]read, cuts []cut, boots [][]int64, bound time.
 			if r.start-eff > b {
 				v.Stale++
 				v.MaxLag = max(v.MaxLag, time.Duration(lag))
-				v.example(fmt.Sprintf("stale: %s read version %d on instance %d during [%v, %v]; version %d was committed at %v by instance %d (%v before the read; newest at start: %d); reader's node up since %s, writer's since %s",
-					d.names[r.key], r.ver, r.inst, dur(r.start), dur(r.end), r.ver+1, dur(next.at), next.by,
-					time.Duration(lag).Round(time.Microsecond), newestAt(hist, r.start),
-					bootBefore(boots, int(r.inst), r.start), bootBefore(boots, int(next.by), next.at)))
+				if len(v.Examples) < maxExamples {
+					e := fmt.Sprintf("stale: %s read version %d on instance %d during [%v, %v]; version %d was committed at %v by instance %d (%v before the read; newest at start: %d)",
+						d.names[r.key], r.ver, r.inst, dur(r.start), dur(r.end), r.ver+1, dur(next.at), next.by,
+						time.Duration(lag).Round(time.Microsecond), newestAt(hist, r.start))
+					if explain != nil {
+						e += "; " + explain(r, next)
+					}
+					v.example(e)
+				}
 				continue
 			}
 			if eff != next.at {
@@ -204,20 +209,6 @@ func newestAt(hist []commit, t int64) int {
 		}
 	})
 	return i - 1
-}
-
-// bootBefore describes the start of instance i's incarnation live at t.
-func bootBefore(boots [][]int64, i int, t int64) string {
-	if i < 0 || i >= len(boots) {
-		return "?"
-	}
-	last := "?"
-	for _, b := range boots[i] {
-		if b <= t {
-			last = dur(b).String()
-		}
-	}
-	return last
 }
 
 func dur(ns int64) time.Duration { return time.Duration(ns).Round(time.Microsecond) }
