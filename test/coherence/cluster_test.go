@@ -144,6 +144,7 @@ type totals struct {
 	givenUp                 map[string]uint64
 	gapEvents, gapFrames    uint64
 	incarnations, dataFrame uint64
+	drops                   map[string]uint64
 }
 
 func (s *totals) add(inc *incarnation) {
@@ -169,6 +170,14 @@ func (s *totals) add(inc *incarnation) {
 	if s.givenUp == nil {
 		s.givenUp = map[string]uint64{}
 	}
+	if s.drops == nil {
+		s.drops = map[string]uint64{}
+	}
+	for r, n := range ns.Drops {
+		if n > 0 && engine.DropReason(r) != engine.DropOwn {
+			s.drops[engine.DropReason(r).String()] += n
+		}
+	}
 	for r, n := range ns.GapsGivenUp {
 		if n > 0 {
 			s.givenUp[engine.GapReason(r).String()] += n
@@ -186,9 +195,15 @@ func (s *totals) String() string {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 	}
-	return fmt.Sprintf("gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
+	var drops []string
+	for _, r := range engine.DropReasons() {
+		if n := s.drops[r.String()]; n > 0 {
+			drops = append(drops, fmt.Sprintf("%s=%d", r, n))
+		}
+	}
+	return fmt.Sprintf("drops: %s; gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
 		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d, frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d",
-		s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
+		strings.Join(drops, " "), s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
 		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.framesLost, s.nacks, s.retransRecv, s.incarnations)
 }
 
@@ -326,8 +341,12 @@ func (c *cluster) retire(in *instance, kill bool) {
 		// paused (in.mu), so wait until the last invalidation it published
 		// has left the socket: every acknowledged write was sent, as for a
 		// process killed between requests.
+		// Published counts what entered the publish ring, RecordsSent
+		// what was packed into finished frames; packed is the frame of the
+		// last record packed, dataSeq the last frame handed to the socket.
 		testnet.WaitFor(c.t, 5*time.Second, fmt.Sprintf("instance %d to send its last invalidation", in.idx), func() bool {
-			return inc.conn.dataSeq.Load() >= inc.packed.Load()
+			st := inc.node.Stats()
+			return st.RecordsSent >= st.Published && inc.conn.dataSeq.Load() >= inc.packed.Load()
 		})
 		inc.node.Abort()
 	}
@@ -474,8 +493,28 @@ func (c *cluster) explain(r *read, next commit) string {
 	if len(got) == 0 {
 		got = []string{"none"}
 	}
-	return fmt.Sprintf("reader's %s; writer's %s; invalidations of the key the reader's node applied from %v on: %s",
-		life(rd), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "))
+	// Which other nodes applied this version's invalidation (the first
+	// of the key after its commit, within the bound)?
+	var others []string
+	for i, incs := range c.incs {
+		for _, inc := range incs {
+			if inc == rd || inc == wr || inc.bootAt > next.at || (inc.retiredAt != 0 && inc.retiredAt < next.at) {
+				continue
+			}
+			inc.recvMu.Lock()
+			hit := false
+			for _, e := range inc.recv {
+				if e.key == int32(r.key) && e.at >= next.at && e.at <= next.at+int64(Bound) {
+					hit = true
+					break
+				}
+			}
+			inc.recvMu.Unlock()
+			others = append(others, fmt.Sprintf("%d:%v", i, hit))
+		}
+	}
+	return fmt.Sprintf("reader's %s; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s",
+		life(rd), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "))
 }
 
 func (c *cluster) stopped() bool {
