@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/engine"
 	"github.com/warpmesh/warpmesh/internal/testnet"
 	"github.com/warpmesh/warpmesh/presets"
@@ -27,9 +28,10 @@ const (
 	suspectAfter  = 250 * time.Millisecond
 	deadAfter     = 500 * time.Millisecond
 	repairTimeout = 500 * time.Millisecond
-	// slack absorbs scheduling on a loaded two-core machine under -race:
-	// a receive or event goroutine can wait that long for a core.
-	slack = 250 * time.Millisecond
+	// slack absorbs scheduling on a loaded two-core machine: a receive,
+	// timer or event goroutine can wait that long for a core (250 ms, or
+	// 500 ms under the race detector).
+	slack = raceSlack
 	// Bound is the staleness the oracle allows: a lost invalidation is
 	// noticed from the next frame, HWM announcement or heartbeat (two
 	// heartbeats cover one lost announcement), repaired or given up with a
@@ -95,6 +97,17 @@ type incarnation struct {
 	bootAt, retiredAt int64 // oracle clock; retiredAt 0 while live
 	recvMu            sync.Mutex
 	recv              []received // invalidations applied from other nodes
+	sent              []sentKey  // first copies of DATA frames written, per key record and destination
+}
+
+// sentKey is one key this node's socket was handed in a DATA frame.
+type sentKey struct {
+	key     int32
+	at      int64
+	seq     uint64
+	to      netip.AddrPort
+	dropped bool
+	retrans bool
 }
 
 // received is one invalidation a node applied, for explaining stale reads.
@@ -118,10 +131,19 @@ func keyIndex(b []byte) int32 {
 	return n
 }
 
-// gapCount counts Gap events as a node raised them.
+// gapCount counts Gap events as a node raised them, and keeps the first
+// few with the time they were delivered, for explaining stale reads.
 type gapCount struct {
 	events, frames atomic.Uint64
 	byReason       [8]atomic.Uint64
+	mu             sync.Mutex
+	log            []gapAt
+	now            func() int64
+}
+
+type gapAt struct {
+	at  int64
+	gap engine.Gap
 }
 
 func (g *gapCount) onEvent(e engine.Event) {
@@ -133,6 +155,11 @@ func (g *gapCount) onEvent(e engine.Event) {
 	if int(e.Gap.Reason) < len(g.byReason) {
 		g.byReason[e.Gap.Reason].Add(1)
 	}
+	g.mu.Lock()
+	if len(g.log) < 1024 {
+		g.log = append(g.log, gapAt{at: g.now(), gap: e.Gap})
+	}
+	g.mu.Unlock()
 }
 
 // totals sums the counters of incarnations.
@@ -143,6 +170,7 @@ type totals struct {
 	framesLost              uint64
 	givenUp                 map[string]uint64
 	gapEvents, gapFrames    uint64
+	repairP99               time.Duration // worst node's 99th percentile repair latency
 	incarnations, dataFrame uint64
 	drops                   map[string]uint64
 }
@@ -166,6 +194,7 @@ func (s *totals) add(inc *incarnation) {
 	s.gapsDetected += ns.GapsDetected
 	s.repaired += ns.GapsRepaired
 	s.framesLost += ns.FramesLost
+	s.repairP99 = max(s.repairP99, ns.RepairLatency.Quantile(0.99))
 	s.dataFrame += ns.DataFrames
 	if s.givenUp == nil {
 		s.givenUp = map[string]uint64{}
@@ -202,9 +231,9 @@ func (s *totals) String() string {
 		}
 	}
 	return fmt.Sprintf("drops: %s; gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
-		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d, frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d",
+		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d (p99 %v), frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d",
 		strings.Join(drops, " "), s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
-		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.framesLost, s.nacks, s.retransRecv, s.incarnations)
+		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.repairP99, s.framesLost, s.nacks, s.retransRecv, s.incarnations)
 }
 
 func newCluster(t testing.TB, w workload) *cluster {
@@ -249,6 +278,21 @@ func (c *cluster) peers(skip int) []string {
 func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnation {
 	c.t.Helper()
 	inc := &incarnation{conn: conn}
+	inc.gaps.now = c.db.now
+	conn.sends = func(h *codec.Header, payload []byte, to netip.AddrPort, dropped bool) {
+		if h.Origin != inc.id.Load() && inc.id.Load() != 0 {
+			return
+		}
+		at := c.db.now()
+		it := codec.NewRecordIter(payload, h.Count)
+		inc.recvMu.Lock()
+		for rec, ok := it.Next(); ok; rec, ok = it.Next() {
+			if k := keyIndex(rec.Key); k >= 0 {
+				inc.sent = append(inc.sent, sentKey{key: k, at: at, seq: h.Seq, to: to, dropped: dropped, retrans: h.Flags&codec.FlagRetransmit != 0})
+			}
+		}
+		inc.recvMu.Unlock()
+	}
 	opts := engine.Options{
 		Port:          engine.AnyPort,
 		UnicastOnly:   true,
@@ -513,8 +557,37 @@ func (c *cluster) explain(r *read, next commit) string {
 			others = append(others, fmt.Sprintf("%d:%v", i, hit))
 		}
 	}
-	return fmt.Sprintf("reader's %s; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s",
-		life(rd), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "))
+	var sends []string
+	wr.recvMu.Lock()
+	for _, e := range wr.sent {
+		if e.key == int32(r.key) && e.at >= next.at && e.at <= r.end && len(sends) < 12 {
+			note := ""
+			if e.dropped {
+				note = " dropped"
+			}
+			if e.retrans {
+				note += " retransmitted"
+			}
+			sends = append(sends, fmt.Sprintf("%v seq %d to %v%s", dur(e.at), e.seq, e.to, note))
+		}
+	}
+	wr.recvMu.Unlock()
+	if len(sends) == 0 {
+		sends = []string{"none"}
+	}
+	var gaps []string
+	rd.gaps.mu.Lock()
+	for _, g := range rd.gaps.log {
+		if g.at >= next.at-int64(Bound) && g.at <= r.end {
+			gaps = append(gaps, fmt.Sprintf("%v origin %016x %s %d frames", dur(g.at), g.gap.Origin, g.gap.Reason, g.gap.Missing))
+		}
+	}
+	rd.gaps.mu.Unlock()
+	if len(gaps) == 0 {
+		gaps = []string{"none"}
+	}
+	return fmt.Sprintf("reader's %s at %v; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s; reader's Gap events meanwhile: %s; the writer's node wrote the key after the commit: %s",
+		life(rd), rd.conn.LocalAddr(), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "), strings.Join(gaps, ", "), strings.Join(sends, ", "))
 }
 
 func (c *cluster) stopped() bool {

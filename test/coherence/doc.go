@@ -20,8 +20,9 @@
 // invalidation is noticed from the next frame, HWM announcement or
 // heartbeat; two cover one lost announcement) plus the repair timeout
 // (after which a gap is given up with a Gap event that flushes the cache)
-// plus 250 ms of scheduling slack: 850 ms with the timeouts used here
-// (heartbeat 50 ms, suspect 250 ms, dead 500 ms, repair 500 ms). A read
+// plus scheduling slack for a loaded two-core machine (250 ms; 500 ms
+// under the race detector): 850 ms (1.1 s under -race) with the timeouts
+// used here (heartbeat 50 ms, suspect 250 ms, dead 500 ms, repair 500 ms). A read
 // that returned a version never committed, or committed after the read
 // ended, is invalid. Both must be zero.
 //

@@ -72,6 +72,10 @@ type faultyConn struct {
 	mu      sync.Mutex
 	out     []sockopt.Message
 	dataSeq atomic.Uint64
+	// sends, when set, is told of every first copy of a DATA frame
+	// written (to explain stale reads): its records' keys, the sequence,
+	// to whom, and whether the fabric dropped it.
+	sends func(h *codec.Header, payload []byte, to netip.AddrPort, dropped bool)
 }
 
 var _ engine.Transport = (*faultyConn)(nil)
@@ -86,12 +90,16 @@ func (t *faultyConn) WriteBatch(msgs []sockopt.Message) (int, error) {
 	defer t.mu.Unlock()
 	out := t.out[:0]
 	for _, m := range msgs {
-		if h, _, err := codec.ParseHeader(m.Buf); err == nil && h.Type == codec.TypeData && h.Flags&codec.FlagRetransmit == 0 {
-			if h.Seq > t.dataSeq.Load() {
-				t.dataSeq.Store(h.Seq)
-			}
+		h, _, err := codec.ParseHeader(m.Buf)
+		data := err == nil && h.Type == codec.TypeData
+		if data && h.Flags&codec.FlagRetransmit == 0 && h.Seq > t.dataSeq.Load() {
+			t.dataSeq.Store(h.Seq)
 		}
-		if t.f.drops(t.local, m.Addr) {
+		drop := t.f.drops(t.local, m.Addr)
+		if data && t.sends != nil && codec.HeaderLen+int(h.PayloadLen) <= len(m.Buf) {
+			t.sends(&h, m.Buf[codec.HeaderLen:codec.HeaderLen+int(h.PayloadLen)], m.Addr, drop)
+		}
+		if drop {
 			t.f.dropped.Add(1)
 			continue
 		}

@@ -163,6 +163,9 @@ func check(d *database, reads [][]read, cuts []cut, explain func(r *read, next c
 					e := fmt.Sprintf("stale: %s read version %d on instance %d during [%v, %v]; version %d was committed at %v by instance %d (%v before the read; newest at start: %d)",
 						d.names[r.key], r.ver, r.inst, dur(r.start), dur(r.end), r.ver+1, dur(next.at), next.by,
 						time.Duration(lag).Round(time.Microsecond), newestAt(hist, r.start))
+					if eff != next.at {
+						e += fmt.Sprintf("; held to the bound from the heal of a cut at %v", dur(eff))
+					}
 					if explain != nil {
 						e += "; " + explain(r, next)
 					}
