@@ -56,7 +56,8 @@
 //	+---------------------------------------------------------------+
 //	|                     payload ...                               | 56
 //
-//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK; else ErrBadType
+//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN;
+//	         else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -73,7 +74,7 @@
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
 //	count    DATA: records; ALIVE: digest entries; NACK: ranges;
-//	         LEAVE, HWM, ACK: 0.
+//	         LEAVE, HWM, ACK, JOIN: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -173,6 +174,37 @@
 //
 // The header's origin is the receiver reporting its progress; the target
 // origin paces its sending by its slowest receiver's reports.
+//
+// # JOIN payload (JoinLen = 24), Count = 0
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------+-----------------------------------------------+
+//	|     kind      |              reserved (7 B) = 0               |  0
+//	+---------------+                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                        member id (u64)                        |  8
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                        from seq (u64)                         | 16
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//
+//	kind    1 ask: the header's origin (a receiver) asks the origin
+//	          named by member id from which seq of that origin's current
+//	          epoch it is in the origin's fan-out; from seq = 0.
+//	        2 answer: the header's origin (the origin) tells the receiver
+//	          named by member id that every DATA frame of the header's
+//	          epoch from seq "from" (>= 1) on is sent to it.
+//	        else ErrBadJoin.
+//
+// A receiver owes repair (or a Gap) for every sequence from "from" on;
+// nothing before it was meant for it, unless it was already coherent with
+// the mesh when it first heard of that epoch, in which case it expects the
+// epoch from seq 1.
 //
 // # Tag
 //

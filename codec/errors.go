@@ -45,6 +45,9 @@ var (
 	// ErrBadRange: a NACK range with First == 0 or First > Last, or a NACK
 	// with no range.
 	ErrBadRange = errors.New("codec: bad sequence range")
+	// ErrBadJoin: a JOIN payload with an unknown kind, reserved bytes set,
+	// an answer from sequence 0 or an ask that names a sequence.
+	ErrBadJoin = errors.New("codec: bad join")
 	// ErrBadState: a digest entry's member state is not a State constant.
 	ErrBadState = errors.New("codec: bad member state")
 	// ErrFrameTooLarge: a frame (or frame size budget) above MaxFrameSize.

@@ -67,7 +67,7 @@ func TestErrorReasons(t *testing.T) {
 		{"bad version 2", parseFrame(mutate(data, put8(offVersion, 2))), ErrBadVersion},
 		{"bad header len", parseFrame(mutate(data, put8(offHeaderLen, HeaderLen+8))), ErrBadHeaderLen},
 		{"type 0", parseFrame(mutate(data, put8(offType, 0))), ErrBadType},
-		{"type 7", parseFrame(mutate(data, put8(offType, 7))), ErrBadType},
+		{"type above last", parseFrame(mutate(data, put8(offType, byte(typeLast+1)))), ErrBadType},
 		{"undefined flag bit", parseFrame(mutate(data, put8(offFlags, 1<<3))), ErrBadFlags},
 		{"non-zero padding", parseFrame(append(mutate(data, put8(offFlags, byte(FlagPadded))), 0, 1)), ErrBadLength},
 		{"padding without the flag", parseFrame(append(append([]byte(nil), data...), 0)), ErrBadLength},

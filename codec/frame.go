@@ -114,6 +114,18 @@ func ValidatePayload(h *Header, payload []byte) error {
 			return ErrBadLength
 		}
 		return nil
+	case TypeJoin:
+		if count != 0 {
+			return ErrTooManyRecords
+		}
+		_, n, err := ParseJoin(payload)
+		if err != nil {
+			return err
+		}
+		if n != len(payload) {
+			return ErrBadLength
+		}
+		return nil
 	}
 	return ErrBadType
 }

@@ -87,6 +87,8 @@ func goldenFrames() map[string][]byte {
 		"nack":            nackFrame(Nack{Origin: 0xC1, Epoch: 0xD1}, testRanges),
 		"hwm":             payloadFrame(hwm, TypeHWM, 0, nil),
 		"ack":             payloadFrame(testHeader, TypeAck, 0, AppendAck(nil, &Ack{Origin: 0xC1, Epoch: 0xD1, Cum: 77})),
+		"join_ask":        payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinAsk, Member: 0xC1})),
+		"join_answer":     payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinAnswer, Member: 0xC1, From: 42})),
 	}
 }
 

@@ -62,6 +62,9 @@ const (
 	TypeNack  FrameType = 4 // missing sequence ranges of one origin
 	TypeHWM   FrameType = 5 // origin's current high-water data seq (header Seq)
 	TypeAck   FrameType = 6 // a receiver's progress on one origin's stream (flow control)
+	TypeJoin  FrameType = 7 // join handshake: from which seq a receiver is in an origin's fan-out
+
+	typeLast = TypeJoin // highest defined type; ParseHeader rejects anything above
 )
 
 // String returns the type's name, e.g. "DATA", or "FrameType(9)".
@@ -79,6 +82,8 @@ func (t FrameType) String() string {
 		return "HWM"
 	case TypeAck:
 		return "ACK"
+	case TypeJoin:
+		return "JOIN"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }
@@ -174,7 +179,7 @@ func ParseHeader(b []byte) (h Header, n int, err error) {
 		return Header{}, 0, ErrBadHeaderLen
 	}
 	h.Type = FrameType(b[offType])
-	if h.Type < TypeData || h.Type > TypeAck {
+	if h.Type < TypeData || h.Type > typeLast {
 		return Header{}, 0, ErrBadType
 	}
 	h.Flags = Flags(b[offFlags])

@@ -263,23 +263,9 @@ func TestKeyringErrors(t *testing.T) {
 	}
 }
 
-func TestSealedPathZeroAlloc(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under -race")
-	}
-	p := freePorts(t, 2)
-	k := testKey(5)
-	a := startNode(t, quietOptions(keyedOptions(t, p[0], k)))
-	b := startNode(t, quietOptions(keyedOptions(t, p[1], k, p[0])))
-	assertMeshPublishZeroAlloc(t, a, b)
-}
-
-// Per-frame gates: the end-to-end gate divides by invalidations, which
-// would hide one allocation per frame.
+// Per-frame step gates for sealing and opening alone (the whole-path and
+// sender/reader step gates in alloc_test.go cover them in place).
 func TestSealOpenZeroAllocPerFrame(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under -race")
-	}
 	kr, _ := NewKeyring(testKey(4))
 	s := &sealer{ring: kr, id: 1, epoch: 2}
 	o := &opener{ring: kr, cache: map[[2]uint64]*openKeys{}, scratch: make([]byte, 0, codec.MaxFrameSize)}

@@ -3,12 +3,14 @@ package engine
 import (
 	"encoding/binary"
 
+	"github.com/warpmesh/warpmesh/engine/internal/stream"
+
 	"github.com/cespare/xxhash/v2"
 )
 
 // Deduplication has two layers, both owned by the receive worker:
 //
-//   - seqWindow, per origin: an exact bitmap of the last windowSize
+//   - stream.Window, per origin: an exact bitmap of the last windowSize
 //     sequences. It decides for every frame inside the window, so a frame is
 //     never dropped by a false positive there.
 //   - bloom, shared: an xxhash-keyed bloom filter over (origin, epoch, seq)
@@ -18,72 +20,12 @@ import (
 //     "maybe seen" is dropped as too old.
 
 const (
-	windowSize  = 16384 // sequences tracked exactly per origin (2 KiB); power of two
-	windowWords = windowSize / 64
+	windowSize = stream.WindowSize // sequences tracked exactly per origin (2 KiB)
 
 	bloomBits     = 1 << 21 // bits per generation (256 KiB)
 	bloomWords    = bloomBits / 64
 	bloomCapacity = 1 << 17 // insertions per generation before rotating
 )
-
-// seqWindow tracks which sequences of one origin epoch were seen.
-type seqWindow struct {
-	base uint64 // lowest sequence still tracked
-	high uint64 // highest sequence seen (0: none)
-	bits [windowWords]uint64
-}
-
-type seqVerdict uint8
-
-const (
-	seqNew seqVerdict = iota
-	seqDuplicate
-	seqBelowWindow
-)
-
-func (w *seqWindow) reset() { *w = seqWindow{base: 1} }
-
-// observe records seq and says whether it is new.
-func (w *seqWindow) observe(seq uint64) seqVerdict {
-	if seq < w.base {
-		return seqBelowWindow
-	}
-	if seq >= w.base+windowSize {
-		w.slide(seq - windowSize + 1)
-	}
-	i := seq % windowSize
-	m := uint64(1) << (i % 64)
-	if w.bits[i/64]&m != 0 {
-		return seqDuplicate
-	}
-	w.bits[i/64] |= m
-	if seq > w.high {
-		w.high = seq
-	}
-	return seqNew
-}
-
-// has reports whether seq (inside the window) was seen.
-func (w *seqWindow) has(seq uint64) bool {
-	if seq < w.base || seq >= w.base+windowSize {
-		return false
-	}
-	i := seq % windowSize
-	return w.bits[i/64]&(uint64(1)<<(i%64)) != 0
-}
-
-// slide moves the window's base up to newBase, forgetting what falls out.
-func (w *seqWindow) slide(newBase uint64) {
-	if newBase-w.base >= windowSize {
-		w.bits = [windowWords]uint64{}
-	} else {
-		for s := w.base; s < newBase; s++ {
-			i := s % windowSize
-			w.bits[i/64] &^= uint64(1) << (i % 64)
-		}
-	}
-	w.base = newBase
-}
 
 // bloom is a two-generation bloom filter. Inserts go to the current
 // generation; lookups consult both; when the current one holds

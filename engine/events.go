@@ -16,9 +16,10 @@ const (
 	EventDead                         // a member went silent for DeadAfter
 	EventLeave                        // a member left gracefully (or was replaced)
 	EventGap                          // invalidations from an origin may have been missed
+	EventReady                        // the node became coherent with the mesh (see Node.Ready)
 )
 
-var eventNames = [...]string{"", "join", "suspect", "alive", "dead", "leave", "gap"}
+var eventNames = [...]string{"", "join", "suspect", "alive", "dead", "leave", "gap", "ready"}
 
 // String names the event type.
 func (t EventType) String() string {
@@ -61,8 +62,8 @@ type Gap struct {
 	Reason  GapReason
 }
 
-// Event is a membership change or a Gap. Member is set for membership
-// events; Gap for EventGap.
+// Event is a membership change, a Gap, or the node becoming ready. Member
+// is set for membership events; Gap for EventGap; neither for EventReady.
 type Event struct {
 	Type   EventType
 	Member Member

@@ -102,7 +102,7 @@ func (s *sender) awaitWindow(v *destView, seq uint64) {
 
 // ackDue notes that an origin's progress may need reporting.
 func (r *receiver) ackDue(st *originState) {
-	if !st.ackQueued && st.cum > st.acked {
+	if !st.ackQueued && st.cum() > st.acked {
 		st.ackQueued = true
 		r.acks = append(r.acks, st)
 	}
@@ -117,18 +117,19 @@ func (r *receiver) sendAcks(now time.Time) {
 	direct := n.treeDepth() == 0
 	for _, st := range r.acks {
 		st.ackQueued = false
-		if !direct || st.cum <= st.acked || (st.cum-st.acked < ackEvery && now.Sub(st.lastAck) < ackInterval) {
+		cum := st.cum()
+		if !direct || cum <= st.acked || (cum-st.acked < ackEvery && now.Sub(st.lastAck) < ackInterval) {
 			continue
 		}
 		to, ok := r.originAddr(st.id)
 		if !ok {
 			continue
 		}
-		st.acked, st.lastAck = st.cum, now
+		st.acked, st.lastAck = cum, now
 		h := n.controlHeader(codec.TypeAck)
 		h.PayloadLen = codec.AckLen
 		b := codec.AppendHeader(r.ackBuf[:0], &h)
-		b = codec.AppendAck(b, &codec.Ack{Origin: st.id, Epoch: st.epoch, Cum: st.cum})
+		b = codec.AppendAck(b, &codec.Ack{Origin: st.id, Epoch: st.epoch(), Cum: cum})
 		b = n.sealFrame(b, &h, &r.sc)
 		r.ackBuf = b
 		r.ackMsg[0] = sockopt.Message{Buf: b, Addr: to}

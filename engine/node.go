@@ -63,6 +63,9 @@ type Node struct {
 	ctr      counters
 	packet   atomic.Uint64 // packet number source (nonces, replay window)
 	hwm      atomic.Uint64 // highest data sequence published
+	ready    atomic.Bool   // see Ready
+	readyCh  chan struct{} // closed when ready
+	joins    joinTable     // from which seq each member is in our fan-out
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -84,13 +87,15 @@ type Node struct {
 }
 
 // New validates opts, opens the sockets and starts the node: it begins
-// heartbeating at once and is ready to publish when New returns.
+// heartbeating at once and is ready to publish when New returns. It is
+// coherent with the mesh (Ready) a little later, once every member has
+// told it from which sequence it is in that member's fan-out.
 func New(opts Options) (*Node, error) {
 	cfg, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger, stopEv: make(chan struct{})}
+	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger, stopEv: make(chan struct{}), readyCh: make(chan struct{})}
 	for n.id == 0 {
 		n.id = randUint64()
 	}
@@ -151,6 +156,7 @@ func New(opts Options) (*Node, error) {
 	go n.hb.run()
 	n.wg.Add(1)
 	go n.timers.run()
+	n.timers.kick() // readiness checks start at once
 	n.log.Debug("warpmesh node started", "id", fmt.Sprintf("%016x", n.id),
 		"addr", cfg.advertise, "group", n.group, "interface", cfg.Interface, "cluster", cfg.Cluster)
 	return n, nil
@@ -163,6 +169,7 @@ func (n *Node) initLoops() error {
 	}
 	n.timers.init(n)
 	n.flow.init()
+	n.joins.init()
 	if err := n.tx.init(n); err != nil {
 		return err
 	}
@@ -238,6 +245,7 @@ func (n *Node) Stats() Stats {
 	var s Stats
 	n.ctr.snapshot(&s)
 	n.members.count(&s)
+	s.Ready = n.ready.Load()
 	if n.uniRaw != nil {
 		s.RecvBuffer, s.SendBuffer = n.uniRaw.RecvBufferSize(), n.uniRaw.SendBufferSize()
 		cs := n.uniRaw.Stats()

@@ -245,3 +245,20 @@ func TestLoopbackSeedsAdvertiseLoopback(t *testing.T) {
 		t.Fatalf("with loopback seeds, advertised %v", n.Addr())
 	}
 }
+
+func TestDetectionDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		heartbeat, suspect, wantSuspect, wantDead time.Duration
+	}{
+		{heartbeat: 10 * time.Millisecond, wantSuspect: 30 * time.Millisecond, wantDead: 60 * time.Millisecond},
+		{heartbeat: 10 * time.Millisecond, suspect: 100 * time.Millisecond, wantSuspect: 100 * time.Millisecond, wantDead: 200 * time.Millisecond},
+	} {
+		o := unicastOptions(AnyPort)
+		o.Heartbeat, o.SuspectAfter = tc.heartbeat, tc.suspect
+		n := startNode(t, o)
+		if n.cfg.SuspectAfter != tc.wantSuspect || n.cfg.DeadAfter != tc.wantDead {
+			t.Errorf("Heartbeat %v SuspectAfter %v: got SuspectAfter %v DeadAfter %v, want %v %v (the Options docs)",
+				tc.heartbeat, tc.suspect, n.cfg.SuspectAfter, n.cfg.DeadAfter, tc.wantSuspect, tc.wantDead)
+		}
+	}
+}

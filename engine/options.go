@@ -87,7 +87,8 @@ type Options struct {
 	// Default 3 × Heartbeat.
 	SuspectAfter time.Duration
 	// DeadAfter is the silence after which a member is declared dead.
-	// Default 6 × Heartbeat; must exceed SuspectAfter.
+	// Default 2 × SuspectAfter (6 × Heartbeat when SuspectAfter is left
+	// at its default); must exceed SuspectAfter.
 	DeadAfter time.Duration
 	// PublishRing is the size in bytes of the publish ring (power of two).
 	// Default 1 MiB.
@@ -121,13 +122,19 @@ type Options struct {
 	// RetransmitRate bounds retransmitted frames per second. Default 100000.
 	RetransmitRate int
 	// FlowWindow is how many frames an origin may have in flight beyond
-	// its slowest receiver's last acknowledgement (direct meshes only).
-	// Default: half the frames RecvBuffer holds, at least 64; negative
-	// turns flow control off.
+	// its slowest receiver's last acknowledgement (direct meshes only)
+	// before it waits; a wait lasts at most 20 ms, then the frames leave
+	// anyway (counted in Stats.FlowTimeouts). Default: half the frames
+	// RecvBuffer holds, at least 64; negative turns flow control off.
+	// A window below about 80 frames makes most waits end by timeout
+	// rather than by an ACK: a flush carries up to 64 frames and
+	// receivers acknowledge every 16.
 	FlowWindow int
 	// RepairTimeout is how long a gap may stay open before it is given up
-	// with a Gap event. Default 5s. (A dead origin's gaps are given up as
-	// soon as it is declared dead.)
+	// with a Gap event. Default 5s. A dead origin's gaps are given up once
+	// nothing at all has been heard from it for RepairTimeout (a member that
+	// only looked dead, behind a one-way partition, is NACKed first); a
+	// departed one's at once.
 	RepairTimeout time.Duration
 
 	// OnInvalidate and OnEvent, when set, are registered before the node

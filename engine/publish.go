@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -165,6 +166,7 @@ func (s *sender) pack(kind uint8, rec []byte) {
 }
 
 func (s *sender) start() {
+	allocprobe.Hit(allocprobe.SenderFrame) // tests only: proves the allocation gates see this path
 	if len(s.frames) == len(s.slab) {
 		s.flush()
 	}
@@ -221,7 +223,7 @@ func (s *sender) flush() {
 		s.frames[i] = s.n.sealFrame(s.frames[i], &s.hdrs[i], &s.sc)
 	}
 	s.n.ctr.sendBatches.Add(1)
-	v := s.n.members.view.Load()
+	v := s.n.joins.adopt(s.n.members, s.hdrs[0].Seq, s.hdrs[len(s.hdrs)-1].Seq)
 	s.awaitWindow(v, s.hdrs[len(s.hdrs)-1].Seq)
 	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
 	k := 0

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/stream"
+	"github.com/warpmesh/warpmesh/internal/allocprobe"
 	"github.com/warpmesh/warpmesh/ringbuf"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -37,26 +39,6 @@ type rxReader struct {
 type rxRef struct {
 	reader uint8
 	slot   uint16
-}
-
-// originState is what the worker knows of one origin's data stream.
-type originState struct {
-	id        uint64
-	epoch     uint64
-	win       seqWindow // DATA sequences
-	ctrl      seqWindow // packet numbers of control frames (replay window)
-	cum       uint64    // every sequence <= cum arrived or was given up
-	known     uint64    // highest sequence known to exist
-	gapSince  time.Time // zero without an open gap
-	lastNack  time.Time
-	backoff   time.Duration
-	nackedTo  uint64    // highest sequence already asked for
-	newSince  time.Time // when sequences above nackedTo were first noticed missing
-	pending   bool      // in receiver.pending
-	acked     uint64    // cum last reported to the origin (ACK)
-	lastAck   time.Time
-	ackQueued bool                // in receiver.acks
-	noticed   *[windowSize]uint32 // when each missing sequence was noticed (receiver.micros)
 }
 
 // receiver holds the receive path's state. mu guards everything the
@@ -89,12 +71,22 @@ type receiver struct {
 	rtSlab   [][]byte
 	rtMsgs   []sockopt.Message
 	bucket   tokenBucket
+	join     readiness
+	lostList []*originState // origins that gave sequences up since the last flush (one Gap each)
+	params   stream.Params
+	missing  []stream.SeqRange
+
+	strangers   []uint64 // ids of stranger states, oldest first (see stateFor)
+	lastReclaim time.Time
 }
 
 func (r *receiver) init(n *Node) error {
 	r.n = n
 	r.origins = make(map[uint64]*originState)
 	r.born = time.Now()
+	r.join.asked = make(map[uint64]time.Time)
+	r.join.backoff = make(map[uint64]time.Duration)
+	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.dests = make([]netip.AddrPort, 0, 64)
@@ -102,6 +94,7 @@ func (r *receiver) init(n *Node) error {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
 	}
 	r.ranges = make([]codec.SeqRange, 0, codec.MaxNackRanges(codec.MaxFrameSize, false))
+	r.missing = make([]stream.SeqRange, 0, cap(r.ranges))
 	r.unavail = make([]codec.SeqRange, 0, cap(r.ranges))
 	r.ctrlBuf = make([]byte, 0, n.cfg.MaxFrameSize)
 	r.ackBuf = make([]byte, 0, codec.HeaderLen+codec.AckLen+codec.TagLen)
@@ -237,12 +230,14 @@ func (r *receiver) work() {
 
 // process handles one batch; r.mu is held.
 func (r *receiver) process(rd *rxReader, b *rxBatch, now time.Time) {
+	allocprobe.Hit(allocprobe.ReaderBatch) // tests only: proves the allocation gates see this path
 	for i := 0; i < b.n; i++ {
 		m := &b.msgs[i]
 		r.frame(m.Buf[:m.N], m.Addr, rd.viaGroup, now)
 	}
 	r.relay.flush()
 	r.sendAcks(now)
+	r.flushGaps()
 }
 
 // barrier returns once no batch that started before it is in progress.
@@ -302,7 +297,7 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	case codec.TypeData:
 		r.data(&h, b, payload, now)
 		return
-	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck:
+	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -328,32 +323,55 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.nack(&h, payload, now)
 	case codec.TypeHWM:
 		n.ctr.hwmReceived.Add(1)
+		r.relayDown(&h, b)
+		// An HWM travels down the origin's tree behind its DATA frames,
+		// so it is news of what has arrived, not of what is on its way.
+		r.announced(st, h.Seq, now)
+		return
 	case codec.TypeAck:
 		r.ack(&h, payload)
+	case codec.TypeJoin:
+		r.handleJoin(&h, payload, now)
 	}
-	// Every control frame carries its sender's high-water mark in Seq.
-	r.announced(st, h.Seq, now)
+	// Every control frame carries its sender's high-water mark in Seq. In
+	// a direct mesh it comes the way the DATA frames did, one hop from the
+	// origin; in a relay tree it would overtake DATA still hops away and
+	// open spurious gaps, so there only HWM frames (relayed behind the
+	// data) announce it.
+	if r.n.treeDepth() == 0 {
+		r.announced(st, h.Seq, now)
+	}
 }
 
 // control applies epoch rules and the replay window to a control frame.
 func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 	n := r.n
-	st := r.stateFor(h.Origin, h.Epoch, h.Seq)
+	st := r.origins[h.Origin]
 	if st == nil {
-		n.ctr.drop(DropTooManyOrigins)
-		return nil
+		// Control frames of an origin we have no stream for create one
+		// only when they come from a member, or are its heartbeat: a
+		// stranger's NACK, ACK, HWM, LEAVE or JOIN grows no table.
+		if h.Type != codec.TypeAlive && !r.isMember(h.Origin) {
+			n.ctr.drop(DropUnknownMember)
+			return nil
+		}
+		if st = r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq), now); st == nil {
+			n.ctr.drop(DropTooManyOrigins)
+			return nil
+		}
 	}
 	switch {
-	case h.Epoch < st.epoch:
+	case h.Epoch < st.epoch():
 		n.ctr.drop(DropOldEpoch)
 		return nil
-	case h.Epoch > st.epoch:
+	case h.Epoch > st.epoch():
 		r.newEpoch(st, h.Epoch, now)
 	}
-	if st.ctrl.observe(h.Packet) != seqNew {
+	if st.ctrl.Observe(h.Packet) != stream.New {
 		n.ctr.drop(DropReplay)
 		return nil
 	}
+	st.heard = now
 	return st
 }
 
@@ -367,25 +385,26 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	st := r.stateFor(h.Origin, h.Epoch, h.Seq-1)
+	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq-1), now)
 	if st == nil {
 		n.ctr.drop(DropTooManyOrigins)
 		return
 	}
 	switch {
-	case h.Epoch < st.epoch:
+	case h.Epoch < st.epoch():
 		n.ctr.drop(DropOldEpoch)
 		return
-	case h.Epoch > st.epoch:
+	case h.Epoch > st.epoch():
 		r.newEpoch(st, h.Epoch, now)
 	}
+	st.heard = now
 	verdict := r.received(st, h.Seq, now)
-	if verdict == seqDuplicate {
+	if verdict == stream.Duplicate {
 		n.ctr.duplicates.Add(1)
 		return
 	}
 	key := frameKey(h.Origin, h.Epoch, h.Seq)
-	if verdict == seqBelowWindow {
+	if verdict == stream.BelowWindow {
 		if r.dedup.mayContain(key) {
 			n.ctr.drop(DropTooOld)
 			return
@@ -406,14 +425,25 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 
 	// Relay first copies down the origin's tree; retransmissions were
 	// asked for by this node alone and go no further.
-	if h.Flags&codec.FlagRetransmit == 0 && int(h.Hops)+1 < int(h.HopLimit) {
-		v := n.members.view.Load()
-		if len(v.live) > n.cfg.DirectLimit {
-			r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
-			if len(r.dests) > 0 {
-				r.relay.add(frame, h.Hops+1, r.dests)
-			}
-		}
+	if h.Flags&codec.FlagRetransmit == 0 {
+		r.relayDown(h, frame)
+	}
+}
+
+// relayDown forwards a frame (DATA, or the origin's HWM behind it) to this
+// node's children in the origin's relay tree, in meshes above DirectLimit.
+func (r *receiver) relayDown(h *codec.Header, frame []byte) {
+	n := r.n
+	if int(h.Hops)+1 >= int(h.HopLimit) {
+		return
+	}
+	v := n.members.view.Load()
+	if len(v.live) <= n.cfg.DirectLimit {
+		return
+	}
+	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+	if len(r.dests) > 0 {
+		r.relay.add(frame, h.Hops+1, r.dests)
 	}
 }
 

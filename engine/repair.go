@@ -10,15 +10,9 @@ import (
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
-// Loss repair. Every DATA frame carries (origin, epoch, seq). A receiver
-// tracks per origin the highest sequence below which everything arrived
-// (cum) and the highest it knows to exist (known: from later frames, HWM
-// frames and heartbeats). When known > cum there is a gap: after a short
-// grace for reordering the receiver NACKs the missing ranges to the
-// origin, again with backoff, until the gap closes (repaired) or the
-// RepairTimeout passes, the origin answers that the frames are gone, the
-// origin dies or restarts, or the gap slides out of the receive window —
-// each of which raises a Gap event so the application can flush.
+// Loss repair, the origin's side. (The receiver's side — per-origin
+// streams, their gaps and NACK schedule — is engine/internal/stream,
+// driven from stream.go.)
 //
 // The origin keeps its recent DATA frames in a bounded retransmit ring and
 // answers NACKs from known members only, at their advertised address, at a
@@ -32,7 +26,9 @@ const (
 	repairTick     = time.Millisecond      // timer loop period while work is pending
 	hwmIdleDelay   = time.Millisecond      // idle time before announcing the high-water mark
 	hwmMinInterval = 5 * time.Millisecond  // between announcements
-	maxOrigins     = 1 << 16               // origin states kept by a receiver
+	maxOrigins     = 8192                  // origin states kept by a receiver (members and strangers)
+	maxStrangers   = 256                   // of which for origins outside the member table (DATA before ALIVE)
+	reclaimEvery   = 100 * time.Millisecond
 )
 
 // retransmitRing holds the plaintext of recent DATA frames by sequence.
@@ -111,386 +107,6 @@ func (b *tokenBucket) take(now time.Time) bool {
 	return true
 }
 
-// ---- receiver side (all on the worker goroutine) ----
-
-// stateFor returns the origin's state, creating it (and starting its
-// expectations at startCum) on first contact. Returns nil when full.
-func (r *receiver) stateFor(origin, epoch, startCum uint64) *originState {
-	if st := r.origins[origin]; st != nil {
-		return st
-	}
-	if len(r.origins) >= maxOrigins {
-		return nil
-	}
-	st := &originState{id: origin, epoch: epoch} // allocates once per origin
-	st.restart(epoch, startCum)
-	r.origins[origin] = st
-	return st
-}
-
-func (st *originState) restart(epoch, cum uint64) {
-	st.epoch, st.cum, st.known = epoch, cum, cum
-	st.win.reset()
-	st.win.base = cum + 1
-	st.ctrl.reset()
-	st.gapSince, st.lastNack, st.backoff = time.Time{}, time.Time{}, 0
-	st.nackedTo, st.newSince = cum, time.Time{}
-	if st.noticed != nil {
-		*st.noticed = [windowSize]uint32{}
-	}
-}
-
-// newEpoch moves an origin to a later boot epoch; open gaps of the old
-// epoch are given up. Everything of the new epoch is expected.
-func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
-	if st.known > st.cum {
-		r.giveUp(st, GapNewEpoch, now)
-	}
-	st.restart(epoch, 0)
-}
-
-// received records a new DATA sequence.
-func (r *receiver) received(st *originState, seq uint64, now time.Time) seqVerdict {
-	if seq >= st.win.base+windowSize {
-		newBase := seq - windowSize + 1
-		if newBase-1 > st.cum {
-			// Missing frames are about to leave the window: flag them.
-			st.known = max(st.known, newBase-1)
-			r.giveUpThrough(st, newBase-1, GapTooOld, now)
-		}
-	}
-	if seq > st.known && seq-st.known > 1 {
-		r.notice(st, st.known+1, seq-1, now)
-	}
-	v := st.win.observe(seq)
-	if v == seqNew {
-		st.known = max(st.known, seq)
-		if st.noticed != nil {
-			if t := st.noticed[seq%windowSize]; t != 0 {
-				st.noticed[seq%windowSize] = 0
-				r.n.ctr.gapsRepaired.Add(1)
-				r.n.ctr.repairLatency.observe(time.Duration(r.micros(now)-t) * time.Microsecond)
-			}
-		}
-		r.advance(st, now)
-	}
-	return v
-}
-
-// notice records when the sequences in [from, to] were first known to be
-// missing, for the repair statistics. The table is allocated on an
-// origin's first loss.
-func (r *receiver) notice(st *originState, from, to uint64, now time.Time) {
-	// Only sequences inside the window have a slot; from may lie below it
-	// (or have wrapped) after a hostile jump.
-	from = max(from, st.win.base)
-	to = min(to, st.win.base+windowSize-1)
-	if from > to {
-		return
-	}
-	if st.newSince.IsZero() {
-		st.newSince = now
-	}
-	if st.noticed == nil {
-		st.noticed = new([windowSize]uint32)
-	}
-	ns := max(r.micros(now), 1)
-	for s := from; s <= to; s++ {
-		if !st.win.has(s) {
-			st.noticed[s%windowSize] = ns
-			r.n.ctr.gapsDetected.Add(1)
-		}
-	}
-}
-
-// announced records a high-water mark from an HWM frame or a heartbeat.
-func (r *receiver) announced(st *originState, hwm uint64, now time.Time) {
-	if hwm <= st.known {
-		return
-	}
-	r.notice(st, st.known+1, hwm, now)
-	st.known = hwm
-	if st.known-st.cum > windowSize {
-		r.giveUp(st, GapTooOld, now)
-		return
-	}
-	r.advance(st, now)
-}
-
-// advance moves cum over contiguous arrivals and opens or closes the gap.
-func (r *receiver) advance(st *originState, now time.Time) {
-	for st.cum < st.known && st.win.has(st.cum+1) {
-		st.cum++
-	}
-	switch {
-	case st.known > st.cum && st.gapSince.IsZero():
-		st.gapSince, st.lastNack, st.backoff = now, time.Time{}, nackRetryMin
-		if !st.pending {
-			st.pending = true
-			r.pending = append(r.pending, st)
-			r.n.timers.rxPending.Store(true)
-			r.n.timers.kick()
-		}
-	case st.known <= st.cum && !st.gapSince.IsZero():
-		st.gapSince = time.Time{}
-	}
-}
-
-// giveUp abandons every missing sequence up to known.
-func (r *receiver) giveUp(st *originState, reason GapReason, now time.Time) {
-	r.giveUpThrough(st, st.known, reason, now)
-}
-
-// giveUpThrough abandons the missing sequences in (cum, last] with one Gap
-// event and moves cum past them.
-func (r *receiver) giveUpThrough(st *originState, last uint64, reason GapReason, now time.Time) {
-	var missing, first, final uint64
-	top := min(last, st.win.base+windowSize-1) // bits exist up to here
-	for s := st.cum + 1; s <= top; s++ {
-		if !st.win.has(s) {
-			if missing == 0 {
-				first = s
-			}
-			missing++
-			final = s
-			// Not marked seen: should the original still turn up (it was
-			// only late), it is applied, which is harmless after a flush.
-			if st.noticed != nil {
-				st.noticed[s%windowSize] = 0
-			}
-		}
-	}
-	if from := max(st.cum+1, top+1); last >= from {
-		if missing == 0 {
-			first = from
-		}
-		missing += last - from + 1
-		final = last
-	}
-	st.cum = max(st.cum, last)
-	if missing > 0 {
-		r.n.ctr.gapsGivenUp[reason].Add(1)
-		r.n.ctr.framesLost.Add(missing)
-		r.n.events.push(Event{Type: EventGap, Gap: Gap{
-			Origin: st.id, Epoch: st.epoch, Missing: missing, First: first, Last: final, Reason: reason,
-		}})
-	}
-	if st.known <= st.cum {
-		st.gapSince = time.Time{}
-	}
-	r.advance(st, now)
-}
-
-// oldestMissingAge is how long the first missing sequence has been known
-// missing: under steady loss a gap never closes as a whole, so deadlines
-// apply per sequence, not per gap.
-func (r *receiver) oldestMissingAge(st *originState, now time.Time) time.Duration {
-	if st.noticed != nil {
-		if t := st.noticed[(st.cum+1)%windowSize]; t != 0 && !st.win.has(st.cum+1) {
-			return time.Duration(r.micros(now)-t) * time.Microsecond
-		}
-	}
-	return now.Sub(st.gapSince)
-}
-
-// giveUpExpired gives up the missing sequences, from the oldest, that have
-// waited RepairTimeout, stopping at the first younger one.
-func (r *receiver) giveUpExpired(st *originState, now time.Time) {
-	if st.noticed == nil {
-		r.giveUp(st, GapUnreachable, now)
-		return
-	}
-	limit := r.n.cfg.RepairTimeout
-	nowUs := r.micros(now)
-	last := st.cum
-	top := min(st.known, st.win.base+windowSize-1)
-	for s := st.cum + 1; s <= top; s++ {
-		if !st.win.has(s) {
-			t := st.noticed[s%windowSize]
-			if t != 0 && time.Duration(nowUs-t)*time.Microsecond < limit {
-				break
-			}
-		}
-		last = s
-	}
-	if last == st.cum {
-		last = st.cum + 1 // the oldest has expired: at least it goes
-	}
-	r.giveUpThrough(st, last, GapUnreachable, now)
-}
-
-// micros is now in microseconds since the node started, wrapping every
-// 71 minutes; differences stay right for any repair shorter than that.
-func (r *receiver) micros(now time.Time) uint32 {
-	return uint32(now.Sub(r.born) / time.Microsecond)
-}
-
-// giveUpRange abandons the missing sequences in [first, last] only (the
-// origin said they are gone), with one Gap event; other missing sequences
-// stay under repair. Above cum they are marked settled, so a late copy is
-// then dropped as a duplicate.
-func (r *receiver) giveUpRange(st *originState, first, last uint64, reason GapReason, now time.Time) {
-	first = max(first, st.cum+1)
-	last = min(last, st.known, st.win.base+windowSize-1)
-	if first > last {
-		return
-	}
-	if first == st.cum+1 {
-		// The range starts at the repair front: the cumulative path also
-		// moves cum past it.
-		r.giveUpThrough(st, last, reason, now)
-		return
-	}
-	var missing, lo, hi uint64
-	for s := first; s <= last; s++ {
-		if st.win.has(s) {
-			continue
-		}
-		if missing == 0 {
-			lo = s
-		}
-		missing++
-		hi = s
-		st.win.observe(s) // settled
-		if st.noticed != nil {
-			st.noticed[s%windowSize] = 0
-		}
-	}
-	if missing > 0 {
-		r.n.ctr.gapsGivenUp[reason].Add(1)
-		r.n.ctr.framesLost.Add(missing)
-		r.n.events.push(Event{Type: EventGap, Gap: Gap{
-			Origin: st.id, Epoch: st.epoch, Missing: missing, First: lo, Last: hi, Reason: reason,
-		}})
-	}
-	r.advance(st, now)
-}
-
-// tick runs repair timers for origins with open gaps.
-func (r *receiver) tick(now time.Time) {
-	grace := nackGrace * time.Duration(1+r.n.treeDepth())
-	keep := r.pending[:0]
-	for _, st := range r.pending {
-		if st.known <= st.cum {
-			st.pending = false
-			continue
-		}
-		switch {
-		case r.oldestMissingAge(st, now) >= r.n.cfg.RepairTimeout:
-			r.giveUpExpired(st, now)
-		case r.originGone(st.id):
-			r.giveUp(st, GapOriginDead, now)
-		default:
-			if st.known > st.nackedTo && now.Sub(st.newSince) >= grace {
-				// Newly missing sequences: ask at once, only for those.
-				r.sendNack(st, max(st.cum, st.nackedTo)+1)
-			}
-			if now.Sub(st.lastNack) >= st.backoff {
-				// Still missing after a request (a retransmission can be
-				// lost too): ask again from the oldest, with backoff. Kept
-				// apart from the first requests, which under steady loss
-				// never stop and must not starve these.
-				st.lastNack = now
-				st.backoff = min(2*st.backoff, nackRetryMax)
-				r.sendNack(st, st.cum+1)
-			}
-		}
-		if st.known > st.cum {
-			keep = append(keep, st)
-		} else {
-			st.pending = false
-		}
-	}
-	clear(r.pending[len(keep):])
-	r.pending = keep
-	r.n.timers.rxPending.Store(len(r.pending) > 0)
-}
-
-func (r *receiver) originGone(id uint64) bool {
-	m := r.n.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	return ok && (e.State == StateDead || e.State == StateLeft)
-}
-
-func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
-	m := r.n.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	if !ok || e.State == StateLeft {
-		return netip.AddrPort{}, false
-	}
-	return e.Addr, true
-}
-
-// sendNack asks the origin for the missing ranges in [from, known].
-func (r *receiver) sendNack(st *originState, from uint64) {
-	to, ok := r.originAddr(st.id)
-	if !ok {
-		st.nackedTo, st.newSince = st.known, time.Time{}
-		return // unknown origin: the timeout will flag it
-	}
-	n := r.n
-	maxRanges := codec.MaxNackRanges(n.cfg.MaxFrameSize, n.seal != nil)
-	r.ranges = r.ranges[:0]
-	var cur codec.SeqRange
-	covered := st.known // the highest sequence this NACK speaks for
-	for s := from; s <= st.known; s++ {
-		if st.win.has(s) {
-			continue
-		}
-		if cur.First != 0 && cur.Last+1 == s {
-			cur.Last = s
-			continue
-		}
-		if cur.First != 0 {
-			if len(r.ranges) == maxRanges-1 {
-				// The frame is full: the rest goes in the next NACK.
-				covered = cur.Last
-				break
-			}
-			r.ranges = append(r.ranges, cur)
-		}
-		cur = codec.SeqRange{First: s, Last: s}
-		if s >= st.win.base+windowSize { // beyond the window all is missing
-			cur.Last = st.known
-			break
-		}
-	}
-	if cur.First != 0 {
-		r.ranges = append(r.ranges, cur)
-	}
-	if covered >= st.nackedTo {
-		st.nackedTo = covered
-	}
-	if st.nackedTo >= st.known {
-		st.newSince = time.Time{}
-	}
-	if len(r.ranges) == 0 {
-		return
-	}
-	r.sendNackFrame(codec.Nack{Origin: st.id, Epoch: st.epoch}, r.ranges, to)
-	n.ctr.nacksSent.Add(1)
-}
-
-func (r *receiver) sendNackFrame(nk codec.Nack, ranges []codec.SeqRange, to netip.AddrPort) {
-	n := r.n
-	h := n.controlHeader(codec.TypeNack)
-	h.Count = uint16(len(ranges))
-	h.PayloadLen = uint16(codec.NackPayloadLen(len(ranges)))
-	b := codec.AppendHeader(r.ctrlBuf[:0], &h)
-	b = codec.AppendNack(b, &nk)
-	for _, rg := range ranges {
-		b = codec.AppendSeqRange(b, rg)
-	}
-	b = n.sealFrame(b, &h, &r.sc)
-	r.ctrlBuf = b
-	r.ctrlMsg[0] = sockopt.Message{Buf: b, Addr: to}
-	n.write(r.ctrlMsg[:1])
-}
-
 // nack handles a NACK frame: a request for our frames, or an origin's
 // answer that frames we asked for are gone.
 func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
@@ -504,10 +120,10 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 	if nk.Origin == h.Origin {
 		// "Unavailable": the origin cannot retransmit these ranges.
 		st := r.origins[h.Origin]
-		if st == nil || st.epoch != nk.Epoch {
+		if st == nil || st.epoch() != nk.Epoch {
 			return
 		}
-		for i := 0; i < int(h.Count) && st.known > st.cum; i++ {
+		for i := 0; i < int(h.Count) && st.s.Open(); i++ {
 			rg, m, err := codec.ParseSeqRange(ranges)
 			if err != nil {
 				break
@@ -654,14 +270,22 @@ func (t *timers) run() {
 					t.announced, t.lastHWM = hwm, now
 				}
 			}
+			next := repairTick
 			if t.rxPending.Load() {
 				busy = true
 				t.n.rx.runTick()
 			}
+			if !t.n.ready.Load() {
+				if !busy {
+					next = joinTick
+				}
+				busy = true
+				t.n.rx.joinCheck(now)
+			}
 			if !busy {
 				break
 			}
-			t.timer.Reset(repairTick)
+			t.timer.Reset(next)
 			select {
 			case <-t.n.ctx.Done():
 				return
@@ -676,9 +300,15 @@ func (t *timers) announce(hwm uint64) {
 	n := t.n
 	v := n.members.view.Load()
 	t.dests = t.dests[:0]
-	if n.group.IsValid() && v.allMulticast && len(v.live) <= n.cfg.DirectLimit {
+	tree := len(v.live) > n.cfg.DirectLimit
+	switch {
+	case tree:
+		// Down our own tree, behind the DATA frames: the HWM must not
+		// overtake them (see receiver.relayDown).
+		t.dests = treeChildren(v, n.id, n.id, n.cfg.Fanout, t.dests)
+	case n.group.IsValid() && v.allMulticast:
 		t.dests = append(t.dests, n.group)
-	} else {
+	default:
 		t.dests = append(t.dests, v.live...)
 	}
 	if len(t.dests) == 0 {
@@ -686,6 +316,9 @@ func (t *timers) announce(hwm uint64) {
 	}
 	h := n.controlHeader(codec.TypeHWM)
 	h.Seq = hwm
+	if tree {
+		h.HopLimit = uint8(n.cfg.HopLimit)
+	}
 	b := codec.AppendHeader(t.buf[:0], &h)
 	b = n.sealFrame(b, &h, &t.sc)
 	t.buf = b

@@ -26,7 +26,7 @@ const (
 	DropUnauthenticated                   // no tag where a keyring requires one
 	DropUnknownType                       // frame type this node does not handle
 	DropReplay                            // control frame seen before (replay window)
-	DropUnknownMember                     // NACK from a node that is not a member
+	DropUnknownMember                     // control frame (NACK, ACK, HWM, LEAVE, JOIN) from a node that is not a member
 	DropTooManyOrigins                    // origin table full
 	numDropReasons
 )
@@ -84,9 +84,9 @@ type Stats struct {
 	Drops                        [numDropReasons]uint64 // indexed by DropReason
 
 	// Loss repair.
-	GapsDetected           uint64                // gaps opened (a missing sequence noticed)
-	GapsRepaired           uint64                // gaps closed by retransmission or late arrival
-	GapsGivenUp            [numGapReasons]uint64 // Gap events, indexed by GapReason
+	GapsDetected           uint64                // sequences noticed missing, each once (also those given up before any NACK)
+	GapsRepaired           uint64                // missing sequences that arrived (retransmission or late copy)
+	GapsGivenUp            [numGapReasons]uint64 // Gap events, indexed by the reason of their first range
 	FramesLost             uint64                // sequences covered by Gap events
 	NacksSent              uint64
 	NacksReceived          uint64
@@ -97,6 +97,19 @@ type Stats struct {
 	FlowWaits              uint64           // sender waits for receivers to catch up
 	FlowTimeouts           uint64           // waits that ended by timeout, not by an ACK
 	RepairLatency          LatencyHistogram // gap opened → gap closed
+	// GapsNotOwed counts sequences noticed missing that a JOIN answer then
+	// showed were sent before this node was in the origin's fan-out. The
+	// repair counters add up: GapsDetected = GapsRepaired + FramesLost +
+	// GapsNotOwed, once no gap is open.
+	GapsNotOwed     uint64
+	JoinAsksSent    uint64 // JOIN asks sent while not ready
+	JoinAnswersSent uint64 // JOIN answers sent to members asking
+	Ready           bool   // Node.Ready at the time of the snapshot
+	// OriginsEvicted counts per-origin receive states forgotten to stay
+	// within the origin table's caps (strangers first, then silent
+	// non-members); Origins is the table's size now.
+	OriginsEvicted uint64
+	Origins        int
 
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
 
@@ -138,6 +151,11 @@ type counters struct {
 	acksSent, acksReceived     atomic.Uint64
 	flowWaits, flowTimeouts    atomic.Uint64
 	repairLatency              latencyCounter
+	gapsNotOwed                atomic.Uint64
+	joinAsksSent               atomic.Uint64
+	joinAnswersSent            atomic.Uint64
+	originsEvicted             atomic.Uint64
+	origins                    atomic.Int64 // size of the receiver's origin table
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
@@ -176,6 +194,10 @@ func (c *counters) snapshot(s *Stats) {
 	s.AcksSent, s.AcksReceived = c.acksSent.Load(), c.acksReceived.Load()
 	s.FlowWaits, s.FlowTimeouts = c.flowWaits.Load(), c.flowTimeouts.Load()
 	c.repairLatency.snapshot(&s.RepairLatency)
+	s.GapsNotOwed = c.gapsNotOwed.Load()
+	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
+	s.OriginsEvicted = c.originsEvicted.Load()
+	s.Origins = int(c.origins.Load())
 }
 
 // GapEvents returns the total number of Gap events raised.

@@ -36,55 +36,11 @@ func checkSentinel(t *testing.T, err error) {
 // encodeFrame re-encodes a parsed frame from its decoded values only.
 func encodeFrame(t *testing.T, f codec.Frame) []byte {
 	t.Helper()
-	out := codec.AppendHeader(nil, &f.Header)
-	p := f.Payload
-	switch f.Header.Type {
-	case codec.TypeData:
-		it := codec.NewRecordIter(p, f.Header.Count)
-		for r, ok := it.Next(); ok; r, ok = it.Next() {
-			out = codec.AppendRecord(out, r.Key, r.Flags)
-		}
-		if it.Err() != nil {
-			t.Fatalf("ParseFrame accepted records RecordIter rejects: %v", it.Err())
-		}
-	case codec.TypeAlive:
-		a, n, err := codec.ParseAlive(p)
-		if err != nil {
-			t.Fatalf("ParseFrame accepted an ALIVE ParseAlive rejects: %v", err)
-		}
-		out = codec.AppendAlive(out, &a)
-		for i := 0; i < int(f.Header.Count); i++ {
-			e, m, err := codec.ParseDigestEntry(p[n:])
-			if err != nil {
-				t.Fatalf("digest entry %d: %v", i, err)
-			}
-			out = codec.AppendDigestEntry(out, &e)
-			n += m
-		}
-	case codec.TypeLeave:
-		inc, _, err := codec.ParseLeave(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = codec.AppendLeave(out, inc)
-	case codec.TypeNack:
-		nk, n, err := codec.ParseNack(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = codec.AppendNack(out, &nk)
-		for i := 0; i < int(f.Header.Count); i++ {
-			r, m, err := codec.ParseSeqRange(p[n:])
-			if err != nil {
-				t.Fatalf("range %d: %v", i, err)
-			}
-			out = codec.AppendSeqRange(out, r)
-			n += m
-		}
-	case codec.TypeHWM:
-	default:
-		t.Fatalf("ParseFrame accepted type %v", f.Header.Type)
+	k, ok := kindOf(f.Header.Type)
+	if !ok {
+		t.Fatalf("ParseFrame accepted type %v, which frameKinds does not know", f.Header.Type)
 	}
+	out := k.reencode(t, codec.AppendHeader(nil, &f.Header), f.Payload, f.Header.Count)
 	return append(out, f.Tag...)
 }
 
@@ -202,12 +158,14 @@ func (r *reader) addr() netip.AddrPort {
 }
 
 // FuzzRoundTrip builds a frame of any type from structured input with the
-// encoder, parses it, and checks every value comes back unchanged.
+// encoder, parses it, and checks every value comes back unchanged. kind
+// picks an entry of frameKinds.
 func FuzzRoundTrip(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, kind, flags, hops, hopLimit uint8, cluster, origin, epoch, seq, packet uint64, blob []byte) {
+		k := &frameKinds[int(kind)%len(frameKinds)]
 		h := codec.Header{
-			Type: codec.FrameType(kind%5 + 1), Hops: hops, HopLimit: hopLimit,
+			Type: k.typ, Hops: hops, HopLimit: hopLimit,
 			Cluster: cluster, Origin: origin, Epoch: epoch, Seq: seq, Packet: packet,
 		}
 		if flags&1 != 0 {
@@ -217,67 +175,7 @@ func FuzzRoundTrip(f *testing.F) {
 			h.Flags |= codec.FlagRetransmit
 		}
 		r := &reader{b: blob}
-		var (
-			frame   []byte
-			keys    [][]byte
-			rflags  []codec.RecordFlags
-			alive   codec.Alive
-			entries []codec.DigestEntry
-			leave   uint64
-			nack    codec.Nack
-			ranges  []codec.SeqRange
-		)
-		switch h.Type {
-		case codec.TypeData:
-			var fb codec.FrameBuilder
-			budget := codec.MinFrameSize + int(flags>>2)*1024
-			fb.Reset(make([]byte, 0, budget), h, budget)
-			for len(keys) == 0 || len(r.b) > 0 {
-				kl := 1 + (int(r.u8())<<8|int(r.u8()))%codec.MaxKeyLen
-				key := r.take(min(kl, max(len(r.b), 1)))
-				rf := codec.RecordExact
-				if len(key)%2 == 0 {
-					rf = codec.RecordPrefix
-				}
-				if !fb.Add(key, rf) {
-					break
-				}
-				keys, rflags = append(keys, key), append(rflags, rf)
-			}
-			frame = fb.Finish()
-			if fb.Len() > budget {
-				t.Fatalf("builder exceeded budget: %d > %d", fb.Len(), budget)
-			}
-		case codec.TypeAlive:
-			alive = codec.Alive{Incarnation: r.u64(), HWM: r.u64(), Addr: r.addr()}
-			n := int(r.u8()) % (codec.MaxDigestEntries(codec.DefaultMaxFrameSize, true) + 1)
-			frame = codec.AppendAlive(codec.AppendHeader(nil, &h), &alive)
-			for range n {
-				e := codec.DigestEntry{ID: r.u64(), Epoch: r.u64(), Incarnation: r.u64(), Addr: r.addr(), State: codec.MemberState(1 + r.u8()%4)}
-				entries = append(entries, e)
-				frame = codec.AppendDigestEntry(frame, &e)
-			}
-		case codec.TypeLeave:
-			leave = r.u64()
-			frame = codec.AppendLeave(codec.AppendHeader(nil, &h), leave)
-		case codec.TypeNack:
-			nack = codec.Nack{Origin: r.u64(), Epoch: r.u64()}
-			frame = codec.AppendNack(codec.AppendHeader(nil, &h), &nack)
-			for n := 1 + int(r.u8())%codec.MaxNackRanges(codec.DefaultMaxFrameSize, true); len(ranges) < n; {
-				first := max(r.u64()>>1, 1)
-				rg := codec.SeqRange{First: first, Last: first + r.u64()>>1}
-				ranges = append(ranges, rg)
-				frame = codec.AppendSeqRange(frame, rg)
-			}
-		case codec.TypeHWM:
-			frame = codec.AppendHeader(nil, &h)
-		}
-		if h.Type != codec.TypeData {
-			count := len(entries) + len(ranges)
-			if err := codec.FinishFrame(frame, uint16(count)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		frame, count, check := k.build(t, r, h, codec.MinFrameSize+int(flags>>2)*1024)
 		if h.Flags&codec.FlagAuth != 0 {
 			frame = append(frame, r.take(codec.TagLen)...)
 		}
@@ -288,53 +186,11 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		want := h
 		want.PayloadLen = uint16(len(fr.Payload))
-		want.Count = uint16(len(keys) + len(entries) + len(ranges))
+		want.Count = count
 		if fr.Header != want {
 			t.Fatalf("header\n got %+v\nwant %+v", fr.Header, want)
 		}
-		p := fr.Payload
-		switch h.Type {
-		case codec.TypeData:
-			it := codec.NewRecordIter(p, fr.Header.Count)
-			i := 0
-			for rec, ok := it.Next(); ok; rec, ok = it.Next() {
-				if !bytes.Equal(rec.Key, keys[i]) || rec.Flags != rflags[i] {
-					t.Fatalf("record %d: %q %v, want %q %v", i, rec.Key, rec.Flags, keys[i], rflags[i])
-				}
-				i++
-			}
-			if it.Err() != nil || i != len(keys) {
-				t.Fatalf("records: %d of %d, %v", i, len(keys), it.Err())
-			}
-		case codec.TypeAlive:
-			a, n, _ := codec.ParseAlive(p)
-			if a != alive {
-				t.Fatalf("alive %+v, want %+v", a, alive)
-			}
-			for i, we := range entries {
-				e, m, _ := codec.ParseDigestEntry(p[n:])
-				if e != we {
-					t.Fatalf("entry %d: %+v, want %+v", i, e, we)
-				}
-				n += m
-			}
-		case codec.TypeLeave:
-			if inc, _, _ := codec.ParseLeave(p); inc != leave {
-				t.Fatalf("leave %d, want %d", inc, leave)
-			}
-		case codec.TypeNack:
-			nk, n, _ := codec.ParseNack(p)
-			if nk != nack {
-				t.Fatalf("nack %+v, want %+v", nk, nack)
-			}
-			for i, wr := range ranges {
-				rg, m, _ := codec.ParseSeqRange(p[n:])
-				if rg != wr {
-					t.Fatalf("range %d: %+v, want %+v", i, rg, wr)
-				}
-				n += m
-			}
-		}
+		check(t, fr.Payload)
 	})
 }
 
@@ -456,6 +312,23 @@ func FuzzParseLeave(f *testing.F) {
 			return
 		}
 		if got := codec.AppendLeave(nil, inc); n != codec.LeaveLen || !bytes.Equal(got, b[:n]) {
+			t.Fatalf("re-encoding differs\n in  %x\n out %x", b[:n], got)
+		}
+	})
+}
+
+func FuzzParseAck(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, n, err := codec.ParseAck(b)
+		if err != nil {
+			checkSentinel(t, err)
+			if len(b) >= codec.AckLen {
+				t.Fatalf("rejected %d bytes: %v", len(b), err)
+			}
+			return
+		}
+		if got := codec.AppendAck(nil, &a); n != codec.AckLen || !bytes.Equal(got, b[:n]) {
 			t.Fatalf("re-encoding differs\n in  %x\n out %x", b[:n], got)
 		}
 	})

@@ -190,6 +190,11 @@ func FuzzNodeReceive(f *testing.F) {
 	if nodesErr != nil {
 		f.Fatalf("starting nodes: %v", nodesErr)
 	}
+	// ACKs of the nodes' own streams (their epochs are known only now), so
+	// the fuzzer reaches flow control's bookkeeping.
+	for _, fn := range []*fuzzNode{plainNode, keyedNode} {
+		f.Add(seedFrame(seedHeader, codec.TypeAck, 0, codec.AppendAck(nil, &codec.Ack{Origin: nodeTargetID, Epoch: fn.node.Epoch(), Cum: 3})))
+	}
 	f.Fuzz(func(t *testing.T, datagram []byte) {
 		plainNode.inject(t, datagram)
 		keyedNode.inject(t, datagram)
@@ -206,8 +211,10 @@ func FuzzNodeReceive(f *testing.F) {
 	})
 }
 
-// nodeSeeds are real frames of every type, built by codec, that pass the
-// nodes' cluster check, so the fuzzer starts deep in the receive path.
+// nodeSeeds are real frames of every type in frameKinds, built by codec,
+// that pass the nodes' cluster check, so the fuzzer starts deep in the
+// receive path; then frames aimed at particular paths (first and far
+// sequences, NACKs and ACKs naming the node).
 func nodeSeeds() [][]byte {
 	auth := seedHeader
 	auth.Flags = codec.FlagAuth
@@ -224,7 +231,17 @@ func nodeSeeds() [][]byte {
 	unavail := codec.AppendNack(nil, &codec.Nack{Origin: seedHeader.Origin, Epoch: seedHeader.Epoch})
 	unavail = codec.AppendSeqRange(unavail, codec.SeqRange{First: 40, Last: 41})
 	self := []codec.DigestEntry{{ID: nodeTargetID, Epoch: 1, Incarnation: 9, Addr: seedAddr4, State: codec.StateSuspect}}
-	return [][]byte{
+	ackUs := codec.AppendAck(nil, &codec.Ack{Origin: nodeTargetID, Epoch: 1, Cum: 5})
+	askUs := codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAsk, Member: nodeTargetID})
+	welcome := codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAnswer, Member: nodeTargetID, From: 2})
+	var out [][]byte
+	for _, k := range frameKinds { // every type, plain and sealed
+		for _, s := range k.seeds() {
+			out = append(out, seedFrame(seedHeader, k.typ, s.count, s.payload),
+				append(seedFrame(auth, k.typ, s.count, s.payload), seedTag...))
+		}
+	}
+	return append(out,
 		seedData(first, "user:1"),
 		seedData(seedHeader, "user:42", "session:"),
 		seedData(retrans, "user:42"),
@@ -238,7 +255,10 @@ func nodeSeeds() [][]byte {
 		seedFrame(seedHeader, codec.TypeNack, 1, unavail),
 		seedFrame(hwmMax, codec.TypeHWM, 0, nil),
 		append(seedFrame(auth, codec.TypeHWM, 0, nil), seedTag...),
-	}
+		seedFrame(seedHeader, codec.TypeAck, 0, ackUs),
+		seedFrame(seedHeader, codec.TypeJoin, 0, askUs),
+		seedFrame(seedHeader, codec.TypeJoin, 0, welcome),
+	)
 }
 
 // TestGenerateNodeCorpus writes FuzzNodeReceive's seeds with -gen-corpus

@@ -80,30 +80,32 @@ func seedNackPayload(ranges ...codec.SeqRange) []byte {
 	return p
 }
 
-// seedFrames returns a valid frame of every type and flag combination,
-// plus a full DATA frame.
+// seedFrames returns valid frames of every type in frameKinds, plain and
+// sealed, plus DATA's flag variants and a full DATA frame.
 func seedFrames() [][]byte {
 	auth, retrans := seedHeader, seedHeader
 	auth.Flags = codec.FlagAuth
 	retrans.Flags, retrans.Hops = codec.FlagRetransmit, 2
+	var out [][]byte
+	for _, k := range frameKinds {
+		for i, s := range k.seeds() {
+			out = append(out, seedFrame(seedHeader, k.typ, s.count, s.payload))
+			if i == 0 {
+				out = append(out, append(seedFrame(auth, k.typ, s.count, s.payload), seedTag...))
+			}
+		}
+	}
 	full := make([]string, 80)
 	for i := range full {
 		full[i] = fmt.Sprintf("key-%012d", i)
 	}
 	hwm := seedHeader
 	hwm.Seq = 1234
-	return [][]byte{
-		seedData(seedHeader, "user:42", "session:"),
+	return append(out,
 		seedData(retrans, "user:42"),
-		append(seedData(auth, "k"), seedTag...),
 		seedData(seedHeader, full...),
-		seedFrame(seedHeader, codec.TypeAlive, uint16(len(seedDigest)), seedAlivePayload(seedDigest)),
-		seedFrame(seedHeader, codec.TypeAlive, 0, seedAlivePayload(nil)),
-		append(seedFrame(auth, codec.TypeAlive, 1, seedAlivePayload(seedDigest[:1])), seedTag...),
-		seedFrame(seedHeader, codec.TypeLeave, 0, codec.AppendLeave(nil, 6)),
-		seedFrame(seedHeader, codec.TypeNack, 2, seedNackPayload(codec.SeqRange{First: 3, Last: 5}, codec.SeqRange{First: 9, Last: 9})),
 		seedFrame(hwm, codec.TypeHWM, 0, nil),
-	}
+	)
 }
 
 func seedRecords() [][]byte {
@@ -138,7 +140,7 @@ func roundTripSeeds() []roundTripSeed {
 	blob := binary.BigEndian.AppendUint64(nil, 0x0011223344556677)
 	blob = append(blob, "some keys and addresses for the reader to carve up into items"...)
 	var out []roundTripSeed
-	for kind := uint8(0); kind < 5; kind++ {
+	for kind := range uint8(len(frameKinds)) {
 		out = append(out,
 			roundTripSeed{kind: kind, hopLimit: 4, cluster: 1, origin: 2, epoch: 3, seq: 4, packet: 5, blob: blob},
 			roundTripSeed{kind: kind, flags: 3, hops: 1, hopLimit: 4, cluster: ^uint64(0), origin: 9, epoch: 8, seq: 7, packet: 6, blob: blob[:9]},
@@ -157,12 +159,8 @@ func corpora() map[string][][]any {
 		return out
 	}
 	frames := seedFrames()
-	var payloads [][]byte
 	var headers [][]byte
-	for _, fr := range frames {
-		payloads = append(payloads, fr[codec.HeaderLen:])
-		headers = append(headers, fr)
-	}
+	headers = append(headers, frames...)
 	var rt [][]any
 	for _, s := range roundTripSeeds() {
 		rt = append(rt, s.args())
@@ -181,7 +179,11 @@ func corpora() map[string][][]any {
 		"FuzzParseAlive":  one([][]byte{seedAlivePayload(seedDigest), seedAlivePayload(nil)}),
 		"FuzzParseNack":   one([][]byte{seedNackPayload(codec.SeqRange{First: 1, Last: 1}, codec.SeqRange{First: 2, Last: ^uint64(0)}), seedNackPayload()}),
 		"FuzzParseLeave":  one([][]byte{codec.AppendLeave(nil, 6), codec.AppendLeave(nil, ^uint64(0))}),
-		"FuzzParseAddr":   one(append(seedAddrs(), payloads[4][16:])),
+		"FuzzParseAck": one([][]byte{
+			codec.AppendAck(nil, &codec.Ack{Origin: 0xC1, Epoch: 0xD1, Cum: 40}),
+			codec.AppendAck(nil, &codec.Ack{Origin: ^uint64(0), Epoch: ^uint64(0), Cum: ^uint64(0)}),
+		}),
+		"FuzzParseAddr": one(append(seedAddrs(), seedAlivePayload(seedDigest)[16:] /* the address inside ALIVE, then more bytes */)),
 	}
 }
 

@@ -47,6 +47,12 @@ var (
 //   - A GetOrLoad whose load started before an invalidation of its key
 //     (local Set, Delete or DeletePrefix, remote invalidation, or flush)
 //     returns the loaded value to its callers but does not store it.
+//   - Until the node is ready (engine.Node.Ready: every member has told
+//     it from which invalidation on it is in that member's fan-out),
+//     nothing is stored: GetOrLoad passes straight through to the loader
+//     and Set only invalidates the key elsewhere. A value stored before
+//     then could predate an invalidation the node was never sent. Both
+//     are counted (Stats.NotReadyLoads, NotReadySets); WaitReady waits.
 //
 // Size is bounded by WithMaxEntries, split evenly over shards; a full shard
 // evicts by CLOCK (second chance), which needs no write lock on a hit. All
@@ -69,6 +75,7 @@ type Cache[T any] struct {
 
 	loads, loadErrors, coalesced, staleLoads atomic.Uint64
 	sets, deletes, remote, prefixes, flushes atomic.Uint64
+	notReadyLoads, notReadySets              atomic.Uint64
 }
 
 // NewMeshEventual starts a node with opts and returns a cache that owns it:
@@ -90,8 +97,8 @@ func NewMeshEventual[T any](opts engine.Options, options ...Option) (*Cache[T], 
 // node, so several caches can share one node; give each its own
 // WithNamespace. The cache does not own the node: Close leaves it running.
 //
-// The node keeps the cache's handlers registered after Close (the engine
-// cannot unregister them); a closed cache ignores what they deliver.
+// Close unregisters the cache's handlers from the node; one still running
+// then finds the cache closed and ignores what it was given.
 func New[T any](node *engine.Node, options ...Option) (*Cache[T], error) {
 	if node == nil {
 		return nil, ErrNilNode
@@ -156,6 +163,10 @@ func (c *Cache[T]) shardOf(h uint64) *shard[T] { return &c.shards[h&c.shardMask]
 // Node returns the node the cache publishes through.
 func (c *Cache[T]) Node() *engine.Node { return c.node }
 
+// WaitReady blocks until the cache's node is ready (engine.Node.WaitReady):
+// from then on loaded and set values are stored.
+func (c *Cache[T]) WaitReady(ctx context.Context) error { return c.node.WaitReady(ctx) }
+
 // Get returns key's value if the cache holds it and it has not expired.
 // A hit does not allocate.
 func (c *Cache[T]) Get(key string) (T, bool) {
@@ -214,6 +225,14 @@ func (c *Cache[T]) set(key string, value T, ttl time.Duration) error {
 	var expires int64
 	if ttl > 0 {
 		expires = c.now() + int64(ttl)
+	}
+	if !c.node.Ready() {
+		// Not coherent yet: storing could keep a value an invalidation we
+		// were never sent made stale. Invalidate elsewhere all the same.
+		c.deleteLocal(stringBytes(key))
+		c.notReadySets.Add(1)
+		c.sets.Add(1)
+		return c.publish(key, false)
 	}
 	s := c.shardOf(xxhash.Sum64String(key))
 	s.mu.Lock()

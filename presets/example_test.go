@@ -62,6 +62,14 @@ func ExampleNewMeshEventual() {
 		return
 	}
 	defer cache.Close()
+	// Until the node is coherent with the mesh the cache stores nothing
+	// (loads pass through); a service usually just starts serving.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cache.WaitReady(ctx); err != nil {
+		fmt.Println("ready:", err)
+		return
+	}
 
 	// Set stores locally and invalidates user:42 on every other instance.
 	if err := cache.Set("user:42", User{Name: "Ada"}); err != nil {
@@ -85,6 +93,10 @@ func ExampleCache_GetOrLoad() {
 		return
 	}
 	defer cache.Close()
+	if err := cache.WaitReady(context.Background()); err != nil {
+		fmt.Println("ready:", err)
+		return
+	}
 
 	queries := 0
 	loadUser := func(ctx context.Context) (User, error) {
@@ -123,7 +135,9 @@ func Example_twoInstances() {
 		return
 	}
 	defer b.Close()
-	if !waitUntil(func() bool { return len(a.Node().Members()) == 1 && len(b.Node().Members()) == 1 }) {
+	if !waitUntil(func() bool {
+		return len(a.Node().Members()) == 1 && len(b.Node().Members()) == 1 && a.Node().Ready() && b.Node().Ready()
+	}) {
 		fmt.Println("the instances did not find each other")
 		return
 	}
@@ -155,6 +169,10 @@ func ExampleNew() {
 		return
 	}
 	defer node.Close()
+	if err := node.WaitReady(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	users, err := presets.New[User](node, presets.WithNamespace("users"))
 	if err != nil {

@@ -45,7 +45,15 @@ func newLocal[T any](t testing.TB, opts ...Option) *Cache[T] {
 		t.Fatalf("NewMeshEventual: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
+	waitReady(t, c.Node())
 	return c
+}
+
+// waitReady waits until n is coherent with its mesh: before that a cache
+// stores nothing.
+func waitReady(t testing.TB, n *engine.Node) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "node ready", n.Ready)
 }
 
 // newMesh returns n caches whose nodes all know each other.
@@ -67,7 +75,7 @@ func newMesh[T any](t testing.TB, n int, opts ...Option) []*Cache[T] {
 	}
 	waitFor(t, 5*time.Second, "every node to see every other", func() bool {
 		for _, c := range cs {
-			if aliveCount(c.Node()) != n-1 {
+			if aliveCount(c.Node()) != n-1 || !c.Node().Ready() {
 				return false
 			}
 		}

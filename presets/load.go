@@ -51,6 +51,18 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
+	if !c.node.Ready() {
+		// Not coherent with the mesh yet: what we load now may be made
+		// stale by an invalidation we were never sent, so it is not
+		// stored (nor coalesced with a load that will be).
+		c.notReadyLoads.Add(1)
+		c.loads.Add(1)
+		v, err := callLoader(ctx, load)
+		if err != nil {
+			c.loadErrors.Add(1)
+		}
+		return v, err
+	}
 	s := c.shardOf(xxhash.Sum64String(key))
 	s.mu.Lock()
 	if v, ok, _ := s.lookup(key, c.nowFn); ok { // stored since our miss

@@ -17,6 +17,11 @@ type Stats struct {
 	PrefixInvalidations uint64 // prefix invalidations applied, local and remote
 	Flushes             uint64 // whole-cache flushes on engine.EventGap
 
+	// NotReadyLoads counts GetOrLoad loads passed straight through (not
+	// stored) because the node was not yet ready; NotReadySets, Set calls
+	// that only invalidated. See engine.Node.Ready.
+	NotReadyLoads, NotReadySets uint64
+
 	Evictions   uint64 // entries dropped by the CLOCK sweep to make room
 	Expirations uint64 // expired entries reclaimed
 
@@ -35,6 +40,8 @@ func (c *Cache[T]) Stats() Stats {
 		RemoteInvalidations: c.remote.Load(),
 		PrefixInvalidations: c.prefixes.Load(),
 		Flushes:             c.flushes.Load(),
+		NotReadyLoads:       c.notReadyLoads.Load(),
+		NotReadySets:        c.notReadySets.Load(),
 	}
 	for i := range c.shards {
 		s := &c.shards[i]

@@ -16,7 +16,9 @@ import (
 
 // The admin endpoint (--http) of a node:
 //
-//	GET  /healthz     {"status":"ok","id":"…","members_alive":n}
+//	GET  /healthz     {"status":"ok","id":"…","members_alive":n} (liveness)
+//	GET  /readyz      200 {"ready":true} once engine.Node.Ready, else 503
+//	                  {"ready":false} (a Kubernetes readiness probe)
 //	GET  /members     membersDoc
 //	GET  /stats       statsDoc
 //	GET  /metrics     Prometheus text format (metrics.Collector + Go runtime)
@@ -145,6 +147,13 @@ func adminHandler(n *engine.Node) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"status": "ok", "id": fmt.Sprintf("%016x", n.ID()), "members_alive": n.Stats().MembersAlive,
 		})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusOK
+		if !n.Ready() {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, map[string]any{"ready": n.Ready(), "id": fmt.Sprintf("%016x", n.ID())})
 	})
 	mux.HandleFunc("GET /members", func(w http.ResponseWriter, r *http.Request) {
 		doc := membersDoc{

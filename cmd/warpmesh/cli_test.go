@@ -164,6 +164,15 @@ func TestAdminEndpoints(t *testing.T) {
 	if health.Status != "ok" || health.ID != field(self, 1) || health.MembersAlive != 1 {
 		t.Errorf("healthz %+v", health)
 	}
+	var ready struct {
+		Ready bool   `json:"ready"`
+		ID    string `json:"id"`
+	}
+	a.waitLine(t, "event ready")
+	getJSON("/readyz", &ready)
+	if !ready.Ready || ready.ID != field(self, 1) {
+		t.Errorf("readyz %+v", ready)
+	}
 	var members membersDoc
 	getJSON("/members", &members)
 	bid := field(b.waitLine(t, "self "), 1)

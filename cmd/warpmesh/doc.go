@@ -46,6 +46,7 @@
 //	event leave <id> <addr> epoch=<n> incarnation=<n>            a member left gracefully or was replaced
 //	event gap <origin-id> epoch=<n> missing=<n> reason=<r> first=<n> last=<n>
 //	                                                             invalidations may have been missed
+//	event ready                                                  the node became coherent (engine.Node.Ready)
 //
 // Read name=value fields by name, not position: new ones may be added
 // (after the id on inv lines, at the end of others). On an inv line the
@@ -58,7 +59,7 @@
 //
 // # The admin endpoint
 //
-// warpmesh node --http ADDR serves GET /healthz, GET /members and GET /stats
+// warpmesh node --http ADDR serves GET /healthz, GET /readyz, GET /members and GET /stats
 // (JSON), GET /metrics (Prometheus text format, the warpmesh_* series of
 // package metrics plus Go runtime metrics) and POST /invalidate with a JSON
 // body {"keys":["…"],"prefixes":["…"]}, answered with the counts queued,

@@ -17,7 +17,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var lf logFlags
 	nf.register(fs, 7946)
 	lf.register(fs)
-	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /members /stats /metrics, POST /invalidate")
+	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /members /stats /metrics, POST /invalidate")
 	print := fs.Bool("print", false, "write one line per applied invalidation and membership/gap event to stdout (format: see package doc)")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -168,10 +168,14 @@ func (p *printer) invalidation(inv engine.Invalidation) {
 
 // event <type> <id> <addr> epoch=<n> incarnation=<n>
 // event gap <origin> epoch=<n> missing=<n> reason=<reason> first=<n> last=<n>
+// event ready
 func (p *printer) event(e engine.Event) {
 	p.add(func(b []byte) []byte {
 		b = append(b, "event "...)
 		b = append(b, e.Type.String()...)
+		if e.Type == engine.EventReady {
+			return b
+		}
 		b = append(b, ' ')
 		if e.Type == engine.EventGap {
 			b = appendID(b, e.Gap.Origin)

@@ -31,9 +31,6 @@ func roundTrip(t testing.TB, a, b *memnet.Endpoint, batch int) func() {
 }
 
 func TestZeroAlloc(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under -race")
-	}
 	for _, tc := range []struct {
 		name string
 		link memnet.Link

@@ -2,6 +2,6 @@
 
 package memnet_test
 
-// raceEnabled reports whether the race detector is on: allocation gates
-// are skipped and simulated meshes shrink.
+// raceEnabled reports whether the race detector is on: simulated meshes
+// shrink.
 const raceEnabled = true
