@@ -94,7 +94,8 @@ type incarnation struct {
 	packed atomic.Uint64 // highest sequence this node packed its own invalidations into
 	gaps   gapCount
 
-	bootAt, retiredAt int64 // oracle clock; retiredAt 0 while live
+	bootAt, retiredAt int64        // oracle clock; retiredAt 0 while live
+	readyAt           atomic.Int64 // when EventReady was delivered; 0 before
 	recvMu            sync.Mutex
 	recv              []received // invalidations applied from other nodes
 	sent              []sentKey  // first copies of DATA frames written, per key record and destination
@@ -171,6 +172,8 @@ type totals struct {
 	givenUp                 map[string]uint64
 	gapEvents, gapFrames    uint64
 	repairP99               time.Duration // worst node's 99th percentile repair latency
+	readyMax                time.Duration // longest boot → EventReady of an incarnation
+	neverReady              uint64        // incarnations that never became ready
 	incarnations, dataFrame uint64
 	drops                   map[string]uint64
 }
@@ -195,6 +198,11 @@ func (s *totals) add(inc *incarnation) {
 	s.repaired += ns.GapsRepaired
 	s.framesLost += ns.FramesLost
 	s.repairP99 = max(s.repairP99, ns.RepairLatency.Quantile(0.99))
+	if r := inc.readyAt.Load(); r != 0 {
+		s.readyMax = max(s.readyMax, time.Duration(r-inc.bootAt))
+	} else {
+		s.neverReady++
+	}
 	s.dataFrame += ns.DataFrames
 	if s.givenUp == nil {
 		s.givenUp = map[string]uint64{}
@@ -231,9 +239,9 @@ func (s *totals) String() string {
 		}
 	}
 	return fmt.Sprintf("drops: %s; gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
-		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d (p99 %v), frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d",
+		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d (p99 %v), frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d (slowest to ready %v, never ready %d)",
 		strings.Join(drops, " "), s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
-		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.repairP99, s.framesLost, s.nacks, s.retransRecv, s.incarnations)
+		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.repairP99, s.framesLost, s.nacks, s.retransRecv, s.incarnations, s.readyMax.Round(time.Millisecond), s.neverReady)
 }
 
 func newCluster(t testing.TB, w workload) *cluster {
@@ -306,7 +314,12 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 		PublishRing:   1 << 16,
 		Transport:     conn,
 		EchoLocal:     true,
-		OnEvent:       inc.gaps.onEvent,
+	}
+	opts.OnEvent = func(e engine.Event) {
+		if e.Type == engine.EventReady {
+			inc.readyAt.Store(c.db.now())
+		}
+		inc.gaps.onEvent(e)
 	}
 	opts.OnInvalidate = func(inv engine.Invalidation) {
 		id := inc.id.Load()
@@ -521,6 +534,11 @@ func (c *cluster) explain(r *read, next commit) string {
 	}
 	life := func(inc *incarnation) string {
 		s := fmt.Sprintf("node %016x up since %v", inc.id.Load(), dur(inc.bootAt))
+		if r := inc.readyAt.Load(); r != 0 {
+			s += fmt.Sprintf(", ready at %v", dur(r))
+		} else {
+			s += ", never ready"
+		}
 		if inc.retiredAt != 0 {
 			s += fmt.Sprintf(" (retired at %v)", dur(inc.retiredAt))
 		}

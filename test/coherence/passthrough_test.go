@@ -1,11 +1,19 @@
 package coherence
 
-import "github.com/warpmesh/warpmesh/presets"
+import (
+	"fmt"
 
-// addPassThrough adds the loads a cache passed straight through to the
-// loader without storing them (while its node was not ready). presets on
-// this branch has no such counter yet, so there is nothing to add.
-func addPassThrough(dst, src *presets.Stats) {}
+	"github.com/warpmesh/warpmesh/presets"
+)
+
+// addPassThrough adds the loads (and Sets) a cache passed straight through
+// without storing them while its node was not ready.
+func addPassThrough(dst, src *presets.Stats) {
+	dst.NotReadyLoads += src.NotReadyLoads
+	dst.NotReadySets += src.NotReadySets
+}
 
 // passThroughString describes the pass-through loads for a report.
-func passThroughString(s *presets.Stats) string { return "" }
+func passThroughString(s *presets.Stats) string {
+	return fmt.Sprintf(", passed through while not ready: %d loads, %d sets", s.NotReadyLoads, s.NotReadySets)
+}
