@@ -1,6 +1,7 @@
 package coherence
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -27,7 +28,7 @@ func TestCheckerFlags(t *testing.T) {
 		{start: 1700 * ms, end: 1701 * ms, key: 1, ver: 0, inst: 3}, // instance 3 was not cut off: stale
 	}}
 	cuts := []cut{{from: []int{1}, to: []int{2}, start: 900 * ms, heal: 1400 * ms}}
-	v := check(d, reads, cuts, nil, bound)
+	v := check(d, reads, cuts, nil, nil, bound)
 	want := verdict{Checked: 9, Stale: 3, Invalid: 2, Excused: 1, Behind: 5}
 	if v.Checked != want.Checked || v.Stale != want.Stale || v.Invalid != want.Invalid || v.Excused != want.Excused || v.Behind != want.Behind {
 		t.Fatalf("got %v, want checked %d stale %d invalid %d excused %d behind %d\n%v",
@@ -35,6 +36,40 @@ func TestCheckerFlags(t *testing.T) {
 	}
 	if len(v.Examples) != 5 {
 		t.Errorf("%d examples, want 5 (the first five stale or invalid reads)", len(v.Examples))
+	}
+
+	// A stall of 50 ms between the commit at 1000 ms and the reads at
+	// 1700 ms excuses the 100 ms over the bound of neither: only a stall
+	// at least as long as the excess does.
+	short := []stall{{start: 1100 * ms, end: 1150 * ms}}
+	if v := check(d, reads, cuts, short, nil, bound); v.Stale != 3 || v.Starved != 0 {
+		t.Errorf("with a 50 ms stall: %v, want 3 stale, none excused by the stall", v)
+	}
+	long := []stall{{start: 1100 * ms, end: 1250 * ms}, {start: 1600 * ms, end: 1620 * ms}}
+	// Instance 3's read (700 ms after the commit, 500 over) is still
+	// stale; instance 2's (300 ms after the heal, 100 over, 20 ms of stall
+	// after the heal) too; the read at 301 ms (1 ms over, no stall) too.
+	if v := check(d, reads, cuts, long, nil, bound); v.Stale != 3 || v.Starved != 0 {
+		t.Errorf("with stalls outside the windows: %v, want 3 stale", v)
+	}
+	covering := []stall{{start: 1450 * ms, end: 1560 * ms}, {start: 1000 * ms, end: 1200 * ms}}
+	slices.SortFunc(covering, func(a, b stall) int { return int(a.start - b.start) })
+	// Now instance 2's read after the heal (100 ms over, 110 ms stalled
+	// after the heal) is excused, instance 3's (500 ms over, 310 ms
+	// stalled) is not.
+	if v := check(d, reads, cuts, covering, nil, bound); v.Stale != 2 || v.Starved != 1 {
+		t.Errorf("with stalls covering one read's excess: %v, want 2 stale, 1 excused by a stall", v)
+	}
+}
+
+func TestStalledWithin(t *testing.T) {
+	ss := []stall{{10, 20}, {30, 35}, {50, 80}}
+	for _, c := range []struct{ from, to, want int64 }{
+		{0, 100, 45}, {15, 32, 7}, {20, 30, 0}, {60, 70, 10}, {0, 5, 0}, {79, 200, 1},
+	} {
+		if got := stalledWithin(ss, c.from, c.to); got != c.want {
+			t.Errorf("stalledWithin(%d, %d) = %d, want %d", c.from, c.to, got, c.want)
+		}
 	}
 }
 

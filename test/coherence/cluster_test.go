@@ -70,6 +70,7 @@ type cluster struct {
 	mu      sync.Mutex
 	reads   [][]read
 	cuts    []cut
+	stalls  []stall
 	incs    [][]*incarnation // per instance, every incarnation in boot order
 	retired totals
 
@@ -257,6 +258,15 @@ func newCluster(t testing.TB, w workload) *cluster {
 	for i := 0; i < w.instances; i++ {
 		c.insts = append(c.insts, &instance{idx: i})
 	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		probeStalls(c.db.now, c.stop, func(s stall) {
+			c.mu.Lock()
+			c.stalls = append(c.stalls, s)
+			c.mu.Unlock()
+		})
+	}()
 	t.Cleanup(func() {
 		for _, in := range c.insts {
 			if inc := in.cur.Load(); inc != nil {
@@ -507,7 +517,7 @@ func (c *cluster) finish() (verdict, totals) {
 			tot.add(inc)
 		}
 	}
-	return check(c.db, c.reads, c.cuts, c.explain, Bound), tot
+	return check(c.db, c.reads, c.cuts, c.stalls, c.explain, Bound), tot
 }
 
 // incAt returns instance i's incarnation live at t (the last booted by t).
@@ -606,6 +616,18 @@ func (c *cluster) explain(r *read, next commit) string {
 	}
 	return fmt.Sprintf("reader's %s at %v; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s; reader's Gap events meanwhile: %s; the writer's node wrote the key after the commit: %s",
 		life(rd), rd.conn.LocalAddr(), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "), strings.Join(gaps, ", "), strings.Join(sends, ", "))
+}
+
+// stallSummary describes the process stalls the probe saw.
+func (c *cluster) stallSummary() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var total, longest int64
+	for _, s := range c.stalls {
+		total += s.end - s.start
+		longest = max(longest, s.end-s.start)
+	}
+	return fmt.Sprintf("%d process stalls over %v (longest %v, %v in all)", len(c.stalls), probeMin, dur(longest), dur(total))
 }
 
 func (c *cluster) stopped() bool {

@@ -25,7 +25,11 @@ func TestDeafOriginBound(t *testing.T) {
 	if testing.Short() && !long() {
 		t.Skip("-short")
 	}
-	for _, n := range []int{1, 3} {
+	sizes := []int{3} // receivers that hear each other: the case that differs from one receiver
+	if long() {
+		sizes = []int{1, 3}
+	}
+	for _, n := range sizes {
 		t.Run(fmt.Sprintf("%d_receivers", n), func(t *testing.T) { deafOrigin(t, n) })
 	}
 }
@@ -41,7 +45,7 @@ type receiverLog struct {
 
 func deafOrigin(t *testing.T, receivers int) {
 	const every = time.Millisecond
-	keys := int(phase(4*time.Second) / every)
+	keys := int(phase(2500*time.Millisecond) / every)
 	fab := &fabric{}
 	ca, err := fab.listen(0)
 	if err != nil {
@@ -108,7 +112,7 @@ func deafOrigin(t *testing.T, receivers int) {
 		return a.Stats().MembersAlive == receivers
 	})
 
-	cutFrom, cutTo := keys/8, keys/8+int(phase(1500*time.Millisecond)/every)
+	cutFrom, cutTo := 300, 300+int(phase(1200*time.Millisecond)/every) // longer than DeadAfter
 	var heal func()
 	tick := time.NewTicker(every)
 	var key [8]byte

@@ -103,6 +103,7 @@ type verdict struct {
 	Stale    uint64 // reads that returned a version superseded more than Bound before they started
 	Invalid  uint64 // reads that returned a version never committed, or committed after the read ended
 	Excused  uint64 // reads stale only because a cut kept the newer version's invalidation from the reader
+	Starved  uint64 // reads past the bound by no more than the process was stalled (had no core) meanwhile
 	Behind   uint64 // reads that returned a version already superseded when they started (within Bound: allowed)
 	MaxLag   time.Duration
 	Examples []string // the first few stale or invalid reads, described
@@ -124,9 +125,16 @@ const maxExamples = 5
 // counted in Excused, and reads started more than bound after the heal are
 // held to the bound again.
 //
+// Stalls stretch the bound the same way: a read past the bound by no more
+// than the time the test process was measured stalled (see stall) between
+// the newer version's (effective) commit and the read is counted in
+// Starved, not Stale. The bound is what the engine promises a process that
+// gets a core; a machine that withholds one for a second delays every
+// goroutine by a second.
+//
 // explain, when set, adds what the cluster knows about a stale read to its
 // example: which nodes were involved and what the reader's node received.
-func check(d *database, reads [][]read, cuts []cut, explain func(r *read, next commit) string, bound time.Duration) verdict {
+func check(d *database, reads [][]read, cuts []cut, stalls []stall, explain func(r *read, next commit) string, bound time.Duration) verdict {
 	var v verdict
 	b := int64(bound)
 	for _, rs := range reads {
@@ -156,6 +164,10 @@ func check(d *database, reads [][]read, cuts []cut, explain func(r *read, next c
 					eff = max(eff, c.heal)
 				}
 			}
+			if over := r.start - eff - b; over > 0 && stalledWithin(stalls, eff, r.start) >= over {
+				v.Starved++
+				continue
+			}
 			if r.start-eff > b {
 				v.Stale++
 				v.MaxLag = max(v.MaxLag, time.Duration(lag))
@@ -166,6 +178,7 @@ func check(d *database, reads [][]read, cuts []cut, explain func(r *read, next c
 					if eff != next.at {
 						e += fmt.Sprintf("; held to the bound from the heal of a cut at %v", dur(eff))
 					}
+					e += fmt.Sprintf("; the process was stalled %v meanwhile", dur(stalledWithin(stalls, eff, r.start)))
 					if explain != nil {
 						e += "; " + explain(r, next)
 					}
@@ -190,8 +203,53 @@ func (v *verdict) example(s string) {
 }
 
 func (v verdict) String() string {
-	return fmt.Sprintf("reads checked %d, stale %d, invalid %d, behind within bound %d (max lag %v), excused by a cut %d",
-		v.Checked, v.Stale, v.Invalid, v.Behind, v.MaxLag.Round(time.Microsecond), v.Excused)
+	return fmt.Sprintf("reads checked %d, stale %d, invalid %d, behind within bound %d (max lag %v), excused by a cut %d, by a stall %d",
+		v.Checked, v.Stale, v.Invalid, v.Behind, v.MaxLag.Round(time.Microsecond), v.Excused, v.Starved)
+}
+
+// stall is a stretch of the oracle's clock during which the test process
+// had no core for its goroutines: the probe goroutine, asking to wake
+// every probeEvery, woke that much later.
+type stall struct{ start, end int64 }
+
+const (
+	probeEvery = 2 * time.Millisecond
+	probeMin   = 5 * time.Millisecond // shorter oversleeps are not recorded
+)
+
+// probeStalls records stalls until stop is closed and returns them in
+// order, through add.
+func probeStalls(now func() int64, stop <-chan struct{}, add func(stall)) {
+	t := time.NewTimer(probeEvery)
+	defer t.Stop()
+	for {
+		t0 := now()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if late := now() - t0 - int64(probeEvery); late > int64(probeMin) {
+			add(stall{start: t0 + int64(probeEvery), end: now()})
+		}
+		t.Reset(probeEvery)
+	}
+}
+
+// stalledWithin returns how long the stalls (in order, not overlapping)
+// cover of [from, to].
+func stalledWithin(stalls []stall, from, to int64) int64 {
+	i, _ := slices.BinarySearchFunc(stalls, from, func(s stall, t int64) int {
+		if s.end <= t {
+			return -1
+		}
+		return 1
+	})
+	var total int64
+	for ; i < len(stalls) && stalls[i].start < to; i++ {
+		total += min(stalls[i].end, to) - max(stalls[i].start, from)
+	}
+	return total
 }
 
 func commitTime(hist []commit, v uint32) string {
