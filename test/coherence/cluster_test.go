@@ -411,10 +411,20 @@ func (c *cluster) retire(in *instance, kill bool) {
 		// Published counts what entered the publish ring, RecordsSent
 		// what was packed into finished frames; packed is the frame of the
 		// last record packed, dataSeq the last frame handed to the socket.
-		testnet.WaitFor(c.t, 5*time.Second, fmt.Sprintf("instance %d to send its last invalidation", in.idx), func() bool {
+		// A stalled process can take seconds to get there (the long
+		// variant has seen 2 s stalls); the deadline only catches a hang.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
 			st := inc.node.Stats()
-			return st.RecordsSent >= st.Published && inc.conn.dataSeq.Load() >= inc.packed.Load()
-		})
+			if st.RecordsSent >= st.Published && inc.conn.dataSeq.Load() >= inc.packed.Load() {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("instance %d: its last invalidations never left: published %d, packed %d, last frame packed %d, last frame written %d, members alive %d",
+					in.idx, st.Published, st.RecordsSent, inc.packed.Load(), inc.conn.dataSeq.Load(), st.MembersAlive)
+			}
+			<-time.After(time.Millisecond) // polling the sender's progress
+		}
 		inc.node.Abort()
 	}
 	inc.cache.Close()

@@ -171,9 +171,25 @@ func deafOrigin(t *testing.T, receivers int) {
 				}
 			}
 		}
+		// Of those never applied, how many were flagged after all, and
+		// how late?
+		flaggedLate, worstFlag := 0, time.Duration(0)
+		for i := 0; i < keys; i++ {
+			if rl.gotAt[i].Load() != 0 || covered(seqOf[i].Load(), pubAt[i].Load()+int64(Bound)) {
+				continue
+			}
+			for _, g := range rl.gaps {
+				if seq := seqOf[i].Load(); g.gap.Origin == a.ID() && g.gap.First <= seq && seq <= g.gap.Last {
+					flaggedLate++
+					worstFlag = max(worstFlag, time.Duration(g.at-pubAt[i].Load()))
+					break
+				}
+			}
+		}
 		bs := rl.node.Stats()
-		t.Logf("receiver %d: %d flagged by %d Gap events, %d applied late (worst %v), %d never applied nor flagged; gaps detected %d, repaired %d, lost %d, NACKs sent %d",
-			j, flagged, len(rl.gaps), late, worst.Round(time.Millisecond), never, bs.GapsDetected, bs.GapsRepaired, bs.FramesLost, bs.NacksSent)
+		t.Logf("receiver %d: %d flagged by %d Gap events within the bound, %d applied late (worst %v after Publish), %d never applied (%d of them flagged late, worst %v after Publish); gaps detected %d, repaired %d (p99 %v), lost %d, not owed %d, NACKs sent %d",
+			j, flagged, len(rl.gaps), late, worst.Round(time.Millisecond), never, flaggedLate, worstFlag.Round(time.Millisecond),
+			bs.GapsDetected, bs.GapsRepaired, bs.RepairLatency.Quantile(0.99), bs.FramesLost, bs.GapsNotOwed, bs.NacksSent)
 		rl.mu.Unlock()
 		total += late + never
 	}

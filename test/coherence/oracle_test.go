@@ -179,6 +179,11 @@ func check(d *database, reads [][]read, cuts []cut, stalls []stall, explain func
 						e += fmt.Sprintf("; held to the bound from the heal of a cut at %v", dur(eff))
 					}
 					e += fmt.Sprintf("; the process was stalled %v meanwhile", dur(stalledWithin(stalls, eff, r.start)))
+					for j := range cuts {
+						if c := &cuts[j]; c.heal > next.at-2*b && c.start < r.start {
+							e += fmt.Sprintf("; a cut %v→%v from %v to %v", c.from, c.to, dur(c.start), dur(c.heal))
+						}
+					}
 					if explain != nil {
 						e += "; " + explain(r, next)
 					}
