@@ -169,7 +169,7 @@ type totals struct {
 	cache                   presets.Stats
 	nacks, retransRecv      uint64
 	gapsDetected, repaired  uint64
-	framesLost              uint64
+	framesLost, notOwed     uint64
 	givenUp                 map[string]uint64
 	gapEvents, gapFrames    uint64
 	repairP99               time.Duration // worst node's 99th percentile repair latency
@@ -198,6 +198,7 @@ func (s *totals) add(inc *incarnation) {
 	s.gapsDetected += ns.GapsDetected
 	s.repaired += ns.GapsRepaired
 	s.framesLost += ns.FramesLost
+	s.notOwed += ns.GapsNotOwed
 	s.repairP99 = max(s.repairP99, ns.RepairLatency.Quantile(0.99))
 	if r := inc.readyAt.Load(); r != 0 {
 		s.readyMax = max(s.readyMax, time.Duration(r-inc.bootAt))
@@ -240,9 +241,9 @@ func (s *totals) String() string {
 		}
 	}
 	return fmt.Sprintf("drops: %s; gap events %d (%d frames; given up: %s), cache flushes %d, loads %d (stale loads %d%s), "+
-		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d (p99 %v), frames lost %d, NACKs sent %d, retransmits received %d; incarnations %d (slowest to ready %v, never ready %d)",
+		"hits %d, sets %d, deletes %d, remote invalidations %d; gaps detected %d, repaired %d (p99 %v), frames lost %d, not owed %d, NACKs sent %d, retransmits received %d; incarnations %d (slowest to ready %v, never ready %d)",
 		strings.Join(drops, " "), s.gapEvents, s.gapFrames, strings.Join(reasons, " "), s.cache.Flushes, s.cache.Loads, s.cache.StaleLoads, passThroughString(&s.cache),
-		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.repairP99, s.framesLost, s.nacks, s.retransRecv, s.incarnations, s.readyMax.Round(time.Millisecond), s.neverReady)
+		s.cache.Hits, s.cache.Sets, s.cache.Deletes, s.cache.RemoteInvalidations, s.gapsDetected, s.repaired, s.repairP99, s.framesLost, s.notOwed, s.nacks, s.retransRecv, s.incarnations, s.readyMax.Round(time.Millisecond), s.neverReady)
 }
 
 func newCluster(t testing.TB, w workload) *cluster {

@@ -29,6 +29,20 @@ func longFactor() int {
 // phase scales a scenario phase for the long variant.
 func phase(d time.Duration) time.Duration { return d * time.Duration(longFactor()) }
 
+// cutLength is how long a partition lasts: 1.5 s in CI (three times
+// DeadAfter: each side declares the other dead), 8 s in the long variant
+// (as the measurement; longer than the 5 s after which a node
+// forgets a dead member).
+func cutLength() time.Duration {
+	if long() {
+		return 8 * time.Second
+	}
+	return 1500 * time.Millisecond
+}
+
+// cutRounds is how many partitions a partition scenario runs.
+func cutRounds() int { return max(1, longFactor()/3) }
+
 // summary collects one line per scenario for the end of the run.
 var summary struct {
 	sync.Mutex
@@ -139,10 +153,10 @@ func TestCoherence(t *testing.T) {
 	})
 	t.Run("partition", func(t *testing.T) {
 		scenario(t, baseWorkload(), settle, func(c *cluster) {
-			for range longFactor() {
+			for range cutRounds() {
 				pace(500 * time.Millisecond)
 				heal := c.partition([]int{0, 1}, []int{2, 3, 4}, true)
-				pace(1500 * time.Millisecond) // longer than DeadAfter: each side declares the other dead
+				pace(cutLength())
 				heal()
 				c.waitMesh(10 * time.Second)
 			}
@@ -150,10 +164,10 @@ func TestCoherence(t *testing.T) {
 	})
 	t.Run("inbound_partition", func(t *testing.T) {
 		c := scenario(t, baseWorkload(), settle, func(c *cluster) {
-			for range longFactor() {
+			for range cutRounds() {
 				pace(500 * time.Millisecond)
 				heal := c.partition([]int{1, 2, 3, 4}, []int{0}, false) // instance 0 hears no one; they hear it
-				pace(1500 * time.Millisecond)
+				pace(cutLength())
 				heal()
 				c.waitMesh(10 * time.Second)
 			}
