@@ -61,7 +61,9 @@
 // TestDeafOriginBound is the engine-level form of the inbound-only
 // partition: an origin that hears none of its receivers (they hear it and
 // each other) keeps publishing; each key must reach every receiver, or be
-// covered by a Gap event, within Bound.
+// covered by a Gap event, within Bound. Its past_forget case makes the cut
+// outlast the 10 × DeadAfter after which the origin forgets the receivers
+// (with shorter timeouts, to fit CI).
 //
 // The default run is the CI variant: go test -count=1 ./test/coherence/
 // takes about 45 s and checks about 20 million reads; under -race it takes

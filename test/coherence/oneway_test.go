@@ -25,14 +25,32 @@ func TestDeafOriginBound(t *testing.T) {
 	if testing.Short() && !long() {
 		t.Skip("-short")
 	}
+	std := deafTiming{heartbeat, suspectAfter, deadAfter, repairTimeout, phase(1200 * time.Millisecond), phase(2500 * time.Millisecond)}
 	sizes := []int{3} // receivers that hear each other: the case that differs from one receiver
 	if long() {
 		sizes = []int{1, 3}
 	}
 	for _, n := range sizes {
-		t.Run(fmt.Sprintf("%d_receivers", n), func(t *testing.T) { deafOrigin(t, n) })
+		t.Run(fmt.Sprintf("%d_receivers", n), func(t *testing.T) { deafOrigin(t, n, std) })
 	}
+	// A cut longer than the 10 × DeadAfter after which the origin forgets
+	// its dead receivers, with timeouts five times shorter so it fits CI:
+	// the long variant's 12 s cut at the usual timeouts fails the same way.
+	fast := deafTiming{10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond, 1500 * time.Millisecond, 2500 * time.Millisecond}
+	t.Run("past_forget", func(t *testing.T) { deafOrigin(t, 1, fast) })
 }
+
+// deafTiming is a deaf-origin run's node timeouts and schedule: the cut
+// starts at the 300th key (one a millisecond) and lasts cut; total is the
+// whole publishing time.
+type deafTiming struct {
+	heartbeat, suspect, dead, repair time.Duration
+	cut, total                       time.Duration
+}
+
+// bound is the staleness bound for these timeouts, as Bound is for the
+// oracle's.
+func (d deafTiming) bound() time.Duration { return 2*d.heartbeat + d.repair + slack }
 
 // receiverLog is what one receiver applied and raised.
 type receiverLog struct {
@@ -43,9 +61,10 @@ type receiverLog struct {
 	gaps  []gapAt
 }
 
-func deafOrigin(t *testing.T, receivers int) {
+func deafOrigin(t *testing.T, receivers int, tm deafTiming) {
 	const every = time.Millisecond
-	keys := int(phase(2500*time.Millisecond) / every)
+	keys := int(tm.total / every)
+	bound := tm.bound()
 	fab := &fabric{}
 	ca, err := fab.listen(0)
 	if err != nil {
@@ -59,7 +78,7 @@ func deafOrigin(t *testing.T, receivers int) {
 	optsFor := func(conn *faultyConn, peers ...string) engine.Options {
 		return engine.Options{
 			Port: engine.AnyPort, UnicastOnly: true, Peers: peers, Transport: conn,
-			Heartbeat: heartbeat, SuspectAfter: suspectAfter, DeadAfter: deadAfter, RepairTimeout: repairTimeout,
+			Heartbeat: tm.heartbeat, SuspectAfter: tm.suspect, DeadAfter: tm.dead, RepairTimeout: tm.repair,
 			Cluster: "coherence-deaf", Logger: quietLogger,
 		}
 	}
@@ -112,7 +131,7 @@ func deafOrigin(t *testing.T, receivers int) {
 		return a.Stats().MembersAlive == receivers
 	})
 
-	cutFrom, cutTo := 300, 300+int(phase(1200*time.Millisecond)/every) // longer than DeadAfter
+	cutFrom, cutTo := 300, 300+int(tm.cut/every) // longer than DeadAfter
 	var heal func()
 	tick := time.NewTicker(every)
 	var key [8]byte
@@ -133,7 +152,7 @@ func deafOrigin(t *testing.T, receivers int) {
 	}
 	tick.Stop()
 	// Let the last keys' bound pass before judging.
-	<-time.After(Bound)
+	<-time.After(bound)
 
 	as := a.Stats()
 	t.Logf("A: sent %d frames, flow waits %d (timeouts %d), retransmitted %d; cut receivers→A for keys %d..%d of %d",
@@ -152,7 +171,7 @@ func deafOrigin(t *testing.T, receivers int) {
 		var late, never, flagged int
 		var worst time.Duration
 		for i := 0; i < keys; i++ {
-			deadline := pubAt[i].Load() + int64(Bound)
+			deadline := pubAt[i].Load() + int64(bound)
 			g := rl.gotAt[i].Load()
 			switch {
 			case g != 0 && g <= deadline:
@@ -175,7 +194,7 @@ func deafOrigin(t *testing.T, receivers int) {
 		// how late?
 		flaggedLate, worstFlag := 0, time.Duration(0)
 		for i := 0; i < keys; i++ {
-			if rl.gotAt[i].Load() != 0 || covered(seqOf[i].Load(), pubAt[i].Load()+int64(Bound)) {
+			if rl.gotAt[i].Load() != 0 || covered(seqOf[i].Load(), pubAt[i].Load()+int64(bound)) {
 				continue
 			}
 			for _, g := range rl.gaps {
@@ -194,6 +213,6 @@ func deafOrigin(t *testing.T, receivers int) {
 		total += late + never
 	}
 	if total > 0 {
-		t.Errorf("%d keys neither applied nor flagged within the bound (%v) by a receiver while the path from A was open", total, Bound)
+		t.Errorf("%d keys neither applied nor flagged within the bound (%v) by a receiver while the path from A was open", total, bound)
 	}
 }
