@@ -52,7 +52,7 @@
 // TestJoinSilentMisses and TestRestartSameAddressSilentMisses are the
 // faster engine-level join checkers: a publisher at 250k keys/s, a
 // subscriber started mid-stream (or restarted at the same address with a
-// new id), 12 times each, counting keys published after New returned that
+// new id), 10 times each, counting keys published after New returned that
 // never reached it and were not covered by a Gap event. Keys published
 // before the subscriber reported ready (Node.WaitReady) are counted apart:
 // presets stores nothing until then, so missing them leaves nothing stale.
