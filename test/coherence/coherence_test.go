@@ -32,16 +32,28 @@ func phase(d time.Duration) time.Duration { return d * time.Duration(longFactor(
 // cutLength is how long a partition lasts: 1.5 s in CI (three times
 // DeadAfter: each side declares the other dead), 8 s in the long variant
 // (as the measurement; longer than the 5 s after which a node
-// forgets a dead member).
+// forgets a dead member), or WARPMESH_COHERENCE_CUT (a duration).
 func cutLength() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("WARPMESH_COHERENCE_CUT")); err == nil && d > 0 {
+		return d
+	}
 	if long() {
 		return 8 * time.Second
 	}
 	return 1500 * time.Millisecond
 }
 
-// cutRounds is how many partitions a partition scenario runs.
-func cutRounds() int { return max(1, longFactor()/3) }
+// cutRounds is how many partitions a partition scenario runs: one in CI;
+// in the long variant longFactor short cuts or a third as many long ones.
+func cutRounds() int {
+	switch {
+	case !long():
+		return 1
+	case cutLength() >= 5*time.Second:
+		return max(1, longFactor()/3)
+	}
+	return longFactor()
+}
 
 // summary collects one line per scenario for the end of the run.
 var summary struct {
