@@ -22,9 +22,9 @@
 // (after which a gap is given up with a Gap event that flushes the cache)
 // plus scheduling slack for a loaded two-core machine (250 ms; 500 ms
 // under the race detector): 850 ms (1.1 s under -race) with the timeouts
-// used here (heartbeat 50 ms, suspect 250 ms, dead 500 ms, repair 500 ms). A read
-// that returned a version never committed, or committed after the read
-// ended, is invalid. Both must be zero.
+// used here (heartbeat 50 ms, suspect 250 ms, dead 500 ms, repair
+// 500 ms). A read that returned a version never committed, or committed
+// after the read ended, is invalid. Both must be zero.
 //
 // While a network cut separates two instances no invalidation can cross
 // it; for a reader on the far side a newer version written on the near
@@ -66,7 +66,7 @@
 // (with shorter timeouts, to fit CI).
 //
 // The default run is the CI variant: go test -count=1 ./test/coherence/
-// takes about 45 s and checks about 20 million reads; under -race it takes
+// takes about 40 s and checks about 20 million reads; under -race it takes
 // about a minute on two loaded cores and checks over a million.
 // WARPMESH_COHERENCE_LONG=1 multiplies every phase and repetition by
 // WARPMESH_COHERENCE_FACTOR (default 10); RESULTS.md has its figures. The
