@@ -56,8 +56,8 @@
 //	+---------------------------------------------------------------+
 //	|                     payload ...                               | 56
 //
-//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN;
-//	         else ErrBadType
+//	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN,
+//	         8 CHALLENGE, 9 RESPONSE; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -74,7 +74,7 @@
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
 //	count    DATA: records; ALIVE: digest entries; NACK: ranges;
-//	         LEAVE, HWM, ACK, JOIN: 0.
+//	         LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -205,6 +205,27 @@
 // nothing before it was meant for it, unless it was already coherent with
 // the mesh when it first heard of that epoch, in which case it expects the
 // epoch from seq 1.
+//
+// # CHALLENGE and RESPONSE payload (ChallengeLen = 44), Count = 0
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------------------------------------------------------+
+//	|          challenger's time when the cookie was issued (u64)   |  0
+//	+---------------------------------------------------------------+
+//	|              address the challenge was sent to (18 B)         |  8
+//	+-------------------------------+-------------------------------+
+//	|        reserved (u16) = 0     |                                 26
+//	+-------------------------------+-------------------------------+
+//	|                     cookie (CookieLen = 16 B)                 | 28
+//	+---------------------------------------------------------------+
+//
+// A node sends a CHALLENGE to an address before it sends it anything else
+// (address validation); whoever receives it answers with a RESPONSE that
+// echoes the payload unchanged, its own id and epoch in the header. Time
+// and cookie mean something only to the challenger (a keyed hash of the
+// address and time); the address must be a real one (all zero is
+// ErrBadAddr).
 //
 // # Tag
 //

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -47,6 +48,8 @@ func addrBytes(ip string, port uint16) []byte {
 func TestErrorReasons(t *testing.T) {
 	g := goldenFrames()
 	data, alive, leave, nack, hwm := g["data"], g["alive"], g["leave"], g["nack"], g["hwm"]
+	challenge, response := g["challenge"], g["response"]
+	chP := challenge[HeaderLen:]
 	rec := AppendRecord(nil, []byte("user:42"), RecordExact)
 	aliveP := alive[HeaderLen:]
 	entry := aliveP[AliveFixedLen : AliveFixedLen+DigestEntryLen]
@@ -79,7 +82,7 @@ func TestErrorReasons(t *testing.T) {
 		{"trailing byte", parseFrame(append(data[:len(data):len(data)], 0)), ErrBadLength},
 		{"auth flag without tag", parseFrame(mutate(data, put8(offFlags, uint8(FlagAuth)))), ErrBadLength},
 		{"payload len mismatch", ValidatePayload(&Header{Type: TypeHWM, PayloadLen: 1}, nil), ErrBadLength},
-		{"unknown type payload", ValidatePayload(&Header{Type: 9}, nil), ErrBadType},
+		{"unknown type payload", ValidatePayload(&Header{Type: 200}, nil), ErrBadType},
 
 		// Records.
 		{"record short header", func() error { _, _, err := ParseRecord(rec[:RecordHeaderLen-1]); return err }(), ErrShort},
@@ -155,6 +158,24 @@ func TestErrorReasons(t *testing.T) {
 		// HWM.
 		{"HWM count", parseFrame(mutate(hwm, put16(offCount, 1))), ErrTooManyRecords},
 		{"HWM payload", parseFrame(payloadFrame(testHeader, TypeHWM, 0, []byte{0})), ErrBadLength},
+
+		// CHALLENGE and RESPONSE.
+		{"type 10", parseFrame(mutate(data, put8(offType, 10))), ErrBadType},
+		{"challenge short", func() error { _, _, err := ParseChallenge(chP[:ChallengeLen-1]); return err }(), ErrShort},
+		{"challenge no address", func() error {
+			_, _, err := ParseChallenge(mutate(chP, func(b []byte) []byte { clear(b[offChallengeAddr : offChallengeAddr+AddrLen]); return b }))
+			return err
+		}(), ErrBadAddr},
+		{"challenge multicast address", func() error {
+			_, _, err := ParseChallenge(mutate(chP, func(b []byte) []byte { copy(b[offChallengeAddr:], addrBytes("239.0.0.1", 7946)); return b }))
+			return err
+		}(), ErrBadAddr},
+		{"challenge reserved", func() error { _, _, err := ParseChallenge(mutate(chP, put16(offChallengeReserved, 1))); return err }(), ErrReserved},
+		{"CHALLENGE count", parseFrame(mutate(challenge, put16(offCount, 1))), ErrTooManyRecords},
+		{"RESPONSE count", parseFrame(mutate(response, put16(offCount, 1))), ErrTooManyRecords},
+		{"CHALLENGE frame short", parseFrame(payloadFrame(testHeader, TypeChallenge, 0, chP[:ChallengeLen-1])), ErrShort},
+		{"RESPONSE frame long", parseFrame(payloadFrame(testHeader, TypeResponse, 0, append(bytes.Clone(chP), 0))), ErrBadLength},
+		{"retransmit on CHALLENGE", parseFrame(mutate(challenge, put8(offFlags, uint8(FlagRetransmit)))), ErrBadFlags},
 
 		// Sizes.
 		{"frame size too small", ValidateFrameSize(MinFrameSize - 1), ErrFrameTooSmall},

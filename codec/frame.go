@@ -41,6 +41,8 @@ func ParseFrame(b []byte) (f Frame, err error) {
 //	LEAVE  Count == 0, exactly LeaveLen bytes
 //	NACK   fixed part, then exactly Count >= 1 ranges
 //	HWM    Count == 0, empty payload
+//	ACK    Count == 0, exactly AckLen bytes
+//	CHALLENGE, RESPONSE  Count == 0, exactly ChallengeLen bytes
 //
 // A Count larger than the payload holds is ErrTooManyRecords, leftover
 // bytes are ErrBadLength. It does not allocate.
@@ -99,6 +101,18 @@ func ValidatePayload(h *Header, payload []byte) error {
 			return ErrTooManyRecords
 		}
 		if len(payload) != 0 {
+			return ErrBadLength
+		}
+		return nil
+	case TypeChallenge, TypeResponse:
+		if count != 0 {
+			return ErrTooManyRecords
+		}
+		_, n, err := ParseChallenge(payload)
+		if err != nil {
+			return err
+		}
+		if n != len(payload) {
 			return ErrBadLength
 		}
 		return nil

@@ -27,6 +27,8 @@ var testDigest = []DigestEntry{
 	{ID: 0xA2, Epoch: 0xB2, Incarnation: 9, Addr: testAddr6, State: StateSuspect},
 }
 
+var testChallenge = Challenge{Time: 0x0000019A2B3C4D5E, Addr: testAddr4, Cookie: [CookieLen]byte{0xc0, 0x0c, 0x1e, 3: 1, 15: 0xff}}
+
 var testRanges = []SeqRange{{First: 3, Last: 5}, {First: 9, Last: 9}}
 
 var testTag = []byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
@@ -89,6 +91,8 @@ func goldenFrames() map[string][]byte {
 		"ack":             payloadFrame(testHeader, TypeAck, 0, AppendAck(nil, &Ack{Origin: 0xC1, Epoch: 0xD1, Cum: 77})),
 		"join_ask":        payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinAsk, Member: 0xC1})),
 		"join_answer":     payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinAnswer, Member: 0xC1, From: 42})),
+		"challenge":       payloadFrame(testHeader, TypeChallenge, 0, AppendChallenge(nil, &testChallenge)),
+		"response":        payloadFrame(testHeader, TypeResponse, 0, AppendChallenge(nil, &testChallenge)),
 	}
 }
 

@@ -94,3 +94,20 @@ func TestGoldenFields(t *testing.T) {
 		t.Fatalf("IPv6 digest entry\n got %s\nwant %s", got, wantEntry)
 	}
 }
+
+// TestGoldenChallengeFields decodes the CHALLENGE vector field by field.
+func TestGoldenChallengeFields(t *testing.T) {
+	for _, name := range []string{"challenge", "response"} {
+		f := goldenFrames()[name]
+		if f[offType] != map[string]byte{"challenge": 8, "response": 9}[name] {
+			t.Fatalf("%s: type byte %d", name, f[offType])
+		}
+		want := "0000019a2b3c4d5e" + // time
+			"00000000000000000000ffffc0000201" + "1f0a" + // ::ffff:192.0.2.1, port 7946
+			"0000" + // reserved
+			"c00c1e010000000000000000000000ff" // cookie
+		if got := hex.EncodeToString(f[HeaderLen:]); got != want {
+			t.Fatalf("%s payload\n got %s\nwant %s", name, got, want)
+		}
+	}
+}

@@ -56,16 +56,27 @@ type FrameType uint8
 
 // Frame types.
 const (
-	TypeData  FrameType = 1 // batch of invalidation records
-	TypeAlive FrameType = 2 // heartbeat: sender addr, incarnation, hwm, member digest
-	TypeLeave FrameType = 3 // graceful leave
-	TypeNack  FrameType = 4 // missing sequence ranges of one origin
-	TypeHWM   FrameType = 5 // origin's current high-water data seq (header Seq)
-	TypeAck   FrameType = 6 // a receiver's progress on one origin's stream (flow control)
-	TypeJoin  FrameType = 7 // join handshake: from which seq a receiver is in an origin's fan-out
+	TypeData      FrameType = 1 // batch of invalidation records
+	TypeAlive     FrameType = 2 // heartbeat: sender addr, incarnation, hwm, member digest
+	TypeLeave     FrameType = 3 // graceful leave
+	TypeNack      FrameType = 4 // missing sequence ranges of one origin
+	TypeHWM       FrameType = 5 // origin's current high-water data seq (header Seq)
+	TypeAck       FrameType = 6 // a receiver's progress on one origin's stream (flow control)
+	TypeJoin      FrameType = 7 // join handshake: from which seq a receiver is in an origin's fan-out
+	TypeChallenge FrameType = 8 // address validation: a cookie to echo
+	TypeResponse  FrameType = 9 // the echo of a CHALLENGE's cookie
 
-	typeLast = TypeJoin // highest defined type; ParseHeader rejects anything above
+	typeLast = TypeResponse // highest defined type
 )
+
+// known reports whether t is a frame type of this wire version.
+func (t FrameType) known() bool {
+	switch t {
+	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeJoin, TypeChallenge, TypeResponse:
+		return true
+	}
+	return false
+}
 
 // String returns the type's name, e.g. "DATA", or "FrameType(9)".
 func (t FrameType) String() string {
@@ -84,6 +95,10 @@ func (t FrameType) String() string {
 		return "ACK"
 	case TypeJoin:
 		return "JOIN"
+	case TypeChallenge:
+		return "CHALLENGE"
+	case TypeResponse:
+		return "RESPONSE"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }
@@ -179,7 +194,7 @@ func ParseHeader(b []byte) (h Header, n int, err error) {
 		return Header{}, 0, ErrBadHeaderLen
 	}
 	h.Type = FrameType(b[offType])
-	if h.Type < TypeData || h.Type > typeLast {
+	if !h.Type.known() {
 		return Header{}, 0, ErrBadType
 	}
 	h.Flags = Flags(b[offFlags])

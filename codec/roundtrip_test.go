@@ -26,7 +26,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 }
 
 func TestFrameTypeAndStateStrings(t *testing.T) {
-	for v, want := range map[FrameType]string{TypeData: "DATA", TypeAlive: "ALIVE", TypeLeave: "LEAVE", TypeNack: "NACK", TypeHWM: "HWM", 0: "FrameType(0)", 200: "FrameType(200)"} {
+	for v, want := range map[FrameType]string{TypeData: "DATA", TypeAlive: "ALIVE", TypeLeave: "LEAVE", TypeNack: "NACK", TypeHWM: "HWM", TypeAck: "ACK", TypeChallenge: "CHALLENGE", TypeResponse: "RESPONSE", TypeJoin: "JOIN", 10: "FrameType(10)", 0: "FrameType(0)", 200: "FrameType(200)"} {
 		if v.String() != want {
 			t.Errorf("%d.String() = %q, want %q", uint8(v), v.String(), want)
 		}
@@ -221,5 +221,27 @@ func TestCapacityHelpers(t *testing.T) {
 	}
 	if MaxDigestEntries(10, false) != 0 || MaxNackRanges(10, true) != 0 {
 		t.Error("capacity of a tiny budget is not 0")
+	}
+}
+
+func TestChallengeRoundTrip(t *testing.T) {
+	for _, c := range []Challenge{
+		testChallenge,
+		{Time: ^uint64(0), Addr: testAddr6, Cookie: [CookieLen]byte{1, 2, 3}},
+	} {
+		b := AppendChallenge([]byte{0xEE}, &c)
+		if len(b) != 1+ChallengeLen || b[0] != 0xEE {
+			t.Fatalf("AppendChallenge wrote %d bytes or clobbered dst", len(b)-1)
+		}
+		got, n, err := ParseChallenge(b[1:])
+		if err != nil || n != ChallengeLen || got != c {
+			t.Fatalf("ParseChallenge = %+v, %d, %v; want %+v", got, n, err, c)
+		}
+		for _, typ := range []FrameType{TypeChallenge, TypeResponse} {
+			f, err := ParseFrame(payloadFrame(testHeader, typ, 0, b[1:]))
+			if err != nil || f.Header.Type != typ || !bytes.Equal(f.Payload, b[1:]) {
+				t.Fatalf("ParseFrame(%v) = %+v, %v", typ, f, err)
+			}
+		}
 	}
 }

@@ -68,6 +68,9 @@ func TestBackpressure(t *testing.T) {
 		alive = codec.AppendAlive(alive, &codec.Alive{Incarnation: 1, Addr: tr.from})
 	}
 	tr.in <- alive
+	// The gate holds the node's challenge: validate the member directly.
+	waitFor(t, 5*time.Second, "member heard", func() bool { return n.Stats().MembersUnvalidated == 1 })
+	n.members.validated(0x77, 1, tr.from, tr.from, 1, time.Now())
 	waitFor(t, 5*time.Second, "member", func() bool { return aliveCount(n) == 1 })
 
 	// The network stops draining: the sender blocks in its first write and

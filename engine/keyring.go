@@ -38,6 +38,20 @@ var (
 // frame's packet number — unique within an epoch — as the nonce, so a nonce
 // never repeats under a key. The header (with the hop count zeroed, since
 // relays change it) is the associated data; the payload is encrypted.
+//
+// Freshness. A sealed frame is authentic, not necessarily new: frames
+// captured earlier can be replayed to a node that never saw them. Within
+// an epoch the replay window drops what a node has seen. Beyond that,
+// membership never moves on a frame alone: a member is added, brought
+// back from dead or left, given a new epoch or a new address only by a
+// RESPONSE to a challenge this node issued within the last 10 seconds
+// (validate.go), so replayed ALIVEs of a dead node or of an old epoch
+// change nothing, and a replayed LEAVE carries a packet number older than
+// the member's last trusted one. The only clock involved is the
+// challenger's own (it writes the cookie's time and reads it back): nodes
+// need not agree on time. Not covered: a replayed DATA frame of an origin
+// epoch the node never saw is applied once (an extra invalidation, never a
+// stale read).
 type Keyring struct {
 	mu   sync.Mutex
 	keys atomic.Pointer[keySet]
@@ -229,6 +243,14 @@ func (s *sealer) seal(frame []byte, packet uint64, sc *sealScratch) []byte {
 	return frame[:codec.HeaderLen+len(out)]
 }
 
+// maxDerivedKeys caps the opener's cache of derived keys, one entry per
+// (origin, epoch). Only an entry whose keys opened a frame is kept, so a
+// flood of frames that merely claim authentication, from random origins and
+// epochs, costs a derivation each but grows nothing; the cache holds real
+// members' epochs. When full, an arbitrary entry (map order) makes room: a
+// member evicted this way re-derives on its next frame.
+const maxDerivedKeys = MaxMembers
+
 // opener opens frames from other origins; owned by the receive worker.
 type opener struct {
 	ring    *Keyring
@@ -244,23 +266,37 @@ type openKeys struct {
 }
 
 // open authenticates and decrypts a sealed frame into the opener's scratch
-// buffer, returning the plaintext payload, valid until the next open. It tries the key that last worked for this origin
-// first. Allocates only on the first frame of an origin epoch (or after
-// the keyring changed).
+// buffer, returning the plaintext payload, valid until the next open. It
+// tries the key that last worked for this origin first. Allocates only on
+// the first frame of an origin epoch (or after the keyring changed), and
+// caches the derived keys only once they opened something (see
+// maxDerivedKeys).
 func (o *opener) open(h *codec.Header, frame []byte) ([]byte, bool) {
 	ks := o.ring.keys.Load()
 	id := [2]uint64{h.Origin, h.Epoch}
 	ok := o.cache[id]
 	if ok == nil || ok.gen != ks.gen {
-		if len(o.cache) > 65536 {
-			clear(o.cache)
-		}
-		ok = &openKeys{gen: ks.gen, aeads: make([]cipher.AEAD, len(ks.keys))}
+		fresh := &openKeys{gen: ks.gen, aeads: make([]cipher.AEAD, len(ks.keys))}
 		for i := range ks.keys {
-			ok.aeads[i] = deriveAEAD(&ks.keys[i], h.Origin, h.Epoch)
+			fresh.aeads[i] = deriveAEAD(&ks.keys[i], h.Origin, h.Epoch)
 		}
-		o.cache[id] = ok
+		pt, opened := o.try(fresh, h, frame)
+		if opened {
+			if _, had := o.cache[id]; !had && len(o.cache) >= maxDerivedKeys {
+				for k := range o.cache {
+					delete(o.cache, k)
+					break
+				}
+			}
+			o.cache[id] = fresh
+		}
+		return pt, opened
 	}
+	return o.try(ok, h, frame)
+}
+
+// try opens frame with the keys of ok, the last good one first.
+func (o *opener) try(ok *openKeys, h *codec.Header, frame []byte) ([]byte, bool) {
 	codec.HeaderAAD(&o.sc.aad, frame)
 	n := nonce(&o.sc.nonce, h.Packet)
 	sealed := frame[codec.HeaderLen : codec.HeaderLen+int(h.PayloadLen)+codec.TagLen]

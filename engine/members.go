@@ -21,6 +21,21 @@ const (
 	StateLeft    = codec.StateLeft
 )
 
+// Caps of the member table. A packet can add entries, so both pools are
+// bounded; see membership for the eviction rules.
+const (
+	// MaxMembers bounds the validated members a node keeps (alive,
+	// suspect, dead or left). Only a node that answered a challenge at its
+	// address enters this pool. When it is full, the dead or departed
+	// member silent the longest makes room; a full pool of live members
+	// refuses newcomers (counted as DropMembersFull).
+	MaxMembers = 16384
+	// MaxUnvalidatedMembers bounds the members heard of but not yet
+	// validated. When it is full, the one heard from least recently makes
+	// room, so a flood of forged identities only churns this pool.
+	MaxUnvalidatedMembers = 1024
+)
+
 // Member is one other node of the mesh as this node knows it.
 type Member struct {
 	ID          uint64
@@ -38,64 +53,90 @@ func newer(epoch, inc, e2, i2 uint64) bool {
 
 type memberEntry struct {
 	Member
-	heardMulticast time.Time // last heartbeat that came through the group
+	// validated: the member answered a challenge sent to Addr. Until then
+	// it is sent nothing but challenges, is not gossiped, raises no event
+	// and is not in the fan-out view.
+	validated      bool
+	src            netip.AddrPort // source of its RESPONSE (differs from Addr behind NAT)
+	lastPacket     uint64         // highest packet number heard from a trusted source, this epoch
+	packetAt       time.Time      // when lastPacket was heard
+	heardMulticast time.Time      // last heartbeat that came through the group
 	stateSince     time.Time
+	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
+	repairAt       time.Time // when repairTokens was last refilled
+	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
 // lock. It is rebuilt, rarely, when membership changes.
 type destView struct {
-	live         []netip.AddrPort // alive and suspect members
+	live         []netip.AddrPort // validated alive and suspect members
 	ids          []uint64         // parallel to live
 	allMulticast bool             // every live member was heard via the group recently
 }
 
 // membership is the member table. Everything but the view is under mu.
+//
+// Two pools share the table. Validated members (at most MaxMembers) are
+// the mesh: they get heartbeats, data and repairs, and digests name them.
+// Unvalidated ones (at most MaxUnvalidatedMembers, one per address) were
+// heard of, from their own unauthenticated ALIVE or from a digest, and
+// wait for their address to answer a challenge (validate.go); they expire
+// after SuspectAfter of silence. Every state change of a validated member
+// that could be forged into denial — a comeback from dead or left, a new
+// epoch, a new address — waits for a fresh RESPONSE too.
 type membership struct {
-	mu      sync.Mutex
-	self    uint64
-	members map[uint64]*memberEntry
-	cfg     *config
-	events  *eventQueue
-	view    atomic.Pointer[destView]
-	digest  []codec.DigestEntry // scratch for heartbeats, under mu
-	cursor  int                 // rotates digest coverage in big meshes
+	mu          sync.Mutex
+	self        uint64
+	members     map[uint64]*memberEntry
+	pendingAt   map[netip.AddrPort]uint64 // unvalidated entries by address
+	pendingQ    []uint64                  // unvalidated ids, oldest first (may hold stale ids)
+	validAt     map[netip.AddrPort]uint64 // validated entries by address
+	maxValid    int                       // MaxMembers (smaller in tests)
+	maxPending  int                       // MaxUnvalidatedMembers (smaller in tests)
+	validatedN  int
+	cfg         *config
+	events      *eventQueue
+	view        atomic.Pointer[destView]
+	digest      []codec.DigestEntry // scratch for heartbeats, under mu
+	ids         []uint64            // scratch for digests, under mu
+	cursor      int                 // rotates digest coverage in big meshes
+	refused     atomic.Uint64       // validations refused: pool full of live members, or a live member's id claimed elsewhere
+	evictedUnv  atomic.Uint64       // unvalidated entries evicted for room
+	evictedGone atomic.Uint64       // dead or left members evicted for room
 }
 
 func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
-	m := &membership{self: self, members: make(map[uint64]*memberEntry), cfg: cfg, events: events}
+	m := &membership{self: self, members: make(map[uint64]*memberEntry),
+		pendingAt: make(map[netip.AddrPort]uint64), validAt: make(map[netip.AddrPort]uint64),
+		maxValid: MaxMembers, maxPending: MaxUnvalidatedMembers, cfg: cfg, events: events}
 	m.view.Store(&destView{})
 	return m
 }
 
-// heard applies a heartbeat received directly from the member itself. It
-// returns true when the member is new (or rejoined), so the caller answers
-// at once with its own heartbeat.
-func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup bool, now time.Time) bool {
+// heard applies a heartbeat received from the member itself (an ALIVE
+// whose origin is id). It reports whether the sender is a validated member
+// whose heartbeat was taken (only then is its digest worth reading), and
+// an address to challenge (invalid for none): a member not yet validated,
+// one coming back from dead or left, or a validated one claiming a new
+// address.
+func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup bool, now time.Time) (taken bool, challenge netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.members[id]
-	if !ok {
-		m.replaceAddrLocked(id, addr, now)
-		e = &memberEntry{Member: Member{ID: id, Addr: addr, State: StateAlive, Epoch: epoch, Incarnation: inc, LastHeard: now}, stateSince: now}
-		if viaGroup {
-			e.heardMulticast = now
-		}
-		m.members[id] = e
-		m.events.push(Event{Type: EventJoin, Member: e.Member})
-		m.rebuildLocked(now)
-		return true
+	if !ok || !e.validated {
+		m.pendingLocked(id, epoch, inc, addr, now)
+		return false, addr
 	}
-	if newer(e.Epoch, e.Incarnation, epoch, inc) {
-		return false // stale or replayed heartbeat
+	if newer(e.Epoch, e.Incarnation, epoch, inc) || epoch != e.Epoch {
+		return false, netip.AddrPort{} // stale, replayed, or a new epoch (admit handles those)
 	}
-	rejoin := epoch > e.Epoch || e.State == StateDead || e.State == StateLeft
+	if e.Addr != addr || e.State == StateDead || e.State == StateLeft {
+		return false, addr // a move or a comeback: only a RESPONSE from there proves it
+	}
 	wasSuspect := e.State == StateSuspect
-	changed := e.Addr != addr || e.State != StateAlive
-	if e.Addr != addr {
-		m.replaceAddrLocked(id, addr, now)
-	}
-	e.Addr, e.Epoch, e.Incarnation, e.LastHeard = addr, epoch, inc, now
+	changed := e.State != StateAlive
+	e.Incarnation, e.LastHeard = inc, now
 	if viaGroup {
 		if e.heardMulticast.IsZero() {
 			changed = true
@@ -105,76 +146,223 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 	if e.State != StateAlive {
 		e.State, e.stateSince = StateAlive, now
 	}
-	switch {
-	case rejoin:
-		m.events.push(Event{Type: EventJoin, Member: e.Member})
-	case wasSuspect:
+	if wasSuspect {
 		m.events.push(Event{Type: EventAlive, Member: e.Member})
 	}
-	if changed || rejoin {
+	if changed {
 		m.rebuildLocked(now)
 	}
-	return rejoin
+	return true, netip.AddrPort{}
 }
 
-// replaceAddrLocked retires any other member advertising addr: two live
-// nodes cannot share one address, so the older one was restarted with a new
-// id.
-func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.Time) {
-	for oid, o := range m.members {
-		if oid != id && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
-			o.State, o.stateSince = StateLeft, now
-			m.events.push(Event{Type: EventLeave, Member: o.Member})
+// pendingLocked records (or refreshes) an unvalidated member. One address
+// holds one unvalidated member: a new id there replaces the old one.
+func (m *membership) pendingLocked(id, epoch, inc uint64, addr netip.AddrPort, now time.Time) {
+	e, ok := m.members[id]
+	if ok {
+		if e.validated || newer(e.Epoch, e.Incarnation, epoch, inc) {
+			return // a validated member's move waits for its RESPONSE
+		}
+		if e.Addr != addr {
+			if m.pendingAt[e.Addr] == id {
+				delete(m.pendingAt, e.Addr)
+			}
+		}
+		e.Addr, e.Epoch, e.Incarnation, e.LastHeard = addr, epoch, inc, now
+	} else {
+		if len(m.members)-m.validatedN >= m.maxPending {
+			m.evictUnvalidatedLocked()
+		}
+		e = &memberEntry{Member: Member{ID: id, Addr: addr, State: StateAlive, Epoch: epoch, Incarnation: inc, LastHeard: now}, stateSince: now}
+		m.members[id] = e
+		m.pendingQ = append(m.pendingQ, id)
+	}
+	if old, ok := m.pendingAt[addr]; ok && old != id {
+		if o := m.members[old]; o != nil && !o.validated {
+			delete(m.members, old)
 		}
 	}
+	m.pendingAt[addr] = id
 }
 
-// gossip applies a digest entry about a third party (or about us).
-// It returns true when the entry says we are suspected or dead, so the
-// caller refutes with a higher incarnation.
-// It also reports a member learned for the first time (learned), so the
-// caller greets it: it may not know us yet.
-func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute, learned bool) {
-	if d.ID == m.self {
-		return (d.State == StateSuspect || d.State == StateDead) &&
-			d.Epoch == selfEpoch && d.Incarnation >= selfInc, false
+// evictUnvalidatedLocked drops the unvalidated member that was first
+// heard of longest ago (a FIFO: amortised O(1), so a flood of forged
+// identities costs a constant per identity). A legitimate newcomer pushed
+// out this way is not locked out: its RESPONSE re-creates it validated.
+func (m *membership) evictUnvalidatedLocked() {
+	for len(m.pendingQ) > 0 {
+		id := m.pendingQ[0]
+		m.pendingQ = m.pendingQ[1:]
+		if e := m.members[id]; e != nil && !e.validated {
+			m.removeLocked(e)
+			m.evictedUnv.Add(1)
+			break
+		}
 	}
-	if !d.Addr.IsValid() || d.Addr.Port() == 0 {
+	if cap(m.pendingQ) > 4*m.maxPending && len(m.pendingQ) < cap(m.pendingQ)/4 {
+		m.pendingQ = append([]uint64(nil), m.pendingQ...) // let the consumed head go
+	}
+}
+
+// removeLocked deletes e from the table and its indexes.
+func (m *membership) removeLocked(e *memberEntry) {
+	delete(m.members, e.ID)
+	if e.validated {
+		m.validatedN--
+		if m.validAt[e.Addr] == e.ID {
+			delete(m.validAt, e.Addr)
+		}
+	} else if m.pendingAt[e.Addr] == e.ID {
+		delete(m.pendingAt, e.Addr)
+	}
+}
+
+// validated applies a RESPONSE that echoed a good cookie: whoever holds id
+// at epoch answered at addr (its packet came from src with packet number
+// packet). The member becomes (or stays) validated there, unless the
+// answer is stale, the table is full of live members, or the id belongs to
+// a live member at another address. It reports whether the member is now
+// validated at addr in epoch (only then may the RESPONSE move anything
+// else, such as the receive state's epoch), and whether this is news the
+// member should hear of at once (a join, a comeback or a move), so the
+// caller greets it with a heartbeat.
+func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packet uint64, now time.Time) (accepted, greet bool) {
+	if id == m.self {
 		return false, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e, ok := m.members[d.ID]
-	if !ok {
-		if d.State != StateAlive {
-			return false, false
-		}
-		m.replaceAddrLocked(d.ID, d.Addr, now)
-		e = &memberEntry{Member: Member{ID: d.ID, Addr: d.Addr, State: StateAlive, Epoch: d.Epoch, Incarnation: d.Incarnation, LastHeard: now}, stateSince: now}
-		m.members[d.ID] = e
-		m.events.push(Event{Type: EventJoin, Member: e.Member})
-		m.rebuildLocked(now)
-		return false, true
+	e, ok := m.members[id]
+	if ok && epoch < e.Epoch {
+		return false, false // a stale answer
 	}
-	if !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
+	if ok && e.validated && e.State == StateAlive && e.Addr != addr {
+		// A live member does not move: whoever answered at addr claims
+		// its id (plaintext cannot tell). A real move is taken once the
+		// old address has gone silent (suspect).
+		m.refused.Add(1)
 		return false, false
 	}
-	// Strictly newer news about a member: take its address and, if it was
-	// written off, give it a fresh chance to prove itself.
-	e.Epoch, e.Incarnation = d.Epoch, d.Incarnation
-	if d.State == StateAlive && (e.State == StateDead || e.State == StateLeft) {
-		e.Addr, e.State, e.stateSince, e.LastHeard = d.Addr, StateAlive, now, now
+	wasLive := ok && e.validated && e.Epoch == epoch && (e.State == StateAlive || e.State == StateSuspect)
+	if !ok || !e.validated {
+		if m.validatedN >= m.maxValid && !m.evictGoneLocked() {
+			m.refused.Add(1)
+			return false, false
+		}
+		inc := uint64(0)
+		if ok {
+			if e.Epoch == epoch {
+				inc = e.Incarnation
+			}
+			m.removeLocked(e)
+		}
+		e = &memberEntry{Member: Member{ID: id, Epoch: epoch, Incarnation: inc}}
+		m.members[id] = e
+		e.validated = true
+		m.validatedN++
+	} else if e.Addr == addr && e.Epoch == epoch && e.State != StateDead && e.State != StateLeft {
+		// Already validated there: a late or repeated RESPONSE.
+		e.src, e.LastHeard = src, now
+		if packet > e.lastPacket {
+			e.lastPacket, e.packetAt = packet, now
+		}
+		return true, false
+	} else if epoch > e.Epoch {
+		e.Epoch, e.Incarnation = epoch, 0
+	}
+	m.replaceAddrLocked(id, addr, now)
+	if m.validAt[e.Addr] == id {
+		delete(m.validAt, e.Addr)
+	}
+	m.validAt[addr] = id
+	e.Addr, e.src, e.LastHeard = addr, src, now
+	e.lastPacket, e.packetAt = packet, now
+	e.State, e.stateSince = StateAlive, now
+	if !wasLive {
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
-		m.rebuildLocked(now)
-	} else if d.State == StateLeft && e.State != StateLeft {
+	}
+	m.rebuildLocked(now)
+	return true, true
+}
+
+// evictGoneLocked makes room in the validated pool by dropping the dead
+// or departed member silent the longest; false when every member is live.
+func (m *membership) evictGoneLocked() bool {
+	var victim *memberEntry
+	for _, e := range m.members {
+		if e.validated && (e.State == StateDead || e.State == StateLeft) &&
+			(victim == nil || e.LastHeard.Before(victim.LastHeard)) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	m.removeLocked(victim)
+	m.evictedGone.Add(1)
+	return true
+}
+
+// replaceAddrLocked retires any other validated member at addr: two live
+// nodes cannot share one address, so the older one was restarted with a
+// new id. Only a validated newcomer retires anyone.
+func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.Time) {
+	oid, ok := m.validAt[addr]
+	if !ok || oid == id {
+		return
+	}
+	if o := m.members[oid]; o != nil && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
+		o.State, o.stateSince = StateLeft, now
+		m.events.push(Event{Type: EventLeave, Member: o.Member})
+	}
+}
+
+// gossip applies a digest entry about a third party (or about us), from
+// the heartbeat of a validated member. It returns refute when the entry
+// says we are suspected or dead, so the caller refutes with a higher
+// incarnation, and an address to challenge: a member learned for the first
+// time, or news that a validated member lives at a new address or is back.
+// Gossip alone never revives, moves or adds a member: the address must
+// answer first.
+func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
+	if d.ID == m.self {
+		return (d.State == StateSuspect || d.State == StateDead) &&
+			d.Epoch == selfEpoch && d.Incarnation >= selfInc, netip.AddrPort{}
+	}
+	if !d.Addr.IsValid() || d.Addr.Port() == 0 {
+		return false, netip.AddrPort{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[d.ID]
+	if !ok || !e.validated {
+		if d.State != StateAlive {
+			return false, netip.AddrPort{}
+		}
+		if ok && !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
+			return false, d.Addr // known, still unanswered: ask again (paced by the validator)
+		}
+		m.pendingLocked(d.ID, d.Epoch, d.Incarnation, d.Addr, now)
+		return false, d.Addr
+	}
+	if !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
+		return false, netip.AddrPort{}
+	}
+	switch {
+	case d.State == StateAlive && (e.State == StateDead || e.State == StateLeft || d.Addr != e.Addr || d.Epoch > e.Epoch):
+		return false, d.Addr
+	case d.State == StateLeft && e.State != StateLeft && d.Epoch == e.Epoch:
+		e.Incarnation = d.Incarnation
 		e.State, e.stateSince = StateLeft, now
 		m.events.push(Event{Type: EventLeave, Member: e.Member})
 		m.rebuildLocked(now)
+	case d.Epoch == e.Epoch:
+		e.Incarnation = d.Incarnation
 	}
-	return false, false
+	return false, netip.AddrPort{}
 }
 
-// left applies a graceful leave.
+// left applies a graceful leave (admit has checked where it came from).
 func (m *membership) left(id, epoch uint64, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -182,24 +370,91 @@ func (m *membership) left(id, epoch uint64, now time.Time) {
 	if !ok || epoch < e.Epoch || e.State == StateLeft {
 		return
 	}
+	if !e.validated {
+		m.removeLocked(e)
+		return
+	}
 	e.State, e.stateSince = StateLeft, now
 	m.events.push(Event{Type: EventLeave, Member: e.Member})
 	m.rebuildLocked(now)
 }
 
+// maxPacketRate bounds how fast a node's packet numbers can plausibly
+// grow (frames per second, data included), for admit.
+const maxPacketRate = 4 << 20
+
+// admit screens a control frame from a validated member before it reaches
+// the replay window, so a forged frame can neither take effect nor poison
+// the window with a bogus packet number. A frame is trusted when it was
+// authenticated or came from the member's validated address (or the
+// source its RESPONSE came from). Then its packet number may run ahead of
+// the last trusted one by what the member could have sent since; an
+// untrusted frame only by half a replay window, which cannot push the
+// member's real packets out of it. A LEAVE must be trusted and newer than
+// the last trusted packet. A new epoch is never taken from a frame: the
+// caller challenges the member's address and the RESPONSE moves it (a
+// restarted node is back within a round trip; a forged restart changes
+// nothing). A frame of an unknown or unvalidated origin is refused with
+// DropUnknownMember: it must not create per-origin state. It returns the
+// drop reason and, for a new epoch, where to challenge.
+func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort, authed bool, now time.Time) (ok bool, why DropReason, challenge netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.members[h.Origin]
+	if e == nil || !e.validated {
+		return false, DropUnknownMember, netip.AddrPort{}
+	}
+	if h.Epoch < e.Epoch {
+		return true, 0, netip.AddrPort{}
+	}
+	if h.Epoch > e.Epoch {
+		if h.Type == codec.TypeAlive {
+			challenge = from
+			if a, _, err := codec.ParseAlive(payload); err == nil && a.Addr.IsValid() {
+				challenge = a.Addr
+			}
+		}
+		return false, DropUnvalidated, challenge
+	}
+	trusted := authed || from == e.Addr || (e.src.IsValid() && from == e.src)
+	var limit uint64
+	if trusted {
+		limit = e.lastPacket + windowSize + uint64(max(now.Sub(e.packetAt).Seconds(), 0)*maxPacketRate)
+	} else {
+		limit = e.lastPacket + windowSize/2
+	}
+	if h.Packet > limit || h.Packet < e.lastPacket-min(e.lastPacket, 1<<32) {
+		return false, DropImplausible, netip.AddrPort{}
+	}
+	if h.Type == codec.TypeLeave && (!trusted || h.Packet <= e.lastPacket) {
+		return false, DropForged, netip.AddrPort{}
+	}
+	if trusted && h.Packet > e.lastPacket {
+		e.lastPacket, e.packetAt = h.Packet, now
+	}
+	return true, 0, netip.AddrPort{}
+}
+
 // tick runs failure detection: silence → suspect → dead, and forgets
-// members that have been dead or gone for long.
+// members that have been dead or gone for long, and unvalidated ones that
+// fell silent.
 func (m *membership) tick(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	changed := false
 	reap := 10 * m.cfg.DeadAfter
-	for id, e := range m.members {
+	for _, e := range m.members {
 		silent := now.Sub(e.LastHeard)
+		if !e.validated {
+			if silent >= m.cfg.SuspectAfter {
+				m.removeLocked(e)
+			}
+			continue
+		}
 		switch e.State {
 		case StateAlive:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			} else if silent >= m.cfg.SuspectAfter {
@@ -209,13 +464,13 @@ func (m *membership) tick(now time.Time) {
 			}
 		case StateSuspect:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			}
 		case StateDead, StateLeft:
 			if now.Sub(e.stateSince) >= reap {
-				delete(m.members, id)
+				m.removeLocked(e)
 			}
 		}
 		if !e.heardMulticast.IsZero() && now.Sub(e.heardMulticast) >= m.cfg.SuspectAfter {
@@ -223,18 +478,27 @@ func (m *membership) tick(now time.Time) {
 			changed = true
 		}
 	}
+	if len(m.pendingQ) > 2*m.maxPending {
+		q := m.pendingQ[:0]
+		for _, id := range m.pendingQ {
+			if e := m.members[id]; e != nil && !e.validated {
+				q = append(q, id)
+			}
+		}
+		m.pendingQ = q
+	}
 	if changed {
 		m.rebuildLocked(now)
 	}
 }
 
-// rebuildLocked publishes a new fan-out view. Allocates; membership changes
-// are rare.
+// rebuildLocked publishes a new fan-out view of the validated live
+// members. Allocates; membership changes are rare.
 func (m *membership) rebuildLocked(time.Time) {
 	v := &destView{allMulticast: true}
-	ids := make([]uint64, 0, len(m.members))
+	ids := make([]uint64, 0, m.validatedN)
 	for id, e := range m.members {
-		if e.State == StateAlive || e.State == StateSuspect {
+		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
 			ids = append(ids, id)
 		}
 	}
@@ -253,13 +517,15 @@ func (m *membership) rebuildLocked(time.Time) {
 	m.view.Store(v)
 }
 
-// snapshot copies the table, sorted by id.
+// snapshot copies the validated members, sorted by id.
 func (m *membership) snapshot() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]Member, 0, len(m.members))
+	out := make([]Member, 0, m.validatedN)
 	for _, e := range m.members {
-		out = append(out, e.Member)
+		if e.validated {
+			out = append(out, e.Member)
+		}
 	}
 	slices.SortFunc(out, func(a, b Member) int {
 		switch {
@@ -277,6 +543,10 @@ func (m *membership) count(s *Stats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.members {
+		if !e.validated {
+			s.MembersUnvalidated++
+			continue
+		}
 		switch e.State {
 		case StateAlive:
 			s.MembersAlive++
@@ -288,20 +558,27 @@ func (m *membership) count(s *Stats) {
 			s.MembersLeft++
 		}
 	}
+	s.MembersRefused = m.refused.Load()
+	s.MembersEvicted = m.evictedUnv.Load() + m.evictedGone.Load()
 }
 
-// digestLocked fills m.digest with up to max entries, rotating through the
-// table so that every member is eventually gossiped in large meshes.
+// digestEntries fills m.digest with up to max validated members, rotating
+// through the table so that every member is eventually gossiped in large
+// meshes. Unvalidated members are never gossiped: a forged identity must
+// not spread. Called under mu.
 func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	m.digest = m.digest[:0]
-	if len(m.members) == 0 || max <= 0 {
+	if m.validatedN == 0 || max <= 0 {
 		return m.digest
 	}
-	ids := make([]uint64, 0, len(m.members))
-	for id := range m.members {
-		ids = append(ids, id)
+	ids := m.ids[:0]
+	for id, e := range m.members {
+		if e.validated {
+			ids = append(ids, id)
+		}
 	}
 	slices.Sort(ids)
+	m.ids = ids
 	n := min(max, len(ids))
 	start := m.cursor % len(ids)
 	for i := 0; i < n; i++ {
@@ -314,12 +591,84 @@ func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	return m.digest
 }
 
-// unicastTargets lists where heartbeats go: every member not known gone.
+// unicastTargets lists where heartbeats go: every validated member alive
+// or suspect. Called under mu.
 func (m *membership) unicastTargets(dst []netip.AddrPort) []netip.AddrPort {
 	for _, e := range m.members {
-		if e.State == StateAlive || e.State == StateSuspect || e.State == StateDead {
+		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
 			dst = append(dst, e.Addr)
 		}
 	}
 	return dst
+}
+
+// Dead members are probed every heartbeat round for deadProbeRounds
+// rounds, then every deadProbeEvery rounds until they are forgotten.
+const (
+	deadProbeRounds = 8
+	deadProbeEvery  = 4
+)
+
+// deadTargets lists, once per heartbeat round, the addresses of validated
+// members declared dead that are due a probe. They get a challenge, not a
+// heartbeat: the address may have been given to someone else since, and a
+// challenge answered is all a healed partition needs (the RESPONSE brings
+// the member back). Called under mu.
+func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
+	for _, e := range m.members {
+		if !e.validated || e.State != StateDead {
+			continue
+		}
+		e.deadRounds++
+		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 {
+			dst = append(dst, e.Addr)
+		}
+	}
+	return dst
+}
+
+// validatedAddr returns a validated, not departed member's address: the
+// only addresses repairs and acknowledgements are sent to.
+func (m *membership) validatedAddr(id uint64) (netip.AddrPort, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[id]
+	if !ok || !e.validated || e.State == StateLeft {
+		return netip.AddrPort{}, false
+	}
+	return e.Addr, true
+}
+
+// repairBudget returns a validated member's address and how many bytes of
+// retransmissions it may be sent now. Each member has its own bucket,
+// RetransmitBuffer/8 bytes deep, refilled at RetransmitBuffer/4 bytes per
+// second: one member asking for everything cannot take the global
+// RetransmitRate from the others, and a member's repairs are bounded
+// whatever it asks for. Unvalidated or departed members get nothing.
+func (m *membership) repairBudget(id uint64, now time.Time) (netip.AddrPort, int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.members[id]
+	if !ok || !e.validated || e.State == StateLeft {
+		return netip.AddrPort{}, 0, false
+	}
+	burst := float64(m.cfg.RetransmitBuffer / 8)
+	if e.repairAt.IsZero() {
+		e.repairTokens, e.repairAt = burst, now
+	}
+	e.repairTokens = min(burst, e.repairTokens+max(now.Sub(e.repairAt).Seconds(), 0)*float64(m.cfg.RetransmitBuffer/4))
+	e.repairAt = now
+	return e.Addr, int(e.repairTokens), true
+}
+
+// repairSpent charges bytes of retransmissions to a member's budget.
+func (m *membership) repairSpent(id uint64, bytes int) {
+	if bytes == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.members[id]; ok {
+		e.repairTokens = max(e.repairTokens-float64(bytes), 0)
+	}
 }

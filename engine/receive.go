@@ -297,7 +297,8 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	case codec.TypeData:
 		r.data(&h, b, payload, now)
 		return
-	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin:
+	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin,
+		codec.TypeChallenge, codec.TypeResponse:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -305,6 +306,19 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	if err := codec.ValidatePayload(&h, payload); err != nil {
 		n.ctr.drop(DropMalformed) // whole frame checked before any effect
 		return
+	}
+	if h.Type == codec.TypeChallenge || h.Type == codec.TypeResponse {
+		if !n.val.frame(&h, payload, from, now) { // address validation (validate.go)
+			return // only a RESPONSE with a good cookie goes on, for its epoch and hwm
+		}
+	} else {
+		switch n.admit(&h, payload, from, h.Flags&codec.FlagAuth != 0, now) {
+		case admitDrop:
+			return // forged or implausible: kept out of the replay window
+		case admitStranger:
+			r.alive(&h, payload, from, viaGroup, now) // challenged; no origin state yet
+			return
+		}
 	}
 	st := r.control(&h, now)
 	if st == nil {
@@ -381,7 +395,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	if h.Seq == 0 {
+	if h.Seq == 0 || h.Seq > stream.MaxSeq {
 		n.ctr.drop(DropMalformed)
 		return
 	}
@@ -398,7 +412,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		r.newEpoch(st, h.Epoch, now)
 	}
 	st.heard = now
-	verdict := r.received(st, h.Seq, now)
+	verdict, repaired := r.received(st, h.Seq, now)
 	if verdict == stream.Duplicate {
 		n.ctr.duplicates.Add(1)
 		return
@@ -423,9 +437,11 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	n.ctr.dataFrames.Add(1)
 	r.ackDue(st)
 
-	// Relay first copies down the origin's tree; retransmissions were
-	// asked for by this node alone and go no further.
-	if h.Flags&codec.FlagRetransmit == 0 {
+	// Relay first copies down the origin's tree. A retransmission goes on
+	// only when it filled a hole here: in a tree, what this node missed its
+	// subtree missed too, and so it is repaired from here rather than by
+	// one request per node below to the origin.
+	if h.Flags&codec.FlagRetransmit == 0 || repaired {
 		r.relayDown(h, frame)
 	}
 }
@@ -447,6 +463,11 @@ func (r *receiver) relayDown(h *codec.Header, frame []byte) {
 	}
 }
 
+// alive handles an ALIVE. The sender's own heartbeat is taken only from a
+// validated member; anyone else's address is challenged (validate.go).
+// Only a validated sender's digest is read, and the members it names that
+// are new, moved or back are challenged too, all within a credit of
+// challengeCredit times this frame's size.
 func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, viaGroup bool, now time.Time) {
 	n := r.n
 	a, off, err := codec.ParseAlive(payload)
@@ -459,7 +480,14 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 	if !addr.IsValid() || addr.Addr().IsUnspecified() || addr.Port() == 0 {
 		addr = from
 	}
-	isNew := n.members.heard(h.Origin, h.Epoch, a.Incarnation, addr, viaGroup, now)
+	credit := challengeCredit * codec.FrameLen(h)
+	taken, challenge := n.members.heard(h.Origin, h.Epoch, a.Incarnation, addr, viaGroup, now)
+	if challenge.IsValid() {
+		n.val.challenge(challenge, challenge == from, &credit, now)
+	}
+	if !taken {
+		return
+	}
 	refute := false
 	rest := payload[off:]
 	for i := 0; i < int(h.Count); i++ {
@@ -469,16 +497,14 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 			break
 		}
 		rest = rest[m:]
-		ref, learned := n.members.gossip(&e, n.epoch, n.inc.Load(), now)
+		ref, ch := n.members.gossip(&e, n.epoch, n.inc.Load(), now)
 		refute = refute || ref
-		if learned {
-			n.hb.reply(e.Addr) // it may not know us yet
+		if ch.IsValid() {
+			n.val.challenge(ch, false, &credit, now)
 		}
 	}
 	if refute {
 		n.inc.Add(1)
-	}
-	if isNew || refute {
 		n.hb.reply(addr)
 	}
 }

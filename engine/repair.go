@@ -137,13 +137,22 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 		return // not about us
 	}
 	n.ctr.nacksReceived.Add(1)
-	to, ok := r.originAddr(h.Origin)
+	// Answer validated members only, at their validated address (a forged
+	// member must not aim retransmissions at anyone), within the global
+	// rate and the member's own byte budget (membership.repairBudget).
+	to, budget, ok := n.members.repairBudget(h.Origin, now)
 	if !ok {
-		n.ctr.drop(DropUnknownMember) // answer members only, at their advertised address
+		n.ctr.drop(DropUnknownMember)
 		return
 	}
+	// Only sequences this node sent and may still hold are looked up: a
+	// request for [1, 2^64) costs what the ring holds, not 2^64 steps.
+	hwm := n.hwm.Load()
+	oldest := hwm - min(hwm, uint64(len(n.retrans.slots))) + 1
+	spent := 0
 	r.unavail = r.unavail[:0]
 	k := 0
+ranges:
 	for i := 0; i < int(h.Count); i++ {
 		rg, m, err := codec.ParseSeqRange(ranges)
 		if err != nil {
@@ -151,29 +160,42 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 			break
 		}
 		ranges = ranges[m:]
-		for s := rg.First; s <= rg.Last && s != 0; s++ {
-			if nk.Epoch != n.epoch {
-				r.unavail = append(r.unavail, codec.SeqRange{First: rg.First, Last: rg.Last})
-				break
+		if nk.Epoch != n.epoch {
+			r.unavail = append(r.unavail, rg)
+			continue
+		}
+		first, last := rg.First, min(rg.Last, hwm)
+		if first > last {
+			continue // nothing was sent there
+		}
+		if first < oldest {
+			r.unavail = append(r.unavail, codec.SeqRange{First: first, Last: min(last, oldest-1)})
+			first = min(oldest, last)
+			if oldest > last {
+				continue
 			}
-			if !r.bucket.take(now) {
-				break // rate bound: the receiver asks again
+		}
+		for s := first; s <= last; s++ {
+			if spent >= budget || !r.bucket.take(now) {
+				break ranges // rate or budget bound: the receiver asks again
 			}
 			buf, hdr, ok := n.retrans.build(r.rtSlab[k][:0], s, n.packet.Add(1))
 			if !ok {
 				r.addUnavail(s)
+				spent += codec.SeqRangeLen
 				continue
 			}
 			buf = n.sealFrame(buf, &hdr, &r.sc)
 			r.rtSlab[k] = buf
 			r.rtMsgs[k] = sockopt.Message{Buf: buf, Addr: to}
 			k++
+			spent += len(buf)
 			n.ctr.retransmitted.Add(1)
 			if k == len(r.rtMsgs) {
 				n.write(r.rtMsgs[:k])
 				k = 0
 			}
-			if s == rg.Last { // guard against Last == MaxUint64 wrap
+			if s == last { // guard against Last == MaxUint64 wrap
 				break
 			}
 		}
@@ -181,6 +203,7 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 	if k > 0 {
 		n.write(r.rtMsgs[:k])
 	}
+	n.members.repairSpent(h.Origin, spent)
 	if len(r.unavail) > 0 {
 		mr := codec.MaxNackRanges(n.cfg.MaxFrameSize, n.seal != nil)
 		if len(r.unavail) > mr {

@@ -26,8 +26,12 @@ const (
 	DropUnauthenticated                   // no tag where a keyring requires one
 	DropUnknownType                       // frame type this node does not handle
 	DropReplay                            // control frame seen before (replay window)
-	DropUnknownMember                     // control frame (NACK, ACK, HWM, LEAVE, JOIN) from a node that is not a member
+	DropUnknownMember                     // control frame from a node that is not a validated member
 	DropTooManyOrigins                    // origin table full
+	DropBadCookie                         // RESPONSE with a cookie this node did not issue, or expired
+	DropUnvalidated                       // needs a validated address first (a new epoch of a member)
+	DropImplausible                       // packet number out of reach of the member's last one
+	DropForged                            // LEAVE not from the member's validated address
 	numDropReasons
 )
 
@@ -35,6 +39,7 @@ var dropNames = [numDropReasons]string{
 	"short", "bad_magic", "bad_version", "malformed", "wrong_cluster", "own",
 	"old_epoch", "too_old", "auth", "unauthenticated", "unknown_type",
 	"replay", "unknown_member", "too_many_origins",
+	"bad_cookie", "unvalidated", "implausible", "forged",
 }
 
 // String names the reason as it appears in metrics.
@@ -113,6 +118,14 @@ type Stats struct {
 
 	MembersAlive, MembersSuspect, MembersDead, MembersLeft int
 
+	// Address validation and table caps (issue 13).
+	MembersUnvalidated                   int    // heard of, address not yet validated
+	MembersEvicted                       uint64 // entries dropped to make room (MaxMembers, MaxUnvalidatedMembers)
+	MembersRefused                       uint64 // validations refused: table full of live members, or a live member's id answering elsewhere
+	ChallengesSent, ChallengesSuppressed uint64 // suppressed: credit or pacing said no
+	ResponsesSent, ResponsesSuppressed   uint64 // suppressed: over responseRate
+	Validations                          uint64 // RESPONSEs with a good cookie
+
 	// Effective socket buffer sizes granted by the kernel.
 	RecvBuffer, SendBuffer int
 }
@@ -156,6 +169,10 @@ type counters struct {
 	joinAnswersSent            atomic.Uint64
 	originsEvicted             atomic.Uint64
 	origins                    atomic.Int64 // size of the receiver's origin table
+
+	challengesSent, challengesSuppressed atomic.Uint64
+	responsesSent, responsesSuppressed   atomic.Uint64
+	validations                          atomic.Uint64
 }
 
 func (c *counters) drop(r DropReason) { c.drops[r].Add(1) }
@@ -198,6 +215,9 @@ func (c *counters) snapshot(s *Stats) {
 	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
 	s.OriginsEvicted = c.originsEvicted.Load()
 	s.Origins = int(c.origins.Load())
+	s.ChallengesSent, s.ChallengesSuppressed = c.challengesSent.Load(), c.challengesSuppressed.Load()
+	s.ResponsesSent, s.ResponsesSuppressed = c.responsesSent.Load(), c.responsesSuppressed.Load()
+	s.Validations = c.validations.Load()
 }
 
 // GapEvents returns the total number of Gap events raised.

@@ -104,15 +104,15 @@ func (r *receiver) flushGaps() {
 	r.lostList = r.lostList[:0]
 }
 
-// received records a new DATA sequence.
-func (r *receiver) received(st *originState, seq uint64, now time.Time) stream.Verdict {
+// received records a new DATA sequence; repaired says it filled a hole.
+func (r *receiver) received(st *originState, seq uint64, now time.Time) (v stream.Verdict, repaired bool) {
 	var t stream.Tally
 	v, after := st.s.Observe(seq, r.clock(now), &t)
 	if after > 0 {
 		r.n.ctr.repairLatency.observe(after)
 	}
 	r.settle(st, &t)
-	return v
+	return v, after > 0
 }
 
 // announced records a high-water mark from an HWM frame or a heartbeat.
@@ -327,14 +327,7 @@ func (r *receiver) originGone(st *originState, now time.Time) bool {
 }
 
 func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
-	m := r.n.members
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.members[id]
-	if !ok || e.State == StateLeft {
-		return netip.AddrPort{}, false
-	}
-	return e.Addr, true
+	return r.n.members.validatedAddr(id) // never toward an unvalidated address
 }
 
 // sendNack asks the origin for the missing ranges from seq from on.

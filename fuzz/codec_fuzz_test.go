@@ -19,7 +19,7 @@ var sentinels = []error{
 	codec.ErrShort, codec.ErrBadMagic, codec.ErrBadVersion, codec.ErrBadHeaderLen,
 	codec.ErrBadType, codec.ErrBadFlags, codec.ErrReserved, codec.ErrBadLength,
 	codec.ErrTooManyRecords, codec.ErrEmptyKey, codec.ErrKeyTooLong, codec.ErrBadRecordFlags,
-	codec.ErrBadHash, codec.ErrBadAddr, codec.ErrBadRange, codec.ErrBadState,
+	codec.ErrBadHash, codec.ErrBadAddr, codec.ErrBadRange, codec.ErrBadState, codec.ErrBadJoin,
 	codec.ErrFrameTooLarge, codec.ErrFrameTooSmall,
 }
 

@@ -278,6 +278,37 @@ var frameKinds = []frameKind{
 			}
 		},
 	},
+	challengeKind(codec.TypeChallenge),
+	challengeKind(codec.TypeResponse),
+}
+
+// challengeKind covers CHALLENGE and RESPONSE, which share a payload.
+func challengeKind(typ codec.FrameType) frameKind {
+	return frameKind{
+		typ: typ,
+		build: func(t *testing.T, r *reader, h codec.Header, _ int) ([]byte, uint16, func(*testing.T, []byte)) {
+			c := seedChallenge
+			c.Time = r.u64()
+			for i := range c.Cookie {
+				c.Cookie[i] = byte(r.u64())
+			}
+			return control(t, h, 0, codec.AppendChallenge(nil, &c)), 0, func(t *testing.T, p []byte) {
+				if got, _, _ := codec.ParseChallenge(p); got != c {
+					t.Fatalf("challenge %+v, want %+v", got, c)
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, _ uint16) []byte {
+			c, _, err := codec.ParseChallenge(p)
+			if err != nil {
+				t.Fatalf("ParseFrame accepted a %v ParseChallenge rejects: %v", typ, err)
+			}
+			return codec.AppendChallenge(out, &c)
+		},
+		seeds: func() []seedPayload {
+			return []seedPayload{{0, codec.AppendChallenge(nil, &seedChallenge)}}
+		},
+	}
 }
 
 // TestFuzzersCoverEveryFrameType fails when codec accepts a frame type

@@ -258,6 +258,8 @@ func nodeSeeds() [][]byte {
 		seedFrame(seedHeader, codec.TypeAck, 0, ackUs),
 		seedFrame(seedHeader, codec.TypeJoin, 0, askUs),
 		seedFrame(seedHeader, codec.TypeJoin, 0, welcome),
+		seedFrame(seedHeader, codec.TypeChallenge, 0, codec.AppendChallenge(nil, &seedChallenge)),
+		seedFrame(seedHeader, codec.TypeResponse, 0, codec.AppendChallenge(nil, &seedChallenge)),
 	)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,13 +13,15 @@ import (
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
-// silentPeer is a transport on which one member heartbeats once and then
-// never answers anything, so the node cannot become ready: it never learns
-// from which invalidation on it is in that member's fan-out.
+// silentPeer is a transport on which one member heartbeats once and
+// answers address validation, but never a JOIN ask, so the node cannot
+// become ready: it never learns from which invalidation on it is in that
+// member's fan-out.
 type silentPeer struct {
 	alive  chan []byte
 	closed chan struct{}
 	once   sync.Once
+	packet atomic.Uint64
 }
 
 func newSilentPeer(cluster string) *silentPeer {
@@ -27,9 +30,28 @@ func newSilentPeer(cluster string) *silentPeer {
 		Packet: 1, PayloadLen: uint16(codec.AlivePayloadLen(0))}
 	b := codec.AppendHeader(nil, &h)
 	b = codec.AppendAlive(b, &codec.Alive{Incarnation: 1, Addr: from})
-	p := &silentPeer{alive: make(chan []byte, 1), closed: make(chan struct{})}
+	p := &silentPeer{alive: make(chan []byte, 4), closed: make(chan struct{})}
 	p.alive <- b
 	return p
+}
+
+// WriteBatch swallows everything but answers CHALLENGEs (on its reader's
+// channel), as the member would.
+func (p *silentPeer) WriteBatch(msgs []sockopt.Message) (int, error) {
+	for _, m := range msgs {
+		h, _, err := codec.ParseHeader(m.Buf)
+		if err != nil || h.Type != codec.TypeChallenge {
+			continue
+		}
+		rh := codec.Header{Type: codec.TypeResponse, HopLimit: 1, Cluster: h.Cluster, Origin: 0x51, Epoch: 1,
+			Packet: 100 + p.packet.Add(1), PayloadLen: h.PayloadLen}
+		resp := append(codec.AppendHeader(nil, &rh), m.Buf[codec.HeaderLen:codec.HeaderLen+int(h.PayloadLen)]...)
+		select {
+		case p.alive <- resp:
+		default:
+		}
+	}
+	return len(msgs), nil
 }
 
 func (p *silentPeer) ReadBatch(msgs []sockopt.Message) (int, error) {
@@ -43,9 +65,8 @@ func (p *silentPeer) ReadBatch(msgs []sockopt.Message) (int, error) {
 	}
 }
 
-func (p *silentPeer) WriteBatch(msgs []sockopt.Message) (int, error) { return len(msgs), nil }
-func (p *silentPeer) LocalAddr() netip.AddrPort                      { return netip.MustParseAddrPort("127.0.0.1:1") }
-func (p *silentPeer) Close() error                                   { p.once.Do(func() { close(p.closed) }); return nil }
+func (p *silentPeer) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:1") }
+func (p *silentPeer) Close() error              { p.once.Do(func() { close(p.closed) }); return nil }
 
 // TestNotReadyStoresNothing: while the node is not ready, GetOrLoad passes
 // through to the loader every time and Set stores nothing (both counted);

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/engine"
 	"github.com/warpmesh/warpmesh/metrics"
 )
@@ -23,6 +28,15 @@ import (
 //	GET  /stats       statsDoc
 //	GET  /metrics     Prometheus text format (metrics.Collector + Go runtime)
 //	POST /invalidate  {"keys":["…"],"prefixes":["…"]} → {"keys":n,"prefixes":m}
+//
+// Exposure: POST /invalidate empties caches across the whole mesh and the
+// GET routes show its membership, so the endpoint belongs on localhost or a
+// private interface; with --http-token-file every route but the probes
+// (/healthz, /readyz) needs "Authorization: Bearer <token>". Whatever the
+// token, requests are bounded: at most maxAdminRequests at once (the rest
+// get 503), POST /invalidate at most maxInvalidateRequests at once and
+// maxInvalidateBody bytes, its body checked whole (JSON, every key) before
+// anything is queued.
 
 // memberDoc is one member in /members.
 type memberDoc struct {
@@ -77,6 +91,13 @@ type statsDoc struct {
 	Dropped             uint64            `json:"dropped"`
 	Drops               map[string]uint64 `json:"drops"`
 	Members             map[string]int    `json:"members"`
+	MembersEvicted      uint64            `json:"members_evicted"`
+	MembersRefused      uint64            `json:"members_refused"`
+	ChallengesSent      uint64            `json:"challenges_sent"`
+	ChallengesSkipped   uint64            `json:"challenges_suppressed"`
+	ResponsesSent       uint64            `json:"responses_sent"`
+	ResponsesSkipped    uint64            `json:"responses_suppressed"`
+	Validations         uint64            `json:"validations"`
 	RecvBuffer          int               `json:"recv_buffer"`
 	SendBuffer          int               `json:"send_buffer"`
 }
@@ -93,8 +114,22 @@ type invalidateResponse struct {
 	Prefixes int `json:"prefixes"`
 }
 
-// maxInvalidateBody bounds a POST /invalidate body.
-const maxInvalidateBody = 4 << 20
+// Admin endpoint bounds.
+const (
+	maxInvalidateBody     = 1 << 20 // bytes of a POST /invalidate body
+	maxInvalidateRequests = 2       // POST /invalidate handled at once
+	maxAdminRequests      = 16      // requests of any kind handled at once
+)
+
+// probePaths answer without the bearer token: orchestrators probe them.
+var probePaths = map[string]bool{"/healthz": true, "/readyz": true}
+
+// adminConfig configures the admin endpoint.
+type adminConfig struct {
+	// token, when not empty, must arrive as "Authorization: Bearer <token>"
+	// on every route but probePaths.
+	token string
+}
 
 func memberDocOf(m engine.Member) memberDoc {
 	return memberDoc{
@@ -124,8 +159,13 @@ func statsDocOf(n *engine.Node) statsDoc {
 		RepairP50: s.RepairLatency.Quantile(0.5).String(), RepairP99: s.RepairLatency.Quantile(0.99).String(),
 		Members: map[string]int{
 			"alive": s.MembersAlive, "suspect": s.MembersSuspect, "dead": s.MembersDead, "left": s.MembersLeft,
+			"unvalidated": s.MembersUnvalidated,
 		},
-		RecvBuffer: s.RecvBuffer, SendBuffer: s.SendBuffer,
+		MembersEvicted: s.MembersEvicted, MembersRefused: s.MembersRefused,
+		ChallengesSent: s.ChallengesSent, ChallengesSkipped: s.ChallengesSuppressed,
+		ResponsesSent: s.ResponsesSent, ResponsesSkipped: s.ResponsesSuppressed,
+		Validations: s.Validations,
+		RecvBuffer:  s.RecvBuffer, SendBuffer: s.SendBuffer,
 	}
 	for _, r := range engine.DropReasons() {
 		d.Drops[r.String()] = s.Drops[r]
@@ -136,8 +176,8 @@ func statsDocOf(n *engine.Node) statsDoc {
 	return d
 }
 
-// adminHandler serves a node's admin endpoint.
-func adminHandler(n *engine.Node) http.Handler {
+// adminHandler serves a node's admin endpoint, behind guard.
+func adminHandler(n *engine.Node, cfg adminConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.New(n, nil), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -170,16 +210,24 @@ func adminHandler(n *engine.Node) http.Handler {
 		writeJSON(w, http.StatusOK, statsDocOf(n))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	invalidations := make(chan struct{}, maxInvalidateRequests)
 	mux.HandleFunc("POST /invalidate", func(w http.ResponseWriter, r *http.Request) {
-		var req invalidateRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxInvalidateBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+		select {
+		case invalidations <- struct{}{}:
+			defer func() { <-invalidations }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, fmt.Errorf("%d invalidation requests in progress", maxInvalidateRequests))
 			return
 		}
-		if len(req.Keys)+len(req.Prefixes) == 0 {
-			writeError(w, http.StatusBadRequest, errors.New("body: no keys or prefixes"))
+		req, err := decodeInvalidate(w, r)
+		if err != nil {
+			status := http.StatusBadRequest
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			writeError(w, status, err)
 			return
 		}
 		var resp invalidateResponse
@@ -199,7 +247,76 @@ func adminHandler(n *engine.Node) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
-	return mux
+	return guard(mux, cfg)
+}
+
+// decodeInvalidate reads and checks a POST /invalidate body whole: one JSON
+// object with known fields only, nothing after it, at least one key, and
+// every key and prefix valid. Nothing is queued before it returns.
+func decodeInvalidate(w http.ResponseWriter, r *http.Request) (invalidateRequest, error) {
+	var req invalidateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxInvalidateBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("body: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, errors.New("body: data after the JSON object")
+	}
+	if len(req.Keys)+len(req.Prefixes) == 0 {
+		return req, errors.New("body: no keys or prefixes")
+	}
+	for i, k := range req.Keys {
+		if err := codec.ValidateKey([]byte(k)); err != nil {
+			return req, fmt.Errorf("body: keys[%d] %.40q: %w (nothing queued)", i, k, err)
+		}
+	}
+	for i, p := range req.Prefixes {
+		if err := codec.ValidateKey([]byte(p)); err != nil {
+			return req, fmt.Errorf("body: prefixes[%d] %.40q: %w (nothing queued)", i, p, err)
+		}
+	}
+	return req, nil
+}
+
+// guard bounds concurrent requests and, with a token, authenticates them.
+func guard(next http.Handler, cfg adminConfig) http.Handler {
+	slots := make(chan struct{}, maxAdminRequests)
+	want := []byte("Bearer " + cfg.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.token != "" && !probePaths[r.URL.Path] &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="warpmesh"`)
+			writeError(w, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("%d admin requests in progress", maxAdminRequests))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readToken reads a bearer token file: its content with surrounding white
+// space removed, which must not be empty.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", errors.New("empty token")
+	}
+	if strings.ContainsAny(tok, "\r\n") {
+		return "", errors.New("token spans several lines")
+	}
+	return tok, nil
 }
 
 func publishStatus(err error) int {

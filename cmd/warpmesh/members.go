@@ -15,6 +15,7 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("members", "members --http ADDR", stderr)
 	addr := fs.String("http", "", "admin `address` of a running node (host:port or URL); required")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the node to answer")
+	tokenFile := fs.String("http-token-file", "", "`file` holding the node's admin bearer token, if it requires one")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +38,13 @@ func runMembers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return usageErrorf("invalid --http=%q: %v", *addr, err)
+	}
+	if *tokenFile != "" {
+		tok, err := readToken(*tokenFile)
+		if err != nil {
+			return usageErrorf("invalid --http-token-file=%q: %v", *tokenFile, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -5,6 +5,11 @@ import "time"
 // WindowSize is how many DATA sequences a Stream tracks exactly.
 const WindowSize = 16384
 
+// MaxSeq is the highest sequence a Stream accepts: above it window
+// arithmetic could wrap. A real origin never gets near it (2^62 frames);
+// callers drop larger values as malformed, and Reset and Announce clamp.
+const MaxSeq = 1 << 62
+
 // Reason says why sequences were given up. The values match
 // engine.GapReason.
 type Reason uint8
@@ -67,6 +72,7 @@ type Stream struct {
 
 // Reset starts epoch with every sequence up to cum taken as done.
 func (s *Stream) Reset(epoch, cum uint64) {
+	cum = min(cum, MaxSeq)
 	s.epoch, s.cum, s.known = epoch, cum, cum
 	if s.win.bits != nil {
 		s.win.Reset()
@@ -170,6 +176,7 @@ func (s *Stream) notice(from, to uint64, now time.Duration, t *Tally) {
 // Announce records a high-water mark (an HWM frame, or any control frame
 // of the origin).
 func (s *Stream) Announce(hwm uint64, now time.Duration, t *Tally) {
+	hwm = min(hwm, MaxSeq)
 	if hwm <= s.known {
 		return
 	}
@@ -205,8 +212,17 @@ func (s *Stream) GiveUpAll(reason Reason, now time.Duration, t *Tally) {
 // cum past them.
 func (s *Stream) giveUpThrough(last uint64, reason Reason, now time.Duration, t *Tally) {
 	var missing, first, final, unnoticed uint64
+	if b := s.win.base; s.cum+1 < b {
+		// Below the window (after a Rebase down): all missing, none
+		// noticed, counted without a walk.
+		if hi := min(last, b-1); hi > s.cum {
+			first, final = s.cum+1, hi
+			missing, unnoticed = hi-s.cum, hi-s.cum
+		}
+	}
+	lo := max(s.cum+1, s.win.base)
 	top := min(last, s.win.base+WindowSize-1) // bits exist up to here
-	for q := s.cum + 1; q <= top; q++ {
+	for q := lo; q <= top; q++ {
 		if !s.win.Has(q) {
 			if missing == 0 {
 				first = q
@@ -222,7 +238,7 @@ func (s *Stream) giveUpThrough(last uint64, reason Reason, now time.Duration, t 
 			}
 		}
 	}
-	if from := max(s.cum+1, top+1); last >= from {
+	if from := max(lo, top+1); last >= from {
 		if missing == 0 {
 			first = from
 		}
@@ -303,6 +319,7 @@ func (s *Stream) TakeLoss() (Loss, bool) {
 // or given up); up, when frames noticed missing were never meant for us
 // (counted as NotOwed).
 func (s *Stream) Rebase(cum uint64, now time.Duration, t *Tally) {
+	cum = min(cum, MaxSeq)
 	switch {
 	case cum > s.cum:
 		top := min(cum, s.win.base+WindowSize-1)

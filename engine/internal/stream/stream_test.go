@@ -230,15 +230,35 @@ func TestRebase(t *testing.T) {
 	})
 }
 
-// A hostile far jump never loops over the gap sequence by sequence.
+// Hostile sequences never make a call walk a gap sequence by sequence,
+// and never wrap the window arithmetic.
 func TestHostileSequences(t *testing.T) {
 	s := newStream(0)
 	var tl Tally
 	s.Observe(1, 0, &tl)
-	s.Announce(^uint64(0), 0, &tl)
-	s.Observe(^uint64(0)-1, 0, &tl)
-	if s.Cum() < ^uint64(0)-WindowSize {
-		t.Fatalf("cum %d", s.Cum())
+	s.Announce(^uint64(0), 0, &tl) // clamped to MaxSeq, given up as too old
+	s.Observe(MaxSeq, 0, &tl)
+	if s.Cum() < MaxSeq-WindowSize || s.Known() != MaxSeq {
+		t.Fatalf("cum %d known %d", s.Cum(), s.Known())
+	}
+	// A far DATA frame, then a rebase down to the epoch's start: what lies
+	// below the window is given up arithmetically (this once walked 2^40
+	// sequences).
+	s = newStream(1<<40 - 1)
+	s.Observe(1<<40, 0, &tl)
+	start := time.Now()
+	s.Rebase(0, 0, &tl)
+	s.GiveUpAll(Unreachable, 0, &tl)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("rebase and give-up took %v", d)
+	}
+	if s.Cum() != 1<<40 || s.Open() {
+		t.Fatalf("cum %d open %v", s.Cum(), s.Open())
+	}
+	var reset Stream
+	reset.Reset(1, ^uint64(0))
+	if reset.Cum() != MaxSeq {
+		t.Fatalf("Reset did not clamp: %d", reset.Cum())
 	}
 }
 
