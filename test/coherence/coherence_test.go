@@ -111,6 +111,9 @@ func scenario(t *testing.T, w workload, settle time.Duration, fault func(c *clus
 	v, tot := c.finish()
 	elapsed := time.Since(begin)
 	t.Logf("%v", v)
+	for _, e := range v.StallExamples {
+		t.Logf("%s", e)
+	}
 	t.Logf("%v", &tot)
 	t.Logf("writes %d, database loads %d, datagrams dropped by the fabric %d, reads refused by a closed cache %d, %s, in %v",
 		c.db.writes.Load(), c.db.loads.Load(), c.fab.dropped.Load(), c.readErrors.Load(), c.stallSummary(), elapsed.Round(time.Millisecond))

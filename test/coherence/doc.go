@@ -31,7 +31,7 @@
 // side (or within Bound before the cut) counts as committed at the heal,
 // so reads are held to the bound from the heal on. Likewise a probe
 // goroutine records when the test process had no core (it overslept by
-// more than 5 ms); a read past the bound by no more than the stall time
+// more than 25 ms); a read past the bound by no more than the stall time
 // since the newer commit is the machine's delay, not the engine's. Both
 // kinds are counted ("excused: cut", "excused: stall"), never hidden.
 //

@@ -107,6 +107,8 @@ type verdict struct {
 	Behind   uint64 // reads that returned a version already superseded when they started (within Bound: allowed)
 	MaxLag   time.Duration
 	Examples []string // the first few stale or invalid reads, described
+	// StallExamples are the first few reads excused by a stall.
+	StallExamples []string
 }
 
 const maxExamples = 5
@@ -125,16 +127,20 @@ const maxExamples = 5
 // counted in Excused, and reads started more than bound after the heal are
 // held to the bound again.
 //
-// Stalls stretch the bound the same way: a read past the bound by no more
-// than the time the test process was measured stalled (see stall) between
-// the newer version's (effective) commit and the read is counted in
-// Starved, not Stale. The bound is what the engine promises a process that
-// gets a core; a machine that withholds one for a second delays every
-// goroutine by a second.
+// Stalls stretch the bound the same way, for invalidations the engine did
+// send: a read past the bound by no more than the time the test process
+// was measured stalled (see stall) between the newer version's (effective)
+// commit and the read is counted in Starved, not Stale, when sent reports
+// that the writer's node handed the invalidation to the reader's node's
+// address before the read. The bound is what the engine promises a process
+// that gets a core; a machine that withholds one for a second delays every
+// goroutine by a second. An invalidation that was never sent is the
+// engine's to flag, stalls or not.
 //
 // explain, when set, adds what the cluster knows about a stale read to its
 // example: which nodes were involved and what the reader's node received.
-func check(d *database, reads [][]read, cuts []cut, stalls []stall, explain func(r *read, next commit) string, bound time.Duration) verdict {
+func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r *read, next commit) bool,
+	explain func(r *read, next commit) string, bound time.Duration) verdict {
 	var v verdict
 	b := int64(bound)
 	for _, rs := range reads {
@@ -164,8 +170,16 @@ func check(d *database, reads [][]read, cuts []cut, stalls []stall, explain func
 					eff = max(eff, c.heal)
 				}
 			}
-			if over := r.start - eff - b; over > 0 && stalledWithin(stalls, eff, r.start) >= over {
+			if over := r.start - eff - b; over > 0 && stalledWithin(stalls, eff, r.start) >= over && (sent == nil || sent(r, next)) {
 				v.Starved++
+				if len(v.StallExamples) < 3 {
+					e := fmt.Sprintf("excused by a stall: %s read version %d on instance %d at %v; version %d committed at %v by instance %d (%v over the bound, %v stalled since)",
+						d.names[r.key], r.ver, r.inst, dur(r.start), r.ver+1, dur(next.at), next.by, dur(over), dur(stalledWithin(stalls, eff, r.start)))
+					if explain != nil {
+						e += "; " + explain(r, next)
+					}
+					v.StallExamples = append(v.StallExamples, e)
+				}
 				continue
 			}
 			if r.start-eff > b {
@@ -219,7 +233,10 @@ type stall struct{ start, end int64 }
 
 const (
 	probeEvery = 2 * time.Millisecond
-	probeMin   = 5 * time.Millisecond // shorter oversleeps are not recorded
+	// probeMin is the shortest oversleep recorded as a stall: shorter
+	// ones are ordinary scheduling, which the bound's slack covers; only
+	// starvation that long stretches the bound.
+	probeMin = 25 * time.Millisecond
 )
 
 // probeStalls records stalls until stop is closed and returns them in

@@ -262,6 +262,26 @@ func (c *cluster) explain(r *read, next commit) string {
 		life(rd), rd.conn.LocalAddr(), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "), strings.Join(gaps, ", "), strings.Join(sends, ", "))
 }
 
+// sentToReader reports whether the writer's node handed the newer
+// version's invalidation to the reader's node's address (first copy or
+// retransmission, not dropped by the fabric) between the commit and the
+// read. Called by check with c.mu held.
+func (c *cluster) sentToReader(r *read, next commit) bool {
+	rd, wr := c.incAt(int(r.inst), r.start), c.incAt(int(next.by), next.at)
+	if rd == nil || wr == nil {
+		return false
+	}
+	to := rd.conn.LocalAddr()
+	wr.recvMu.Lock()
+	defer wr.recvMu.Unlock()
+	for _, e := range wr.sent {
+		if e.key == int32(r.key) && e.to == to && !e.dropped && e.at >= next.at && e.at <= r.start {
+			return true
+		}
+	}
+	return false
+}
+
 // stallSummary describes the process stalls the probe saw.
 func (c *cluster) stallSummary() string {
 	c.mu.Lock()
