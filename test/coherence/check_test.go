@@ -28,7 +28,7 @@ func TestCheckerFlags(t *testing.T) {
 		{start: 1700 * ms, end: 1701 * ms, key: 1, ver: 0, inst: 3}, // instance 3 was not cut off: stale
 	}}
 	cuts := []cut{{from: []int{1}, to: []int{2}, start: 900 * ms, heal: 1400 * ms}}
-	v := check(d, reads, cuts, nil, nil, nil, bound)
+	v := check(d, reads, cuts, nil, nil, 0, nil, bound)
 	want := verdict{Checked: 9, Stale: 3, Invalid: 2, Excused: 1, Behind: 5}
 	if v.Checked != want.Checked || v.Stale != want.Stale || v.Invalid != want.Invalid || v.Excused != want.Excused || v.Behind != want.Behind {
 		t.Fatalf("got %v, want checked %d stale %d invalid %d excused %d behind %d\n%v",
@@ -42,14 +42,14 @@ func TestCheckerFlags(t *testing.T) {
 	// 1700 ms excuses the 100 ms over the bound of neither: only a stall
 	// at least as long as the excess does.
 	short := []stall{{start: 1100 * ms, end: 1150 * ms}}
-	if v := check(d, reads, cuts, short, nil, nil, bound); v.Stale != 3 || v.Starved != 0 {
+	if v := check(d, reads, cuts, short, nil, 0, nil, bound); v.Stale != 3 || v.Starved != 0 {
 		t.Errorf("with a 50 ms stall: %v, want 3 stale, none excused by the stall", v)
 	}
 	long := []stall{{start: 1100 * ms, end: 1250 * ms}, {start: 1600 * ms, end: 1620 * ms}}
 	// Instance 3's read (700 ms after the commit, 500 over) is still
 	// stale; instance 2's (300 ms after the heal, 100 over, 20 ms of stall
 	// after the heal) too; the read at 301 ms (1 ms over, no stall) too.
-	if v := check(d, reads, cuts, long, nil, nil, bound); v.Stale != 3 || v.Starved != 0 {
+	if v := check(d, reads, cuts, long, nil, 0, nil, bound); v.Stale != 3 || v.Starved != 0 {
 		t.Errorf("with stalls outside the windows: %v, want 3 stale", v)
 	}
 	covering := []stall{{start: 1450 * ms, end: 1560 * ms}, {start: 1000 * ms, end: 1200 * ms}}
@@ -57,14 +57,18 @@ func TestCheckerFlags(t *testing.T) {
 	// Now instance 2's read after the heal (100 ms over, 110 ms stalled
 	// after the heal) is excused, instance 3's (500 ms over, 310 ms
 	// stalled) is not.
-	if v := check(d, reads, cuts, covering, nil, nil, bound); v.Stale != 2 || v.Starved != 1 {
+	if v := check(d, reads, cuts, covering, nil, 0, nil, bound); v.Stale != 2 || v.Starved != 1 {
 		t.Errorf("with stalls covering one read's excess: %v, want 2 stale, 1 excused by a stall", v)
 	}
-	// Unless the invalidation was never sent to the reader: then the
-	// stall excuses nothing.
+	// Unless the invalidation was never sent to the reader while the
+	// process ran for longer than runMax (instance 2's read: 190 ms of
+	// 300 unstalled): then the stall excuses nothing.
 	never := func(*read, commit) bool { return false }
-	if v := check(d, reads, cuts, covering, never, nil, bound); v.Stale != 3 || v.Starved != 0 {
+	if v := check(d, reads, cuts, covering, never, 100*time.Millisecond, nil, bound); v.Stale != 3 || v.Starved != 0 {
 		t.Errorf("with stalls but nothing sent: %v, want 3 stale", v)
+	}
+	if v := check(d, reads, cuts, covering, never, 200*time.Millisecond, nil, bound); v.Stale != 2 || v.Starved != 1 {
+		t.Errorf("with stalls, nothing sent, but the process ran only 190 ms: %v, want 2 stale, 1 excused", v)
 	}
 }
 

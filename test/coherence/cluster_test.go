@@ -382,7 +382,7 @@ func (c *cluster) finish() (verdict, totals) {
 			tot.add(inc)
 		}
 	}
-	return check(c.db, c.reads, c.cuts, c.stalls, c.sentToReader, c.explain, Bound), tot
+	return check(c.db, c.reads, c.cuts, c.stalls, c.sentToReader, slack, c.explain, Bound), tot
 }
 
 func (c *cluster) stopped() bool {

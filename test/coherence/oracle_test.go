@@ -128,18 +128,20 @@ const maxExamples = 5
 // held to the bound again.
 //
 // Stalls stretch the bound the same way, for invalidations the engine did
-// send: a read past the bound by no more than the time the test process
-// was measured stalled (see stall) between the newer version's (effective)
-// commit and the read is counted in Starved, not Stale, when sent reports
-// that the writer's node handed the invalidation to the reader's node's
-// address before the read. The bound is what the engine promises a process
-// that gets a core; a machine that withholds one for a second delays every
-// goroutine by a second. An invalidation that was never sent is the
-// engine's to flag, stalls or not.
+// send or could not have: a read past the bound by no more than the time
+// the test process was measured stalled (see stall) between the newer
+// version's (effective) commit and the read is counted in Starved, not
+// Stale, when sent reports that the writer's node handed the invalidation
+// to the reader's node's address before the read, or when the process ran
+// for no more than runMax of that time (too little to expect anything of
+// it). The bound is what the engine promises a process that gets a core;
+// a machine that withholds one for a second delays every goroutine by a
+// second. An invalidation the engine had the time to send and did not is
+// the engine's to flag, stalls or not.
 //
 // explain, when set, adds what the cluster knows about a stale read to its
 // example: which nodes were involved and what the reader's node received.
-func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r *read, next commit) bool,
+func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r *read, next commit) bool, runMax time.Duration,
 	explain func(r *read, next commit) string, bound time.Duration) verdict {
 	var v verdict
 	b := int64(bound)
@@ -170,7 +172,8 @@ func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r 
 					eff = max(eff, c.heal)
 				}
 			}
-			if over := r.start - eff - b; over > 0 && stalledWithin(stalls, eff, r.start) >= over && (sent == nil || sent(r, next)) {
+			if over, stalled := r.start-eff-b, stalledWithin(stalls, eff, r.start); over > 0 && stalled >= over &&
+				(sent == nil || r.start-eff-stalled <= int64(runMax) || sent(r, next)) {
 				v.Starved++
 				if len(v.StallExamples) < 3 {
 					e := fmt.Sprintf("excused by a stall: %s read version %d on instance %d at %v; version %d committed at %v by instance %d (%v over the bound, %v stalled since)",
