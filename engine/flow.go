@@ -50,6 +50,13 @@ func (f *flowState) report(member, cum uint64) {
 	}
 }
 
+// forget drops a member's progress report (it left the fan-out).
+func (f *flowState) forget(member uint64) {
+	f.mu.Lock()
+	delete(f.acked, member)
+	f.mu.Unlock()
+}
+
 // slowest returns the lowest progress among the live members that have
 // reported, and whether any has.
 func (f *flowState) slowest(v *destView) (uint64, bool) {

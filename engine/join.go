@@ -61,7 +61,7 @@ func (j *joinTable) init() { j.from = make(map[uint64]uint64) }
 // adopt returns the view a flush of sequences [first, last] goes out with,
 // stamping members that enter the fan-out with first. It does not allocate
 // unless the view changed (membership changes are rare).
-func (j *joinTable) adopt(m *membership, first, last uint64) *destView {
+func (j *joinTable) adopt(m *membership, f *flowState, first, last uint64) *destView {
 	j.mu.Lock()
 	v := m.view.Load()
 	if v != j.used {
@@ -73,6 +73,11 @@ func (j *joinTable) adopt(m *membership, first, last uint64) *destView {
 		for id := range j.from {
 			if _, ok := slices.BinarySearch(v.ids, id); !ok {
 				delete(j.from, id)
+				// Out of the fan-out: its old progress report must not hold
+				// the origin back should it come back (after a partition it
+				// is far behind until it has repaired); until it reports
+				// again it counts as a receiver that never reported.
+				f.forget(id)
 			}
 		}
 		j.used = v

@@ -65,6 +65,7 @@ type memberEntry struct {
 	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
 	repairAt       time.Time // when repairTokens was last refilled
 	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
+	challengedAt   time.Time // last CHALLENGE it sent us (alive, but deaf to us: challengedBy)
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
@@ -482,7 +483,9 @@ func (m *membership) tick(now time.Time) {
 				changed = true
 			}
 		case StateDead, StateLeft:
-			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || !isolated) {
+			// A dead member still heard from (it challenges us: it is
+			// alive, only deaf to us) is kept, so its news is still taken.
+			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || (!isolated && now.Sub(e.challengedAt) >= reap)) {
 				m.removeLocked(e)
 			}
 		}
@@ -638,6 +641,19 @@ func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
 		}
 	}
 	return dst
+}
+
+// challengedBy records that a validated member challenged us from its
+// address: it is alive, but it declared us dead (it cannot hear us). Its
+// state does not change — a member that cannot hear us is rightly out of
+// our fan-out and flow control, and coming back takes a RESPONSE — but it
+// is not forgotten while it keeps doing so, so its news is still taken.
+func (m *membership) challengedBy(id uint64, now time.Time) {
+	m.mu.Lock()
+	if e := m.members[id]; e != nil && e.validated {
+		e.challengedAt = now
+	}
+	m.mu.Unlock()
 }
 
 // validatedAddr returns a validated, not departed member's address: the

@@ -259,7 +259,7 @@ func (s *sender) flush() {
 		s.frames[i] = s.n.sealFrame(s.frames[i], &s.hdrs[i], &s.sc)
 	}
 	s.n.ctr.sendBatches.Add(1)
-	v := s.n.joins.adopt(s.n.members, s.hdrs[0].Seq, s.hdrs[len(s.hdrs)-1].Seq)
+	v := s.n.joins.adopt(s.n.members, &s.n.flow, s.hdrs[0].Seq, s.hdrs[len(s.hdrs)-1].Seq)
 	s.awaitWindow(v, s.hdrs[len(s.hdrs)-1].Seq)
 	s.dests = s.n.destinations(v, s.n.id, s.dests[:0])
 	k := 0

@@ -381,6 +381,7 @@ func (r *receiver) challenged(h *codec.Header, payload []byte, from netip.AddrPo
 	if st == nil || h.Epoch != st.epoch() || st.ctrl.Observe(h.Packet) != stream.New {
 		return
 	}
+	n.members.challengedBy(h.Origin, now)
 	st.heard = now
 	r.announced(st, h.Seq, now)
 }
