@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/warpmesh/warpmesh/engine"
@@ -30,7 +33,19 @@ const benchGroup = "239.77.7.7"
 // benchKey is the keyring secret of the warpmesh-keyring system.
 var benchKey = []byte("warpmesh-bench-key-32-bytes-long")
 
+// envWMProcs, when set to n > 0, runs the Warp Mesh children (publisher
+// and receivers, not the other systems) with GOMAXPROCS n: a deployment
+// setting measured in PERFORMANCE.md ("Tail latency").
+const envWMProcs = "MESHBENCH_WM_GOMAXPROCS"
+
+func wmProcs() {
+	if n, err := strconv.Atoi(os.Getenv(envWMProcs)); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+}
+
 func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
+	wmProcs()
 	o := engine.Options{
 		Port:        port,
 		Heartbeat:   time.Second,
