@@ -113,6 +113,7 @@ func runChild(role string, idx int, systems []System) error {
 		r := report{Ev: "result", Count: t.count, Unique: t.unique, Last: t.last, Drops: rx.Drops(), Lat: percentiles(t.lat)}
 		if dir := latDumpDir(); dir != "" && t.sent != nil {
 			_ = writeLatDump(dir, idx, t.sent, t.lat)
+			writeStatsLine(dir, role, idx, rx)
 		}
 		t.mu.Unlock()
 		out.emit(r)
@@ -129,6 +130,9 @@ func runChild(role string, idx int, systems []System) error {
 		}
 		out.emit(report{Ev: "done", Sent: sent, Start: start, End: end})
 		<-stdinClosed
+		if dir := latDumpDir(); dir != "" {
+			writeStatsLine(dir, role, idx, p)
+		}
 		return p.Close()
 	case "helper":
 		if sys.Helper == nil {

@@ -111,3 +111,11 @@ func writeAllocProfile(dir, role string, idx int) error {
 	}
 	return f.Close()
 }
+
+// writeStatsLine writes a system's own counters, when it has any, to
+// dir/<role><idx>.stats.
+func writeStatsLine(dir, role string, idx int, v any) {
+	if s, ok := v.(interface{ StatsLine() string }); ok {
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s%d.stats", role, idx)), []byte(s.StatsLine()+"\n"), 0o644)
+	}
+}
