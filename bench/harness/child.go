@@ -66,6 +66,22 @@ func runChild(role string, idx int, systems []System) error {
 		return err
 	}
 	defer stopProfile()
+	if dir := latDumpDir(); dir != "" {
+		startAllocProfile()
+		defer func() {
+			_ = writeRuntimeMetrics(dir, role, idx)
+			_ = writeAllocProfile(dir, role, idx)
+		}()
+	}
+	slice := sliceFromEnv()
+	applySlice(slice)
+	if slice > 0 {
+		go func() { // threads the runtime starts later
+			for range time.Tick(10 * time.Millisecond) {
+				applySlice(slice)
+			}
+		}()
+	}
 	fail := func(err error) error {
 		out.emit(report{Ev: "error", Err: err.Error()})
 		return err
@@ -95,6 +111,10 @@ func runChild(role string, idx int, systems []System) error {
 		t.tick()
 		t.mu.Lock()
 		r := report{Ev: "result", Count: t.count, Unique: t.unique, Last: t.last, Drops: rx.Drops(), Lat: percentiles(t.lat)}
+		if dir := latDumpDir(); dir != "" && t.sent != nil {
+			_ = writeLatDump(dir, idx, t.sent, t.lat)
+			writeStatsLine(dir, role, idx, rx)
+		}
 		t.mu.Unlock()
 		out.emit(r)
 		return rx.Close()
@@ -110,6 +130,9 @@ func runChild(role string, idx int, systems []System) error {
 		}
 		out.emit(report{Ev: "done", Sent: sent, Start: start, End: end})
 		<-stdinClosed
+		if dir := latDumpDir(); dir != "" {
+			writeStatsLine(dir, role, idx, p)
+		}
 		return p.Close()
 	case "helper":
 		if sys.Helper == nil {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/warpmesh/warpmesh/engine"
@@ -30,7 +33,19 @@ const benchGroup = "239.77.7.7"
 // benchKey is the keyring secret of the warpmesh-keyring system.
 var benchKey = []byte("warpmesh-bench-key-32-bytes-long")
 
+// envWMProcs, when set to n > 0, runs the Warp Mesh children (publisher
+// and receivers, not the other systems) with GOMAXPROCS n: a deployment
+// setting measured in PERFORMANCE.md ("Tail latency").
+const envWMProcs = "MESHBENCH_WM_GOMAXPROCS"
+
+func wmProcs() {
+	if n, err := strconv.Atoi(os.Getenv(envWMProcs)); err == nil && n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+}
+
 func wmOptions(spec *Spec, port int, mcast bool) (engine.Options, error) {
+	wmProcs()
 	o := engine.Options{
 		Port:        port,
 		Heartbeat:   time.Second,
@@ -68,6 +83,16 @@ type wmReceiverT struct{ n *engine.Node }
 func (r wmReceiverT) Drops() uint64 { s := r.n.Stats(); return s.Dropped() }
 func (r wmReceiverT) Close() error  { return r.n.Close() }
 
+// StatsLine reports the engine counters that bear on latency (flow-control
+// waits, repair) for MESHBENCH_LATDUMP.
+func (r wmReceiverT) StatsLine() string { return wmStatsLine(r.n) }
+
+func wmStatsLine(n *engine.Node) string {
+	s := n.Stats()
+	return fmt.Sprintf("engine flowWaits %d flowTimeouts %d nacksSent %d nacksReceived %d retransmitted %d retransmitsReceived %d acksSent %d acksReceived %d dropped %d",
+		s.FlowWaits, s.FlowTimeouts, s.NacksSent, s.NacksReceived, s.Retransmitted, s.RetransmitsReceived, s.AcksSent, s.AcksReceived, s.Dropped())
+}
+
 func wmReceiver(mcast bool) func(*Spec, int, func([]byte)) (Receiver, error) {
 	return func(spec *Spec, idx int, deliver func([]byte)) (Receiver, error) {
 		o, err := wmOptions(spec, spec.Ports[1+idx], mcast)
@@ -91,6 +116,9 @@ type wmPublisherT struct{ n *engine.Node }
 func (p wmPublisherT) Publish(key []byte) error { return p.n.InvalidateBytes(key) }
 func (p wmPublisherT) Flush() error             { return nil }
 func (p wmPublisherT) Close() error             { return p.n.Close() }
+
+// StatsLine is wmReceiverT.StatsLine for the publisher.
+func (p wmPublisherT) StatsLine() string { return wmStatsLine(p.n) }
 
 func wmPublisher(mcast bool) func(*Spec) (Publisher, error) {
 	return func(spec *Spec) (Publisher, error) {

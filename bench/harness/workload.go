@@ -83,6 +83,7 @@ type tally struct {
 	unique  uint64
 	seen    []uint64 // bitset over seq
 	lat     []int64  // ns, Latency mode
+	sent    []int64  // send times parallel to lat, only with MESHBENCH_LATDUMP
 	// last is when count last changed, as seen by a ticker: arrival time
 	// without a clock read per key.
 	last   int64
@@ -95,6 +96,9 @@ func newTally(spec *Spec, clk *Clock) *tally {
 		n := int(spec.Duration.Seconds()*float64(spec.Rate)) + 1
 		t.lat = make([]int64, 0, n)
 		t.seen = make([]uint64, n/64+1)
+		if latDumpDir() != "" {
+			t.sent = make([]int64, 0, n)
+		}
 	} else {
 		t.seen = make([]uint64, 1<<16)
 	}
@@ -126,7 +130,11 @@ func (t *tally) deliver(key []byte) {
 		t.seen[w] |= bit
 		t.unique++
 		if t.latency {
-			t.lat = append(t.lat, now-int64(binary.BigEndian.Uint64(key[keySent:])))
+			sent := int64(binary.BigEndian.Uint64(key[keySent:]))
+			t.lat = append(t.lat, now-sent)
+			if t.sent != nil {
+				t.sent = append(t.sent, sent)
+			}
 		}
 	}
 	t.mu.Unlock()
