@@ -16,8 +16,11 @@ import (
 // members) to the group and to every known member and seed, and it runs
 // failure detection more often than that. The worker also uses it to answer
 // a newcomer at once. Control traffic is rare; its buffers are reused under
-// a mutex.
+// a mutex. Above DirectLimit the probes (probe.go, its pr) detect failure
+// and the round's ALIVE goes only to seeds not known live, to rejoin a
+// mesh after a partition.
 type heartbeater struct {
+	pr      prober
 	n       *Node
 	mu      sync.Mutex
 	buf     []byte
@@ -32,10 +35,13 @@ func (h *heartbeater) init(n *Node) {
 	h.n = n
 	h.buf = make([]byte, 0, n.cfg.MaxFrameSize)
 	h.lastRep = make(map[netip.AddrPort]time.Time)
+	h.pr.init(n)
 }
 
 func (h *heartbeater) run() {
 	defer h.n.wg.Done()
+	h.n.wg.Add(1) // the probe loop; Close waits for both
+	go h.pr.run()
 	cfg := h.n.cfg
 	tick := min(cfg.Heartbeat, cfg.SuspectAfter/3) / 2
 	tick = max(tick, 2*time.Millisecond)
@@ -104,6 +110,16 @@ func (h *heartbeater) broadcast() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.n
+	if n.members.swimming() {
+		h.targets = h.targets[:0]
+		for _, s := range h.seeds {
+			if s != n.cfg.advertise && !n.members.liveAt(s) {
+				h.targets = append(h.targets, s)
+			}
+		}
+		h.sendAliveLocked(h.targets)
+		return
+	}
 	start := h.everyoneLocked()
 	known := h.targets[start:]
 	for _, s := range h.seeds {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/swim"
 )
 
 // MemberState is a member's liveness as this node sees it.
@@ -103,6 +104,18 @@ type membership struct {
 	refused     atomic.Uint64       // validations refused: pool full of live members
 	evictedUnv  atomic.Uint64       // unvalidated entries evicted for room
 	evictedGone atomic.Uint64       // dead or left members evicted for room
+
+	// SWIM (probe.go): the machine runs while more than DirectLimit
+	// validated members are live; nil otherwise.
+	swim      *swim.Machine
+	selfEpoch uint64
+	selfInc   *atomic.Uint64  // the node's incarnation
+	wake      chan<- struct{} // the probe loop's wake-up
+	swimActs  []swim.Action   // scratch, under mu
+	swimUps   []swim.Update   // scratch, under mu
+	swimCur   int             // rotates digests in SWIM mode
+	viewDirty bool            // a debounced rebuild is due (SWIM mode)
+	viewAt    time.Time       // last view rebuild
 }
 
 func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
@@ -132,6 +145,19 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 	}
 	if e.Addr != addr || e.State == StateDead || e.State == StateLeft {
 		return false, addr // a move or a comeback: only a RESPONSE from there proves it
+	}
+	if m.swim != nil {
+		// Above DirectLimit the probes judge liveness: a heartbeat is
+		// only news of the member's incarnation.
+		e.LastHeard = now
+		if viaGroup {
+			if e.heardMulticast.IsZero() {
+				m.rebuildLocked(now)
+			}
+			e.heardMulticast = now
+		}
+		m.swimHeardLocked(e, inc, now)
+		return true, netip.AddrPort{}
 	}
 	wasSuspect := e.State == StateSuspect
 	changed := e.State != StateAlive
@@ -206,6 +232,9 @@ func (m *membership) evictUnvalidatedLocked() {
 // removeLocked deletes e from the table and its indexes.
 func (m *membership) removeLocked(e *memberEntry) {
 	delete(m.members, e.ID)
+	if e.validated && m.swim != nil {
+		m.swim.Remove(e.ID)
+	}
 	if e.validated {
 		m.validatedN--
 		if m.validAt[e.Addr] == e.ID {
@@ -266,6 +295,9 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	e.Addr, e.src, e.LastHeard = addr, src, now
 	e.lastPacket, e.packetAt = packet, now
 	e.State, e.stateSince = StateAlive, now
+	if m.swim != nil {
+		m.swim.Add(entrySwim(e), now)
+	}
 	if !wasLive {
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
 	}
@@ -313,6 +345,12 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 // Gossip alone never revives, moves or adds a member: the address must
 // answer first.
 func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gossipLocked(d, selfEpoch, selfInc, now)
+}
+
+func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
 	if d.ID == m.self {
 		return (d.State == StateSuspect || d.State == StateDead) &&
 			d.Epoch == selfEpoch && d.Incarnation >= selfInc, netip.AddrPort{}
@@ -320,8 +358,6 @@ func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now
 	if !d.Addr.IsValid() || d.Addr.Port() == 0 {
 		return false, netip.AddrPort{}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	e, ok := m.members[d.ID]
 	if !ok || !e.validated {
 		if d.State != StateAlive {
@@ -343,6 +379,9 @@ func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now
 		e.Incarnation = d.Incarnation
 		e.State, e.stateSince = StateLeft, now
 		m.events.push(Event{Type: EventLeave, Member: e.Member})
+		if m.swim != nil {
+			m.swim.Leave(e.ID, e.Epoch, nil)
+		}
 		m.rebuildLocked(now)
 	case d.Epoch == e.Epoch:
 		e.Incarnation = d.Incarnation
@@ -364,6 +403,9 @@ func (m *membership) left(id, epoch uint64, now time.Time) {
 	}
 	e.State, e.stateSince = StateLeft, now
 	m.events.push(Event{Type: EventLeave, Member: e.Member})
+	if m.swim != nil {
+		m.swim.Leave(e.ID, e.Epoch, nil)
+	}
 	m.rebuildLocked(now)
 }
 
@@ -431,6 +473,7 @@ func (m *membership) tick(now time.Time) {
 	defer m.mu.Unlock()
 	changed := false
 	reap := 10 * m.cfg.DeadAfter
+	live := 0
 	for _, e := range m.members {
 		silent := now.Sub(e.LastHeard)
 		if !e.validated {
@@ -438,6 +481,12 @@ func (m *membership) tick(now time.Time) {
 				m.removeLocked(e)
 			}
 			continue
+		}
+		if e.State == StateAlive || e.State == StateSuspect {
+			live++
+			if m.swim != nil {
+				continue // the probes judge liveness (probe.go)
+			}
 		}
 		switch e.State {
 		case StateAlive:
@@ -478,11 +527,25 @@ func (m *membership) tick(now time.Time) {
 	if changed {
 		m.rebuildLocked(now)
 	}
+	m.swimModeLocked(live, now)
 }
 
 // rebuildLocked publishes a new fan-out view of the validated live
-// members. Allocates; membership changes are rare.
-func (m *membership) rebuildLocked(time.Time) {
+// members. Allocates; membership changes are rare. Above DirectLimit a
+// join wave would rebuild it per join, so there a rebuild within
+// Heartbeat/swimViewDebounce of the last one is left to the probe loop.
+func (m *membership) rebuildLocked(now time.Time) {
+	if m.swim != nil && now.Sub(m.viewAt) < m.cfg.Heartbeat/swimViewDebounce {
+		if !m.viewDirty && m.wake != nil {
+			select {
+			case m.wake <- struct{}{}:
+			default:
+			}
+		}
+		m.viewDirty = true
+		return
+	}
+	m.viewDirty, m.viewAt = false, now
 	v := &destView{allMulticast: true}
 	ids := make([]uint64, 0, m.validatedN)
 	for id, e := range m.members {
@@ -557,6 +620,18 @@ func (m *membership) count(s *Stats) {
 func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	m.digest = m.digest[:0]
 	if m.validatedN == 0 || max <= 0 {
+		return m.digest
+	}
+	if m.swim != nil {
+		// Above DirectLimit, ALIVE goes to seeds and newcomers only: take
+		// the next members of the machine's table, no sort.
+		if m.swimCur >= m.swim.Len() {
+			m.swimCur = 0
+		}
+		m.swimUps, m.swimCur = m.swim.AppendMembers(m.swimUps[:0], m.swimCur, max)
+		for _, u := range m.swimUps {
+			m.digest = append(m.digest, codec.DigestEntry{ID: u.ID, Epoch: u.Epoch, Incarnation: u.Incarnation, Addr: u.Addr, State: MemberState(u.State)})
+		}
 		return m.digest
 	}
 	ids := m.ids[:0]

@@ -210,13 +210,22 @@ func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, 
 	}
 	if h.Type == codec.TypeChallenge {
 		v.mu.Lock()
-		defer v.mu.Unlock()
-		if !v.responses.take(now) {
+		answered := v.responses.take(now)
+		if answered {
+			v.sendLocked(codec.TypeResponse, &c, from)
+			n.ctr.responsesSent.Add(1)
+		} else {
 			n.ctr.responsesSuppressed.Add(1)
-			return false
 		}
-		v.sendLocked(codec.TypeResponse, &c, from)
-		n.ctr.responsesSent.Add(1)
+		v.mu.Unlock()
+		if _, known := n.members.validatedAddr(h.Origin); answered && !known {
+			// A challenger is about to know us: validate it back at once,
+			// so that knowledge is mutual within a round trip (SWIM
+			// probes a member only it has validated, and the member
+			// answers only one it has validated too).
+			credit := challengeCredit * codec.FrameLen(h)
+			v.challenge(from, true, &credit, now)
+		}
 		return false
 	}
 	if !v.verify(&c, now) {
@@ -274,6 +283,8 @@ func (n *Node) admit(h *codec.Header, payload []byte, from netip.AddrPort, authe
 		return admitPass
 	case why == DropUnknownMember && h.Type == codec.TypeAlive:
 		return admitStranger
+	case why == DropUnknownMember && (h.Type == codec.TypeProbe || h.Type == codec.TypeSync):
+		challenge = from // a member that knows us first (SWIM): prove its address
 	}
 	n.ctr.drop(why)
 	if challenge.IsValid() {

@@ -48,6 +48,7 @@ type Config struct {
 	PushPullPer      time.Duration // push-pull interval per member (keeps its bytes per second flat in N)
 	CatchUp          int           // periods of frequent push-pull after a member joins
 	MaxRelays        int           // indirect probes relayed for others at once
+	QueueCap         int           // queued updates beyond which news of a live member is left to push-pull
 }
 
 // Kind says what an Action asks the driver to do.
@@ -144,6 +145,7 @@ type Machine struct {
 	suspects  int
 	awareness int
 	q         queue
+	dropped   uint64
 	scratch   []int32
 }
 
@@ -157,6 +159,26 @@ func New(cfg Config, self Update, seed uint64) *Machine {
 	m.relays = make([]relay, max(cfg.MaxRelays, 1))
 	return m
 }
+
+// enqueue queues u for piggybacking. Past QueueCap queued updates, news
+// that a member is alive (a join, a higher incarnation) is not queued
+// unless it refutes a suspicion: in a join wave every node
+// learns every member, and N joins retransmitted λ·log N times by every
+// node would keep probe frames full for O(N) periods, while push-pull
+// spreads the same news in O(log N). Suspicions, deaths and leaves are
+// always queued (at most one per member).
+func (m *Machine) enqueue(u Update) {
+	if u.State == Alive && u.ID != m.self.ID && m.q.len() >= m.cfg.QueueCap {
+		if _, queued := m.q.at[u.ID]; !queued {
+			m.dropped++
+			return
+		}
+	}
+	m.q.push(u)
+}
+
+// Dropped counts alive news left to push-pull because the queue was full.
+func (m *Machine) Dropped() uint64 { return m.dropped }
 
 // Len is the number of members held (any state).
 func (m *Machine) Len() int { return len(m.members) }
@@ -175,7 +197,7 @@ func (m *Machine) Incarnation() uint64 { return m.self.Incarnation }
 func (m *Machine) SetIncarnation(inc uint64) {
 	if inc > m.self.Incarnation {
 		m.self.Incarnation = inc
-		m.q.push(m.self)
+		m.enqueue(m.self)
 	}
 }
 
@@ -226,7 +248,7 @@ func (m *Machine) Add(u Update, now time.Time) {
 			m.suspects--
 		}
 		e.Update, e.nconf = u, 0
-		m.q.push(u)
+		m.enqueue(u)
 		return
 	}
 	i := int32(len(m.members))
@@ -240,7 +262,7 @@ func (m *Machine) Add(u Update, now time.Time) {
 	m.order[j], m.order[last] = m.order[last], m.order[j]
 	m.members[m.order[j]].ord = int32(j)
 	m.members[m.order[last]].ord = int32(last)
-	m.q.push(u)
+	m.enqueue(u)
 	m.catchUp = now.Add(time.Duration(m.cfg.CatchUp) * m.cfg.Period)
 }
 
@@ -287,7 +309,7 @@ func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Actio
 	if u.ID == m.self.ID {
 		if (u.State == Suspect || u.State == Dead) && u.Epoch == m.self.Epoch && u.Incarnation >= m.self.Incarnation {
 			m.self.Incarnation = u.Incarnation + 1
-			m.q.push(m.self)
+			m.enqueue(m.self)
 			m.awareness = min(m.awareness+1, m.cfg.AwarenessMax)
 			return Applied, append(dst, Action{Kind: Refuted, Incarnation: m.self.Incarnation})
 		}
@@ -309,16 +331,15 @@ func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Actio
 		if e.State == Dead || e.State == Left || u.Epoch != e.Epoch || u.Addr != e.Addr {
 			return Validate, dst
 		}
-		was := e.State
 		e.Incarnation = u.Incarnation
-		m.q.push(e.Update)
-		if was == Suspect {
-			e.State, e.nconf = Alive, 0
-			m.suspects--
-			m.q.push(e.Update)
-			dst = append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Alive, Incarnation: e.Incarnation})
+		if e.State != Suspect {
+			m.enqueue(e.Update)
+			return Applied, dst
 		}
-		return Applied, dst
+		e.State, e.nconf = Alive, 0
+		m.suspects--
+		m.q.push(e.Update) // a refutation always spreads, queue full or not
+		return Applied, append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Alive, Incarnation: e.Incarnation})
 	case Suspect:
 		if u.Epoch != e.Epoch || u.Incarnation < e.Incarnation || e.State == Dead || e.State == Left {
 			return Stale, dst
@@ -327,7 +348,7 @@ func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Actio
 			if !m.confirmLocked(e, u.From) {
 				return Stale, dst
 			}
-			m.q.push(u) // a confirmation spreads too
+			m.enqueue(u) // a confirmation spreads too
 			return Applied, dst
 		}
 		return Applied, m.suspect(e, u.Incarnation, u.From, now, dst)
@@ -363,7 +384,7 @@ func (m *Machine) suspect(e *member, inc, from uint64, now time.Time, dst []Acti
 		m.suspects++
 	}
 	e.State, e.Incarnation, e.From, e.nconf, e.suspStart = Suspect, inc, from, 0, now
-	m.q.push(e.Update)
+	m.enqueue(e.Update)
 	return append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Suspect, Incarnation: inc})
 }
 
@@ -373,7 +394,7 @@ func (m *Machine) settle(e *member, st State, inc uint64, dst []Action) []Action
 	}
 	e.State, e.Incarnation, e.nconf = st, inc, 0
 	e.From = m.self.ID
-	m.q.push(e.Update)
+	m.enqueue(e.Update)
 	if m.probe.active && m.probe.target == e.ID {
 		m.probe.active = false
 	}
@@ -469,8 +490,16 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 		// for them too.
 		p.active = false
 		m.awareness = min(m.awareness+1+(p.asked-p.nacks), m.cfg.AwarenessMax)
-		if t := &m.members[m.at[p.target]]; t.State == Alive {
+		switch t := &m.members[m.at[p.target]]; t.State {
+		case Alive:
 			dst = m.suspect(t, t.Incarnation, m.self.ID, now, dst)
+		case Suspect:
+			// Our own failed probe confirms someone else's suspicion,
+			// and the others should hear of it: confirmations shorten
+			// the suspicion everywhere.
+			if m.confirmLocked(t, m.self.ID) {
+				m.q.push(Update{ID: t.ID, Epoch: t.Epoch, Incarnation: t.Incarnation, Addr: t.Addr, State: Suspect, From: m.self.ID})
+			}
 		}
 	}
 	if !p.active && !now.Before(m.nextProbe) {

@@ -11,7 +11,7 @@ const period = 100 * time.Millisecond
 var cfg = Config{
 	Period: period, ProbeTimeout: 40 * time.Millisecond, IndirectProbes: 3,
 	SuspicionMult: 4, SuspicionMaxMult: 6, RetransmitMult: 4, AwarenessMax: 8,
-	PushPullMin: 30 * period, PushPullPer: period, CatchUp: 3, MaxRelays: 16,
+	PushPullMin: 30 * period, PushPullPer: period, CatchUp: 3, MaxRelays: 16, QueueCap: 1 << 20,
 }
 
 var t0 = time.Unix(1000, 0)
@@ -381,5 +381,54 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per period in steady state", allocs)
+	}
+}
+
+func TestQueueCapLeavesJoinsToPushPull(t *testing.T) {
+	c := cfg
+	c.QueueCap = 4
+	m := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 7)
+	for i := 2; i <= 11; i++ {
+		m.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if m.Queued() != 4 || m.Dropped() != 6 {
+		t.Fatalf("queued %d dropped %d, want 4 and 6", m.Queued(), m.Dropped())
+	}
+	// Suspicions and refutations are queued whatever the queue holds.
+	m.Apply(Update{ID: 9, Epoch: 1, State: Suspect, From: 3}, t0, nil)
+	if m.Queued() != 5 {
+		t.Fatalf("suspicion not queued: %d", m.Queued())
+	}
+	m.Apply(Update{ID: 10, Epoch: 1, State: Suspect, From: 3}, t0, nil)
+	m.Apply(Update{ID: 10, Epoch: 1, Incarnation: 1, Addr: addr(10), State: Alive}, t0, nil)
+	if m.Queued() != 6 {
+		t.Fatalf("refutation not queued: %d", m.Queued())
+	}
+	o, _ := m.Apply(Update{ID: 1, Epoch: 1, State: Suspect, From: 3}, t0, nil)
+	if o != Applied || m.Queued() != 7 {
+		t.Fatalf("own refutation: %v, %d queued", o, m.Queued())
+	}
+}
+
+func TestOwnFailedProbeConfirmsSuspicion(t *testing.T) {
+	m := machine(10)
+	for m.Queued() > 0 {
+		m.Take(nil, 100)
+	}
+	now := t0
+	ping := kinds(m.Tick(now, nil), Ping)[0]
+	// Someone else suspects the target while our probe is in flight.
+	m.Apply(Update{ID: ping.ID, Epoch: 1, State: Suspect, From: 5}, now, nil)
+	m.Take(nil, 100)
+	for range 3 {
+		now = m.Next()
+		m.Tick(now, nil)
+	}
+	ups := m.Take(nil, 10)
+	if len(ups) != 1 || ups[0].ID != ping.ID || ups[0].State != Suspect || ups[0].From != 1 {
+		t.Fatalf("queued %+v, want our confirmation of %d", ups, ping.ID)
+	}
+	if e := m.members[m.at[ping.ID]]; e.nconf != 1 {
+		t.Fatalf("%d confirmations, want 1", e.nconf)
 	}
 }
