@@ -42,11 +42,15 @@ const (
 	// swimQueueCap: past this many queued updates, news that a member is
 	// alive is left to push-pull (see swim.Machine.enqueue); suspicions,
 	// deaths and leaves are always queued.
-	swimQueueCap = 64
+	swimQueueCap = 32
 	// swimViewDebounce: above DirectLimit, membership changes rebuild the
 	// fan-out view at most once per Heartbeat/swimViewDebounce, so a join
 	// wave of N members costs O(N) rebuilds per second, not O(N) per join.
 	swimViewDebounce = 10
+	// swimProbedHold: a node pinged by a member in the last this many
+	// periods runs SWIM too, whatever its own table's size (a joiner
+	// among nodes that probe rather than heartbeat).
+	swimProbedHold = 10
 	// joinSyncRetry: a node that has validated a member but holds no
 	// push-pull answer yet asks again after this many periods.
 	joinSyncRetry = 1

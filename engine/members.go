@@ -116,6 +116,9 @@ type membership struct {
 	swimCur   int             // rotates digests in SWIM mode
 	viewDirty bool            // a debounced rebuild is due (SWIM mode)
 	viewAt    time.Time       // last view rebuild
+	probedAt  time.Time       // last ping or ping-req from a member
+	swimSince time.Time       // when SWIM last started
+	synced    bool            // a push-pull answer arrived once
 }
 
 func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
@@ -334,6 +337,9 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 	if o := m.members[oid]; o != nil && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
 		o.State, o.stateSince = StateLeft, now
 		m.events.push(Event{Type: EventLeave, Member: o.Member})
+		if m.swim != nil {
+			m.swim.Leave(o.ID, o.Epoch, nil) // and the probes stop asking for it there
+		}
 	}
 }
 
@@ -527,7 +533,7 @@ func (m *membership) tick(now time.Time) {
 	if changed {
 		m.rebuildLocked(now)
 	}
-	m.swimModeLocked(live, now)
+	m.swimModeLocked(live, len(m.members)-m.validatedN, now)
 }
 
 // rebuildLocked publishes a new fan-out view of the validated live

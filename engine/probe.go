@@ -64,6 +64,10 @@ func (p *prober) init(n *Node) {
 	p.rng = rand.New(rand.NewPCG(n.id, n.epoch))
 	m := n.members
 	m.selfEpoch, m.selfInc, m.wake = n.epoch, &n.inc, p.wake
+	// The first push-pull waits a period: by then the seeds' greetings
+	// have named members to ask, and a cold start does not make every
+	// node ask the seeds at once.
+	p.next = time.Now().Add(n.cfg.Heartbeat)
 }
 
 // swimConfig is the machine's configuration for cfg.
@@ -229,6 +233,7 @@ func (p *prober) handleProbe(h *codec.Header, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
+	n.members.touch(h.Origin, now, pr.Kind == codec.ProbePing || pr.Kind == codec.ProbePingReq)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	credit := challengeCredit * codec.FrameLen(h)
@@ -288,6 +293,7 @@ func (p *prober) handleSync(h *codec.Header, payload []byte, now time.Time) {
 		n.ctr.drop(DropMalformed)
 		return
 	}
+	n.members.touch(h.Origin, now, false)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	credit := challengeCredit * codec.FrameLen(h)
@@ -327,12 +333,22 @@ func entrySwim(e *memberEntry) swim.Update {
 }
 
 // swimModeLocked switches between the heartbeat and SWIM with live, the
-// validated live members counted by tick. Entering builds the machine from
-// the table (O(N), once); leaving drops it and restarts the silence
+// validated live members counted by tick, and pending, the members heard
+// of but not validated yet: a joiner whose push-pull named a mesh above
+// DirectLimit probes from the start instead of judging members that probe
+// (and do not heartbeat) it by their silence. So does a node that was
+// probed (pinged or asked to probe) in the last swimProbedHold periods:
+// only a node running SWIM probes, so its mesh is a big one, however few
+// members this node has validated yet; it leaves SWIM no sooner than
+// swimProbedHold periods later, when its table is still small. Entering builds the machine
+// from the table (O(N), once); leaving drops it and restarts the silence
 // clocks of heartbeat detection.
-func (m *membership) swimModeLocked(live int, now time.Time) {
-	switch on := live > m.cfg.DirectLimit; {
-	case on && m.swim == nil:
+func (m *membership) swimModeLocked(live, pending int, now time.Time) {
+	hold := swimProbedHold * m.cfg.Heartbeat
+	big := live+pending > m.cfg.DirectLimit
+	switch {
+	case m.swim == nil && (big || (!m.probedAt.IsZero() && now.Sub(m.probedAt) < hold)):
+		m.swimSince = now
 		self := swim.Update{ID: m.self, Epoch: m.selfEpoch, Addr: m.cfg.advertise}
 		if m.selfInc != nil {
 			self.Incarnation = m.selfInc.Load()
@@ -348,13 +364,16 @@ func (m *membership) swimModeLocked(live int, now time.Time) {
 			}
 			m.swim.Add(entrySwim(e), now)
 		}
+		if m.synced {
+			m.swim.Synced() // the join push-pull is done: steady intervals
+		}
 		if m.wake != nil {
 			select {
 			case m.wake <- struct{}{}:
 			default:
 			}
 		}
-	case !on && m.swim != nil:
+	case m.swim != nil && !big && now.Sub(m.swimSince) >= hold:
 		m.swim = nil
 		for _, e := range m.members {
 			if e.validated {
@@ -362,6 +381,25 @@ func (m *membership) swimModeLocked(live int, now time.Time) {
 			}
 		}
 		m.rebuildLocked(now)
+	}
+}
+
+// touch records a frame from a validated member: in heartbeat mode a
+// member that probes us (it runs SWIM) is heard although it sends no
+// heartbeat.
+// probed says the frame was a ping or ping-req (see swimModeLocked).
+func (m *membership) touch(id uint64, now time.Time, probed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.members[id]
+	if e == nil || !e.validated {
+		return
+	}
+	if e.State == StateAlive {
+		e.LastHeard = now
+	}
+	if probed {
+		m.probedAt = now
 	}
 }
 
@@ -387,6 +425,9 @@ func (m *membership) applyChangedLocked(a *swim.Action, now time.Time) {
 		return
 	}
 	st := MemberState(a.State)
+	if e.State == StateLeft {
+		return // gone for this epoch: only a RESPONSE brings it back
+	}
 	if e.State == st {
 		e.Incarnation = max(e.Incarnation, a.Incarnation)
 		return
@@ -475,6 +516,7 @@ func (m *membership) swimNack(seq uint64) {
 func (m *membership) swimSynced() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.synced = true
 	if m.swim != nil {
 		m.swim.Synced()
 	}

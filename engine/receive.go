@@ -490,6 +490,9 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 	if !taken {
 		return
 	}
+	if n.members.swimming() {
+		n.hb.reply(addr) // above DirectLimit only who misses us heartbeats us (probe.go)
+	}
 	refute := false
 	rest := payload[off:]
 	for i := 0; i < int(h.Count); i++ {

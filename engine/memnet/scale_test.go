@@ -175,8 +175,16 @@ func (m *scaleMesh) converge(what string, limit time.Duration) time.Duration {
 			return time.Since(start)
 		}
 		if time.Since(lastLog) > 10*time.Second {
-			m.t.Logf("N=%d %s after %v: fewest alive members known %d of %d, ready %d", len(m.nodes), what,
-				time.Since(start).Round(time.Second), lo, len(m.nodes)-1, ready)
+			m.t.Logf("N=%d %s after %v: fewest alive members known %d of %d, ready %d; network drops %v", len(m.nodes), what,
+				time.Since(start).Round(time.Second), lo, len(m.nodes)-1, ready, m.net.Stats().Drops)
+			for i, node := range m.nodes {
+				if s := node.Stats(); s.MembersAlive == lo {
+					m.t.Logf("  node %d: alive %d suspect %d dead %d left %d unvalidated %d; challenges %d (%d suppressed), responses %d (%d suppressed), validations %d; drops %v",
+						i, s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft, s.MembersUnvalidated,
+						s.ChallengesSent, s.ChallengesSuppressed, s.ResponsesSent, s.ResponsesSuppressed, s.Validations, s.Drops)
+					break
+				}
+			}
 			lastLog = time.Now()
 		}
 		if time.Now().After(deadline) {

@@ -97,6 +97,9 @@ const (
 
 const maxConfirm = 8 // independent suspicion confirmations remembered
 
+// catchUpEvery is the push-pull interval, in periods, while members join.
+const catchUpEvery = 4
+
 type member struct {
 	Update
 	ord       int32     // index in Machine.order
@@ -307,13 +310,20 @@ func (m *Machine) Remove(id uint64) {
 // allocate when dst has the room.
 func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Action) {
 	if u.ID == m.self.ID {
-		if (u.State == Suspect || u.State == Dead) && u.Epoch == m.self.Epoch && u.Incarnation >= m.self.Incarnation {
-			m.self.Incarnation = u.Incarnation + 1
-			m.enqueue(m.self)
-			m.awareness = min(m.awareness+1, m.cfg.AwarenessMax)
-			return Applied, append(dst, Action{Kind: Refuted, Incarnation: m.self.Incarnation})
+		if (u.State != Suspect && u.State != Dead) || u.Epoch != m.self.Epoch {
+			return Stale, dst
 		}
-		return Stale, dst
+		if u.Incarnation < m.self.Incarnation {
+			// An accusation older than our incarnation: whoever made it
+			// never heard that incarnation (a member that validated us
+			// directly starts from 0), so tell the mesh again.
+			m.q.push(m.self)
+			return Stale, dst
+		}
+		m.self.Incarnation = u.Incarnation + 1
+		m.q.push(m.self)
+		m.awareness = min(m.awareness+1, m.cfg.AwarenessMax)
+		return Applied, append(dst, Action{Kind: Refuted, Incarnation: m.self.Incarnation})
 	}
 	i, ok := m.at[u.ID]
 	if !ok {
@@ -528,8 +538,11 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 	}
 	if !now.Before(m.nextPP) && len(m.members) > 0 {
 		interval := m.pushPullInterval()
-		if !m.synced || now.Before(m.catchUp) {
+		switch {
+		case !m.synced:
 			interval = 2 * m.cfg.Period
+		case now.Before(m.catchUp):
+			interval = catchUpEvery * m.cfg.Period
 		}
 		m.nextPP = now.Add(interval)
 		if o := m.pickOthers(1, m.self.ID); len(o) > 0 {

@@ -226,8 +226,13 @@ func TestRefuteOwnSuspicion(t *testing.T) {
 	if len(ups) != 1 || ups[0].ID != 1 || ups[0].State != Alive || ups[0].Incarnation != 1 {
 		t.Fatalf("queued %+v, want our alive at incarnation 1", ups)
 	}
+	m.Take(nil, 100)
 	if o, _ := m.Apply(Update{ID: 1, Epoch: 1, Incarnation: 0, State: Dead}, t0, nil); o != Stale {
 		t.Fatalf("an older accusation: %v", o)
+	}
+	// ... is answered by our current incarnation again, not a new one.
+	if ups := m.Take(nil, 10); len(ups) != 1 || ups[0].ID != 1 || ups[0].Incarnation != 1 || ups[0].State != Alive {
+		t.Fatalf("after a stale accusation queued %+v, want our alive at incarnation 1", ups)
 	}
 	if m.Awareness() != 1 {
 		t.Fatalf("awareness %d, want 1", m.Awareness())
@@ -339,7 +344,7 @@ func TestPushPullSchedule(t *testing.T) {
 		t.Fatal("no retry of an unanswered push-pull")
 	}
 	m.Synced()
-	m.Tick(t0.Add(4*period), nil) // past catch-up: the steady interval from here
+	m.Tick(t0.Add(4*period), nil) // past catch-up (3 periods): the steady interval from here
 	steady := max(cfg.PushPullMin, 100*cfg.PushPullPer)
 	for now := t0.Add(5 * period); now.Before(t0.Add(4*period + steady)); now = now.Add(period) {
 		if as := kinds(m.Tick(now, nil), PushPull); len(as) != 0 {
