@@ -148,3 +148,20 @@ func ExampleSetHops() {
 	fmt.Println("hops", h.Hops, "aad unchanged", aad == aad2)
 	// Output: hops 1 aad unchanged true
 }
+
+// A RESPONSE echoes a CHALLENGE's payload unchanged; only the challenger
+// reads the time and cookie back.
+func ExampleAppendChallenge() {
+	c := codec.Challenge{Time: 1700000000000, Addr: netip.MustParseAddrPort("10.0.0.7:7946"), Cookie: [codec.CookieLen]byte{0xc0, 0x0c}}
+	h := codec.Header{Type: codec.TypeChallenge, HopLimit: 1, PayloadLen: codec.ChallengeLen}
+	challenge := codec.AppendChallenge(codec.AppendHeader(nil, &h), &c)
+
+	f, _ := codec.ParseFrame(challenge)
+	h.Type = codec.TypeResponse
+	response := append(codec.AppendHeader(nil, &h), f.Payload...)
+
+	r, _ := codec.ParseFrame(response)
+	echo, _, _ := codec.ParseChallenge(r.Payload)
+	fmt.Println(r.Header.Type, len(response), echo == c)
+	// Output: RESPONSE 100 true
+}

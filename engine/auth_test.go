@@ -292,3 +292,98 @@ func TestSealOpenZeroAllocPerFrame(t *testing.T) {
 		t.Fatalf("open allocates %.1f per frame", a)
 	}
 }
+
+// TestAuthRolloutModes checks what the AuthMode doc promises: rolling a
+// key into a running plaintext mesh takes three restarts (plaintext →
+// AuthSendPlaintext → AuthAcceptPlaintext → AuthRequired), and nodes one
+// step apart form a mesh and deliver both ways, while nodes further apart
+// do not, with the drop counted.
+func TestAuthRolloutModes(t *testing.T) {
+	const plain = AuthMode(255) // no keyring
+	key := testKey(8)
+	options := func(mode AuthMode, port int, seeds ...int) Options {
+		if mode == plain {
+			return unicastOptions(port, seeds...)
+		}
+		o := keyedOptions(t, port, key, seeds...)
+		o.Auth = mode
+		return o
+	}
+	name := map[AuthMode]string{plain: "plaintext", AuthSendPlaintext: "send-plaintext", AuthAcceptPlaintext: "accept-plaintext", AuthRequired: "required"}
+	for _, tc := range []struct {
+		x, y AuthMode
+		// drops: when the pair is too far apart, the reason y (or x)
+		// counts; zero when they must mesh.
+		xDrop, yDrop DropReason
+	}{
+		{x: plain, y: AuthSendPlaintext},
+		{x: AuthSendPlaintext, y: AuthAcceptPlaintext},
+		{x: AuthAcceptPlaintext, y: AuthRequired},
+		{x: plain, y: AuthAcceptPlaintext, xDrop: DropAuth},                 // x cannot open y's sealed frames
+		{x: AuthSendPlaintext, y: AuthRequired, yDrop: DropUnauthenticated}, // y refuses x's plaintext
+		{x: plain, y: AuthRequired, xDrop: DropAuth, yDrop: DropUnauthenticated},
+	} {
+		t.Run(name[tc.x]+"+"+name[tc.y], func(t *testing.T) {
+			p := freePorts(t, 2)
+			x := startNode(t, options(tc.x, p[0], p[1]))
+			y := startNode(t, options(tc.y, p[1], p[0]))
+			lx, ly := newKeyLog(x), newKeyLog(y)
+			if tc.xDrop == 0 && tc.yDrop == 0 {
+				waitFor(t, 5*time.Second, "mesh", func() bool { return aliveCount(x) == 1 && aliveCount(y) == 1 })
+				x.Invalidate("from-x")
+				y.Invalidate("from-y")
+				waitFor(t, 5*time.Second, "delivery both ways", func() bool { return ly.count("from-x") == 1 && lx.count("from-y") == 1 })
+				for _, n := range []*Node{x, y} {
+					if s := n.Stats(); s.Drops[DropAuth] != 0 || s.Drops[DropUnauthenticated] != 0 {
+						t.Errorf("node dropped frames of a compatible peer: auth %d unauthenticated %d", s.Drops[DropAuth], s.Drops[DropUnauthenticated])
+					}
+				}
+				return
+			}
+			for _, side := range []struct {
+				n    *Node
+				drop DropReason
+			}{{x, tc.xDrop}, {y, tc.yDrop}} {
+				if side.drop == 0 {
+					continue
+				}
+				waitFor(t, 5*time.Second, "heartbeats dropped as "+side.drop.String(), func() bool { return side.n.Stats().Drops[side.drop] >= 3 })
+				if m := aliveCount(side.n); m != 0 {
+					t.Errorf("a node that drops its peer's frames (%v) counts %d members", side.drop, m)
+				}
+			}
+			// An invalidation towards the dropping side is not applied: once
+			// the publisher's frame is written, two more drops at the
+			// receiver mean it was handled (one socket pair delivers in
+			// order), so its absence then is conclusive.
+			ran := 0
+			for _, d := range []struct {
+				from, to *Node
+				log      *keyLog
+				drop     DropReason
+			}{{x, y, ly, tc.yDrop}, {y, x, lx, tc.xDrop}} {
+				if d.drop == 0 || aliveCount(d.from) == 0 {
+					continue // nothing is sent to a node its publisher does not count as a member
+				}
+				ran++
+				d.from.Invalidate("crossing")
+				waitFor(t, 5*time.Second, "frame written", func() bool { return d.from.hwm.Load() >= 1 })
+				seen := d.to.Stats().Drops[d.drop]
+				waitFor(t, 5*time.Second, "the frame handled", func() bool { return d.to.Stats().Drops[d.drop] >= seen+2 })
+				if c := d.log.count("crossing"); c != 0 {
+					t.Errorf("an invalidation crossed from %s to a node that drops its frames", name[map[*Node]AuthMode{x: tc.x, y: tc.y}[d.from]])
+				}
+			}
+			if oneWay := tc.xDrop == 0 || tc.yDrop == 0; oneWay && ran == 0 {
+				// The accepting side hears its peer but cannot validate its
+				// address (the peer drops the challenge): it knows it as an
+				// unvalidated member and sends it nothing else.
+				acc := x
+				if tc.xDrop != 0 {
+					acc = y
+				}
+				waitFor(t, 5*time.Second, "the peer heard but unvalidated", func() bool { return acc.Stats().MembersUnvalidated == 1 })
+			}
+		})
+	}
+}

@@ -14,6 +14,10 @@
 // per-origin sequences (NACK gaps, raise Gap events), apply to handlers,
 // relay in large meshes, acknowledge progress.
 //
+// Discovery is by multicast (an IPv4 or IPv6 group) or from seeds; a seed
+// that is a DNS name (A/AAAA or SRV) is resolved by a goroutine of its own,
+// never on the failure-detection loop (resolve.go).
+//
 // The engine reaches the network only through the Transport interface, and
 // it never allocates per invalidation in steady state on either path.
 //

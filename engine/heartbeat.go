@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"context"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -25,6 +23,7 @@ type heartbeater struct {
 	mu      sync.Mutex
 	buf     []byte
 	targets []netip.AddrPort
+	dead    []netip.AddrPort // probed with challenges (see membership.deadTargets)
 	msgs    []sockopt.Message
 	seeds   []netip.AddrPort // resolved seeds, refreshed each round
 	lastRep map[netip.AddrPort]time.Time
@@ -50,8 +49,7 @@ func (h *heartbeater) run() {
 	var last time.Time
 	for {
 		now := time.Now()
-		if now.Sub(last) >= cfg.Heartbeat {
-			h.resolveSeeds()
+		if h.resolveSeeds(now.Sub(last) >= cfg.Heartbeat) {
 			h.broadcast()
 			last = now
 		}
@@ -64,35 +62,23 @@ func (h *heartbeater) run() {
 	}
 }
 
-// resolveSeeds turns Peers into addresses; a seed that does not resolve is
-// retried next round.
-func (h *heartbeater) resolveSeeds() {
-	seeds := h.seeds[:0]
-	for _, p := range h.n.cfg.seeds {
-		if ap, err := netip.ParseAddrPort(p); err == nil {
-			seeds = append(seeds, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-			continue
-		}
-		ctx, cancel := context.WithTimeout(h.n.ctx, time.Second)
-		host, port, _ := net.SplitHostPort(p)
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
-		cancel()
-		if err != nil || len(ips) == 0 {
-			if h.n.lim.allow() {
-				h.n.log.Warn("warpmesh: seed does not resolve", "peer", p, "err", err)
-			}
-			continue
-		}
-		pn, _ := net.LookupPort("udp", port)
-		seeds = append(seeds, netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)))
+// resolveSeeds takes this round's seeds from the seed resolver (resolve.go;
+// DNS never runs on this loop). It reports whether a round is due: every
+// Heartbeat, and at once when the resolver's answer gains an address (the
+// first answer after start, new pods), so a newcomer is greeted without
+// waiting a period.
+func (h *heartbeater) resolveSeeds(due bool) bool {
+	if !h.n.seedRes.news() && !due {
+		return false
 	}
 	h.mu.Lock()
-	h.seeds = seeds
+	h.seeds = h.n.seedRes.next(h.seeds[:0])
 	h.mu.Unlock()
+	return true
 }
 
 // everyoneLocked sets targets to the group (when multicast is on) and
-// every member not known gone, and returns where the members start.
+// every live member, and returns where the members start.
 func (h *heartbeater) everyoneLocked() (membersStart int) {
 	h.targets = h.targets[:0]
 	if h.n.group.IsValid() {
@@ -129,6 +115,15 @@ func (h *heartbeater) broadcast() {
 		h.targets = append(h.targets, s)
 	}
 	h.sendAliveLocked(h.targets)
+	// Members declared dead get a challenge instead of a heartbeat, every
+	// round at first, then every few rounds (membership.deadTargets).
+	n.members.mu.Lock()
+	h.dead = n.members.deadTargets(h.dead[:0])
+	n.members.mu.Unlock()
+	now := time.Now()
+	for _, a := range h.dead {
+		n.val.probe(a, now)
+	}
 }
 
 // reply answers a newcomer (or refutes a suspicion) with an immediate

@@ -65,6 +65,7 @@ type memberEntry struct {
 	stateSince     time.Time
 	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
 	repairAt       time.Time // when repairTokens was last refilled
+	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
@@ -101,7 +102,7 @@ type membership struct {
 	digest      []codec.DigestEntry // scratch for heartbeats, under mu
 	ids         []uint64            // scratch for digests, under mu
 	cursor      int                 // rotates digest coverage in big meshes
-	refused     atomic.Uint64       // validations refused: pool full of live members
+	refused     atomic.Uint64       // validations refused: pool full of live members, or a live member's id claimed elsewhere
 	evictedUnv  atomic.Uint64       // unvalidated entries evicted for room
 	evictedGone atomic.Uint64       // dead or left members evicted for room
 
@@ -250,24 +251,35 @@ func (m *membership) removeLocked(e *memberEntry) {
 
 // validated applies a RESPONSE that echoed a good cookie: whoever holds id
 // at epoch answered at addr (its packet came from src with packet number
-// packet). The member becomes (or stays) validated there. It reports
-// whether this is news the member should hear of at once (a join, a
-// comeback or a move), so the caller greets it with a heartbeat.
-func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packet uint64, now time.Time) (greet bool) {
+// packet). The member becomes (or stays) validated there, unless the
+// answer is stale, the table is full of live members, or the id belongs to
+// a live member at another address. It reports whether the member is now
+// validated at addr in epoch (only then may the RESPONSE move anything
+// else, such as the receive state's epoch), and whether this is news the
+// member should hear of at once (a join, a comeback or a move), so the
+// caller greets it with a heartbeat.
+func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packet uint64, now time.Time) (accepted, greet bool) {
 	if id == m.self {
-		return false
+		return false, false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.members[id]
 	if ok && epoch < e.Epoch {
-		return false // a stale answer
+		return false, false // a stale answer
+	}
+	if ok && e.validated && e.State == StateAlive && e.Addr != addr {
+		// A live member does not move: whoever answered at addr claims
+		// its id (plaintext cannot tell). A real move is taken once the
+		// old address has gone silent (suspect).
+		m.refused.Add(1)
+		return false, false
 	}
 	wasLive := ok && e.validated && e.Epoch == epoch && (e.State == StateAlive || e.State == StateSuspect)
 	if !ok || !e.validated {
 		if m.validatedN >= m.maxValid && !m.evictGoneLocked() {
 			m.refused.Add(1)
-			return false
+			return false, false
 		}
 		inc := uint64(0)
 		if ok {
@@ -286,7 +298,7 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 		if packet > e.lastPacket {
 			e.lastPacket, e.packetAt = packet, now
 		}
-		return false
+		return true, false
 	} else if epoch > e.Epoch {
 		e.Epoch, e.Incarnation = epoch, 0
 	}
@@ -305,7 +317,7 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
 	}
 	m.rebuildLocked(now)
-	return true
+	return true, true
 }
 
 // evictGoneLocked makes room in the validated pool by dropping the dead
@@ -497,7 +509,7 @@ func (m *membership) tick(now time.Time) {
 		switch e.State {
 		case StateAlive:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			} else if silent >= m.cfg.SuspectAfter {
@@ -507,7 +519,7 @@ func (m *membership) tick(now time.Time) {
 			}
 		case StateSuspect:
 			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince = StateDead, now
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
 				m.events.push(Event{Type: EventDead, Member: e.Member})
 				changed = true
 			}
@@ -660,11 +672,36 @@ func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	return m.digest
 }
 
-// unicastTargets lists where heartbeats go: every validated member not
-// known gone. Called under mu.
+// unicastTargets lists where heartbeats go: every validated member alive
+// or suspect. Called under mu.
 func (m *membership) unicastTargets(dst []netip.AddrPort) []netip.AddrPort {
 	for _, e := range m.members {
-		if e.validated && (e.State == StateAlive || e.State == StateSuspect || e.State == StateDead) {
+		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
+			dst = append(dst, e.Addr)
+		}
+	}
+	return dst
+}
+
+// Dead members are probed every heartbeat round for deadProbeRounds
+// rounds, then every deadProbeEvery rounds until they are forgotten.
+const (
+	deadProbeRounds = 8
+	deadProbeEvery  = 4
+)
+
+// deadTargets lists, once per heartbeat round, the addresses of validated
+// members declared dead that are due a probe. They get a challenge, not a
+// heartbeat: the address may have been given to someone else since, and a
+// challenge answered is all a healed partition needs (the RESPONSE brings
+// the member back). Called under mu.
+func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
+	for _, e := range m.members {
+		if !e.validated || e.State != StateDead {
+			continue
+		}
+		e.deadRounds++
+		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 {
 			dst = append(dst, e.Addr)
 		}
 	}

@@ -48,7 +48,7 @@ func TestMemberCaps(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d unvalidated members at one address", n)
 	}
-	if !m.validated(3, 1, phantom(1<<21), phantom(1<<21), 5, now) {
+	if !ok(m.validated(3, 1, phantom(1<<21), phantom(1<<21), 5, now)) {
 		t.Fatal("a newcomer's RESPONSE did not validate it during the flood")
 	}
 	if got := len(m.snapshot()); got != 2 {
@@ -65,11 +65,11 @@ func TestValidatedPoolEvictsGone(t *testing.T) {
 	for i := range m.maxValid {
 		m.validated(uint64(10+i), 1, phantom(i), phantom(i), 1, now)
 	}
-	if m.validated(5, 1, phantom(m.maxValid), phantom(m.maxValid), 1, now) {
+	if ok(m.validated(5, 1, phantom(m.maxValid), phantom(m.maxValid), 1, now)) {
 		t.Fatal("validated beyond MaxMembers with every member alive")
 	}
 	m.left(10, 1, now)
-	if !m.validated(5, 1, phantom(m.maxValid), phantom(m.maxValid), 1, now) {
+	if !ok(m.validated(5, 1, phantom(m.maxValid), phantom(m.maxValid), 1, now)) {
 		t.Fatal("a departed member did not make room")
 	}
 	var s Stats
@@ -113,3 +113,29 @@ func TestAdmit(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveMemberDoesNotMove: a RESPONSE claiming a live member's id from
+// another address (any epoch) is refused; once the member has gone silent
+// the move is taken.
+func TestLiveMemberDoesNotMove(t *testing.T) {
+	m := capTable()
+	now := time.Now()
+	addr, other := phantom(1), phantom(2)
+	m.validated(7, 5, addr, addr, 10, now)
+	if ok(m.validated(7, 5, other, other, 11, now)) || ok(m.validated(7, 6, other, other, 1, now)) {
+		t.Fatal("a live member moved on a RESPONSE from elsewhere")
+	}
+	if a, _ := m.validatedAddr(7); a != addr {
+		t.Fatalf("member at %v, want %v", a, addr)
+	}
+	m.tick(now.Add(m.cfg.SuspectAfter))
+	if !ok(m.validated(7, 6, other, other, 1, now.Add(m.cfg.SuspectAfter))) {
+		t.Fatal("a silent member's restart elsewhere was refused")
+	}
+	if a, _ := m.validatedAddr(7); a != other {
+		t.Fatalf("member at %v, want %v", a, other)
+	}
+}
+
+// ok is the first of two results.
+func ok(a, _ bool) bool { return a }

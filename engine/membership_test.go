@@ -121,7 +121,14 @@ func TestMulticastDiscoveryOnLoopback(t *testing.T) {
 	waitFor(t, 5*time.Second, "all-multicast view", func() bool {
 		return nodes[0].members.view.Load().allMulticast
 	})
-	before := nodes[0].Stats().FramesSent
+	// The origin's choice: the group, once, and no member directly.
+	if d := nodes[0].destinations(nodes[0].members.view.Load(), nodes[0].ID(), nil); len(d) != 1 || d[0] != nodes[0].group {
+		t.Fatalf("destinations of a data frame: %v, want only the group %v", d, nodes[0].group)
+	}
+	var before [3]Stats
+	for i, n := range nodes {
+		before[i] = n.Stats()
+	}
 	nodes[0].Invalidate("mc-key")
 	for _, l := range logs[1:] {
 		waitFor(t, 5*time.Second, "multicast delivery", func() bool { return l.count("mc-key") == 1 })
@@ -129,21 +136,36 @@ func TestMulticastDiscoveryOnLoopback(t *testing.T) {
 	if logs[0].count("mc-key") != 0 {
 		t.Fatal("origin applied its own multicast frame")
 	}
-	if nodes[0].Stats().Drops[DropOwn] == 0 {
-		t.Error("own multicast frames were not seen and dropped by node id")
+	// What arrived: one DATA frame at each member and no second copy (a
+	// unicast copy beside the group's would be a duplicate).
+	for i, n := range nodes[1:] {
+		s := n.Stats()
+		if data, dups := s.DataFrames-before[i+1].DataFrames, s.Duplicates-before[i+1].Duplicates; data != 1 || dups != 0 {
+			t.Errorf("member %d: %d DATA frames and %d duplicates for one invalidation, want 1 and 0", i+1, data, dups)
+		}
 	}
-	t.Logf("frames sent for one invalidation (incl. heartbeats meanwhile): %d", nodes[0].Stats().FramesSent-before)
+	if s := nodes[0].Stats(); s.RecordsSent-before[0].RecordsSent != 1 || s.Drops[DropOwn] == 0 {
+		t.Errorf("origin: %d records sent, %d own frames dropped; want 1 record and its own multicast copy dropped by node id",
+			s.RecordsSent-before[0].RecordsSent, s.Drops[DropOwn])
+	}
 }
 
 func TestRelayMesh48(t *testing.T) {
 	if testing.Short() {
 		t.Skip("48-node mesh skipped in -short")
 	}
-	const N = 48
+	// Heartbeats go to every member each round (N² datagrams): under
+	// -race on a loaded 2-core machine 48 nodes did not converge within
+	// 60 s, so the race build runs half the mesh (still relaying, with
+	// DirectLimit 4).
+	N := 48
+	if raceEnabled {
+		N = 24
+	}
 	nodes := make([]*Node, N)
 	logs := make([]*keyLog, N)
 	for i := range nodes {
-		// Kernel-chosen ports: 48 reserved-then-released ports would race
+		// Kernel-chosen ports: N reserved-then-released ports would race
 		// with other packages' tests running alongside.
 		o := unicastOptions(AnyPort)
 		if i > 0 {
@@ -159,11 +181,13 @@ func TestRelayMesh48(t *testing.T) {
 		nodes[i] = startNode(t, o)
 		logs[i] = newKeyLog(nodes[i])
 	}
+	// One deadline for the whole mesh, generous for a loaded machine.
+	deadline := time.Now().Add(60 * time.Second)
 	for i, n := range nodes {
-		waitFor(t, 20*time.Second, fmt.Sprintf("node %d to know all", i), func() bool { return aliveCount(n) == N-1 })
+		waitFor(t, time.Until(deadline), fmt.Sprintf("node %d to know all", i), func() bool { return aliveCount(n) == N-1 })
 	}
 	const perPublisher = 20
-	publishers := []int{0, 17, 47}
+	publishers := []int{0, 17, N - 1}
 	for _, pi := range publishers {
 		for k := 0; k < perPublisher; k++ {
 			if err := nodes[pi].Invalidate(fmt.Sprintf("n%d-k%d", pi, k)); err != nil {
@@ -180,17 +204,27 @@ func TestRelayMesh48(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, fmt.Sprintf("node %d coverage", i), func() bool { return l.distinct() == want })
 	}
-	var applied, dups, relayed uint64
+	var applied, dups, relayed, rtxSent, rtxApplied uint64
 	for _, n := range nodes {
 		s := n.Stats()
 		applied += s.DataFrames
 		dups += s.Duplicates
 		relayed += s.Relayed
+		rtxSent += s.Retransmitted
+		rtxApplied += s.RetransmitsReceived
 	}
-	redundancy := float64(applied+dups) / float64(applied)
-	t.Logf("48 nodes: data frames applied %d, duplicates %d, relayed %d, redundancy %.3f", applied, dups, relayed, redundancy)
+	redundancy := relayRedundancy(applied, dups, rtxSent, rtxApplied)
+	t.Logf("%d nodes: data frames applied %d, duplicates %d, relayed %d, retransmitted %d (%d applied); relay redundancy %.3f, with repairs %.3f",
+		N, applied, dups, relayed, rtxSent, rtxApplied, redundancy, float64(applied+dups)/float64(applied))
 	if relayed == 0 {
 		t.Fatal("no frame was relayed with DirectLimit 4")
+	}
+	// Measured 1.000; a flood through Fanout 3 would be near 3.
+	if redundancy > 1.5 {
+		t.Fatalf("relay redundancy %.3f, want <= 1.5", redundancy)
+	}
+	if least := uint64(len(publishers) * (N - 1)); applied < least { // every publisher's frames, at every other node
+		t.Fatalf("%d DATA frames applied, want at least %d", applied, least)
 	}
 }
 
@@ -219,4 +253,16 @@ func TestDuplicateFramesAppliedOnce(t *testing.T) {
 	if d := a.Stats().Duplicates; d != 2 {
 		t.Fatalf("duplicates counted %d, want 2", d)
 	}
+}
+
+// relayRedundancy is copies of DATA frames received per first copy, not
+// counting the copies repair sent: every retransmission not applied is at
+// most one duplicate, so those are taken off. The relay tree alone gives
+// 1; a flood through Fanout f gives about f. (Repair traffic on a loaded
+// machine is bounded by the repair tests, not here: under load a mesh
+// NACKs relay-reordered frames and the total copies per frame reached 4.6
+// in a 48-node mesh during a full -race run.)
+func relayRedundancy(data, dups, rtxSent, rtxApplied uint64) float64 {
+	repairDups := rtxSent - min(rtxApplied, rtxSent)
+	return float64(data+dups-min(dups, repairDups)) / float64(data)
 }

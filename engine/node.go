@@ -77,6 +77,7 @@ type Node struct {
 	stopEv    chan struct{}
 
 	hb      heartbeater
+	seedRes seedResolver
 	val     validator
 	tx      sender
 	rx      receiver
@@ -153,6 +154,10 @@ func New(opts Options) (*Node, error) {
 	n.senderWG.Add(1)
 	go n.tx.run()
 	n.rx.start()
+	if n.seedRes.needsLookups() {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.seedRes.run(n.ctx) }()
+	}
 	n.wg.Add(1)
 	go n.hb.run()
 	n.wg.Add(1)
@@ -178,6 +183,11 @@ func (n *Node) initLoops() error {
 		return err
 	}
 	n.hb.init(n)
+	n.seedRes.init(n.cfg, []netip.AddrPort{n.cfg.advertise, n.uni.LocalAddr()}, func(msg string, args ...any) {
+		if n.lim.allow() {
+			n.log.Warn(msg, args...)
+		}
+	})
 	n.val.init(n)
 	return nil
 }

@@ -207,16 +207,20 @@ func TestUnregisterHandlers(t *testing.T) {
 	a.Invalidate("first")
 	waitFor(t, 5*time.Second, "first", func() bool { return keep.count("first") == 1 && calls.Load() == 1 })
 	unreg()
+	// Handlers run in registration order, so a handler registered after
+	// unreg() that has seen "second" proves the removed one's turn passed.
+	after := newKeyLog(b)
 	a.Invalidate("second")
-	waitFor(t, 5*time.Second, "second", func() bool { return keep.count("second") == 1 })
+	waitFor(t, 5*time.Second, "second", func() bool { return keep.count("second") == 1 && after.count("second") == 1 })
 	if calls.Load() != 1 {
 		t.Fatalf("an unregistered handler was called: %d calls", calls.Load())
 	}
 	var events atomic.Int64
 	stop := b.OnEvent(func(Event) { events.Add(1) })
 	stop()
+	fence := newEventLog(b) // registered after: its leave event comes after any call of the removed one
 	a.Close()
-	waitFor(t, 5*time.Second, "leave seen", func() bool { return aliveCount(b) == 0 })
+	waitFor(t, 5*time.Second, "leave seen", func() bool { return fence.has(EventLeave, a.ID()) })
 	if events.Load() != 0 {
 		t.Fatal("an unregistered event handler was called")
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
@@ -31,6 +30,11 @@ const (
 	DefaultHopLimit = 8
 )
 
+// DefaultGroup6 is the multicast group of a node whose advertised address
+// is IPv6 and whose Group is empty: link-local scope (ff12::), so it never
+// leaves the link.
+const DefaultGroup6 = "ff12::7946"
+
 // Options configure a Node. The zero value of every field selects a safe
 // default; New validates every field and names the offending one in its
 // error.
@@ -38,9 +42,12 @@ type Options struct {
 	// Port is the UDP port the node listens on for unicast. Default 7946;
 	// AnyPort binds a free port chosen by the kernel (Node.Addr reports it).
 	Port int
-	// Group is the IPv4 multicast group used for discovery and, in small
-	// meshes where every member hears it, for data. Default "239.0.0.1".
-	// An empty Group with Peers set means unicast only.
+	// Group is the multicast group used for discovery and, in small
+	// meshes where every member hears it, for data: an IPv4 group
+	// (239.0.0.0/8 is organisation-local) or an IPv6 group of link-local
+	// (ff12::…), site-local (ff15::…) or wider scope, joined on Interface.
+	// Default "239.0.0.1", or DefaultGroup6 when the advertised address is
+	// IPv6. An empty Group with Peers set means unicast only.
 	Group string
 	// GroupPort is the UDP port of the multicast group. Default: Port.
 	// Nodes sharing one host need distinct Ports but a common GroupPort.
@@ -49,19 +56,33 @@ type Options struct {
 	// on ("lo" for a single-host mesh). Default: the interface holding the
 	// advertised address.
 	Interface string
-	// Peers are static seeds, "host:port". One reachable seed is enough to
-	// learn the whole mesh.
+	// Peers are the seeds, one reachable seed being enough to learn the
+	// whole mesh: "ip:port" ("[v6]:port") literals; "name:port", standing
+	// for every A and AAAA record of name (a Kubernetes headless Service, a
+	// Swarm tasks.<service> name); or "dnssrv+_service._proto.name" (also
+	// written "_service._proto.name"), standing for every SRV target with
+	// its port. Names are re-resolved every Heartbeat off the failure
+	// detector, each lookup bounded, keeping a name's last good answer when
+	// a lookup fails; each round contacts a few of a name's addresses, not
+	// all of them. The node's own address is never a seed.
 	Peers []string
+	// Resolver looks seed names up. Default: net.DefaultResolver. Tests and
+	// custom DNS set one with PreferGo and a Dial function.
+	Resolver *net.Resolver
 	// AdvertiseAddr is the address other members reach this node at, "ip"
-	// or "ip:port". Default: the Transport's address when one is set; the
-	// bind address if specific; 127.0.0.1 when
-	// every seed is a loopback address; otherwise the first IPv4 address
-	// of the multicast interface (or of any up interface), with Port.
+	// or "ip:port" ("[v6]:port"). Default: the Transport's address when one
+	// is set; the bind address if specific; 127.0.0.1 (::1) when every
+	// literal seed is a loopback address; otherwise the first global
+	// address of the multicast interface (or of any up interface), with
+	// Port, of the family peers use: IPv4 unless the node is bound to ::
+	// and its literal seeds or Group are IPv6, or the host has no IPv4.
 	AdvertiseAddr string
 	// Heartbeat is the membership keep-alive interval. Default 5s.
 	Heartbeat time.Duration
 
-	// BindAddr is the local IP to bind. Default "0.0.0.0".
+	// BindAddr is the local IP to bind; "::" is dual stack (IPv4 and
+	// IPv6). Default "0.0.0.0", or "::" when AdvertiseAddr, Group or a
+	// literal seed is IPv6, or the host has no IPv4 address to advertise.
 	BindAddr string
 	// Cluster names the mesh; meshes with different names sharing a
 	// network or multicast group ignore each other. Default "default".
@@ -192,6 +213,8 @@ type config struct {
 	groupPort int
 	advertise netip.AddrPort
 	seeds     []string
+	seedSpecs []seedSpec
+	bindSet   bool // BindAddr was given (the default may turn dual stack)
 	cluster   uint64
 }
 
@@ -312,37 +335,49 @@ func (o Options) resolve() (*config, error) {
 		return nil, optErr("RepairTimeout", o.RepairTimeout, "must be at least 10ms")
 	}
 
+	for _, p := range c.Peers {
+		spec, err := parseSeed(p)
+		if err != nil {
+			return nil, optErr("Peers", p, err.Error())
+		}
+		c.seeds = append(c.seeds, p)
+		c.seedSpecs = append(c.seedSpecs, spec)
+	}
+
+	multicast := !c.UnicastOnly && c.Transport == nil && !(c.Group == "" && len(c.Peers) > 0)
+	var group netip.Addr
+	if multicast && c.Group != "" {
+		a, err := netip.ParseAddr(c.Group)
+		if err != nil || !a.IsMulticast() {
+			return nil, optErr("Group", o.Group, "must be an IPv4 or IPv6 multicast address")
+		}
+		if a.Is6() && !a.Is4In6() && a.As16()[1]&0x0f < 2 {
+			return nil, optErr("Group", o.Group, "an IPv6 group needs link-local (ff12::) or wider scope")
+		}
+		group = a.Unmap()
+	}
+
 	c.bind = netip.IPv4Unspecified()
 	if c.BindAddr != "" {
 		a, err := netip.ParseAddr(c.BindAddr)
 		if err != nil {
 			return nil, optErr("BindAddr", o.BindAddr, "not an IP address")
 		}
-		c.bind = a.Unmap()
+		c.bind, c.bindSet = a.Unmap(), true
+	} else if c.wantsIPv6(group) {
+		c.bind = netip.IPv6Unspecified()
 	}
 
-	for _, p := range c.Peers {
-		host, port, err := net.SplitHostPort(p)
-		if err != nil || host == "" {
-			return nil, optErr("Peers", p, "must be host:port")
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, optErr("Peers", p, "port must be 1..65535")
-		}
-		c.seeds = append(c.seeds, p)
-	}
-
-	multicast := !c.UnicastOnly && c.Transport == nil && !(c.Group == "" && len(c.Peers) > 0)
 	if multicast {
-		g := c.Group
-		if g == "" {
-			g = DefaultGroup
+		// The advertised address decides the default group's family, so
+		// it is chosen first (below, with the interface).
+		c.group = group
+		if group.IsValid() && group.Is6() && c.bind.Is4() {
+			return nil, optErr("Group", o.Group, "an IPv6 group needs an IPv6 or dual-stack (::) BindAddr")
 		}
-		a, err := netip.ParseAddr(g)
-		if err != nil || !a.Is4() || !a.IsMulticast() {
-			return nil, optErr("Group", o.Group, "must be an IPv4 multicast address")
+		if group.IsValid() && group.Is4() && c.bind.Is6() && !c.bind.IsUnspecified() {
+			return nil, optErr("Group", o.Group, "an IPv4 group needs an IPv4 or dual-stack (::) BindAddr")
 		}
-		c.group = a
 		c.groupPort = c.GroupPort
 		if c.groupPort == 0 {
 			c.groupPort = c.Port
@@ -369,6 +404,12 @@ func (o Options) resolve() (*config, error) {
 		return nil, err
 	}
 	c.advertise = adv
+	if multicast && !c.group.IsValid() {
+		c.group = netip.MustParseAddr(DefaultGroup)
+		if adv.Addr().Is6() && c.bind.Is6() {
+			c.group = netip.MustParseAddr(DefaultGroup6)
+		}
+	}
 	if c.group.IsValid() && c.Interface == "" {
 		ifname, err := interfaceFor(adv.Addr())
 		if err != nil {
@@ -399,36 +440,89 @@ func (c *config) resolveAdvertise() (netip.AddrPort, error) {
 	if !c.bind.IsUnspecified() {
 		return netip.AddrPortFrom(c.bind, uint16(max(c.Port, 0))), nil
 	}
-	if c.seedsLoopback() {
+	port := uint16(max(c.Port, 0))
+	if lo, ok := c.seedsLoopback(); ok {
 		// Seeds on this host only: a node that talks to them must be
 		// reachable the same way, not at a LAN address.
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(max(c.Port, 0))), nil
+		if lo.Is6() && c.bind.Is6() {
+			return netip.AddrPortFrom(netip.IPv6Loopback(), port), nil
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port), nil
 	}
-	a, err := localAddr(c.Interface)
+	// Bound to ::, the node can be reached on either family: advertise the
+	// one its peers use (its literal seeds', or its group's), and fall
+	// back to the other family when the host has none of the first.
+	want6 := c.bind.Is6() && c.prefersIPv6()
+	a, err := localAddr(c.Interface, want6)
+	if err != nil && (c.bind.Is6() || !c.bindSet) {
+		var e6 error
+		if a, e6 = localAddr(c.Interface, !want6); e6 == nil {
+			err = nil
+			if a.Is6() {
+				c.bind = netip.IPv6Unspecified() // no IPv4 here: serve both families
+			}
+		}
+	}
 	if err != nil {
 		return netip.AddrPort{}, optErr("AdvertiseAddr", c.AdvertiseAddr, "cannot auto-detect: "+err.Error())
 	}
-	return netip.AddrPortFrom(a, uint16(max(c.Port, 0))), nil
+	return netip.AddrPortFrom(a, port), nil
 }
 
-// seedsLoopback reports whether there are seeds and all are loopback
-// addresses.
-func (c *config) seedsLoopback() bool {
-	if len(c.seeds) == 0 {
-		return false
+// wantsIPv6 reports whether an unset BindAddr should be :: rather than
+// 0.0.0.0: the advertised address, the group or a literal seed is IPv6.
+func (c *config) wantsIPv6(group netip.Addr) bool {
+	if ap, err := netip.ParseAddrPort(c.AdvertiseAddr); err == nil && ap.Addr().Unmap().Is6() {
+		return true
 	}
-	for _, p := range c.seeds {
-		ap, err := netip.ParseAddrPort(p)
-		if err != nil || !ap.Addr().IsLoopback() {
-			return false
+	if a, err := netip.ParseAddr(c.AdvertiseAddr); err == nil && a.Unmap().Is6() {
+		return true
+	}
+	if group.IsValid() && group.Is6() {
+		return true
+	}
+	for _, s := range c.seedSpecs {
+		if s.kind == seedLiteral && s.literal.Addr().Is6() {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
-// localAddr returns the first IPv4 address of ifname, or, with ifname empty,
-// the first global unicast IPv4 address of any up, non-loopback interface.
-func localAddr(ifname string) (netip.Addr, error) {
+// prefersIPv6 reports whether a dual-stack node should advertise IPv6: its
+// first literal seed is IPv6 or, without literal seeds, its group is.
+func (c *config) prefersIPv6() bool {
+	for _, s := range c.seedSpecs {
+		if s.kind == seedLiteral {
+			return s.literal.Addr().Is6()
+		}
+	}
+	if c.group.IsValid() {
+		return c.group.Is6()
+	}
+	return false
+}
+
+// seedsLoopback reports whether there are seeds, all literal loopback
+// addresses, and returns the first.
+func (c *config) seedsLoopback() (netip.Addr, bool) {
+	if len(c.seedSpecs) == 0 {
+		return netip.Addr{}, false
+	}
+	for _, s := range c.seedSpecs {
+		if s.kind != seedLiteral || !s.literal.Addr().IsLoopback() {
+			return netip.Addr{}, false
+		}
+	}
+	return c.seedSpecs[0].literal.Addr(), true
+}
+
+// localAddr returns the first address of the wanted family (IPv6 when
+// want6) of ifname, or, with ifname empty, the first global unicast address
+// of that family of any up, non-loopback interface. IPv6 link-local
+// addresses are skipped: they need a zone, which the wire format does not
+// carry.
+func localAddr(ifname string, want6 bool) (netip.Addr, error) {
 	var ifs []net.Interface
 	if ifname != "" {
 		ifi, err := net.InterfaceByName(ifname)
@@ -457,10 +551,16 @@ func localAddr(ifname string) (netip.Addr, error) {
 				continue
 			}
 			ip := pfx.Addr().Unmap()
-			if ip.Is4() && (ifname != "" || ip.IsGlobalUnicast()) {
+			if ip.Is6() != want6 || ip.IsLinkLocalUnicast() {
+				continue
+			}
+			if ifname != "" || ip.IsGlobalUnicast() {
 				return ip, nil
 			}
 		}
+	}
+	if want6 {
+		return netip.Addr{}, errors.New("no usable IPv6 address found")
 	}
 	return netip.Addr{}, errors.New("no usable IPv4 address found")
 }

@@ -65,6 +65,25 @@ func (n *Node) TryPublish(key []byte, prefix bool) error {
 	return n.publishResult(err)
 }
 
+// DeclareLoss tells every member that invalidations this node should have
+// published may have been lost (a bridge uses it when its link to another
+// mesh fails). The node skips one data sequence number, which no member can
+// ever receive or have repaired, so every member raises a Gap event for
+// this origin (GapEvicted) and presets flush. Invalidations published
+// before DeclareLoss are sent first. It waits while the publish ring is
+// full and returns ErrClosed after Close. Does not allocate.
+func (n *Node) DeclareLoss() error {
+	err := n.pub.Write(context.Background(), kindSkip, nil)
+	if errors.Is(err, ringbuf.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// kindSkip is a publish-ring record with no key: the sender ends its open
+// frame and skips one data sequence (DeclareLoss).
+const kindSkip = 0xff
+
 func (n *Node) publishResult(err error) error {
 	switch {
 	case err == nil:
@@ -104,6 +123,7 @@ type sender struct {
 	msgs    []sockopt.Message
 	dests   []netip.AddrPort
 	seq     uint64
+	skipped bool // a DeclareLoss sequence not yet announced
 	packFn  func(kind uint8, rec []byte)
 	readMax int
 	timer   *time.Timer // flow-control waits
@@ -146,12 +166,28 @@ func (s *sender) run() {
 		}
 		s.finish()
 		s.flush()
+		if s.skipped {
+			// A skipped sequence at the end of the stream: announce it,
+			// so members notice the hole without waiting for more data.
+			s.skipped = false
+			if s.n.hwm.Load() < s.seq {
+				s.n.hwm.Store(s.seq)
+				s.n.timers.lastData.Store(time.Now().UnixNano())
+				s.n.timers.kick()
+			}
+		}
 	}
 }
 
 // pack adds one record to the open frame, starting a new frame when it is
 // full and flushing when the slab is used up.
 func (s *sender) pack(kind uint8, rec []byte) {
+	if kind == kindSkip {
+		s.finish()
+		s.seq++ // never sent, never in the retransmit ring: a Gap everywhere
+		s.skipped = true
+		return
+	}
 	if !s.open {
 		s.start()
 	}
@@ -314,6 +350,14 @@ func (n *Node) write(msgs []sockopt.Message) {
 		}
 		if n.closed.Load() && errors.Is(err, net.ErrClosed) {
 			return
+		}
+		var me *sockopt.MessageError
+		if sent == 0 && errors.As(err, &me) && me.Index > 0 && me.Index < len(msgs) {
+			// One destination the socket cannot send to (another address
+			// family) refused the whole batch: send what precedes it, then
+			// skip it alone.
+			n.write(msgs[:me.Index])
+			sent = me.Index
 		}
 		// Skip the datagram the kernel refused and go on with the rest.
 		n.ctr.sendErrors.Add(1)

@@ -416,7 +416,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 		r.newEpoch(st, h.Epoch, now)
 	}
 	st.heard = now
-	verdict := r.received(st, h.Seq, now)
+	verdict, repaired := r.received(st, h.Seq, now)
 	if verdict == stream.Duplicate {
 		n.ctr.duplicates.Add(1)
 		return
@@ -441,9 +441,11 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	n.ctr.dataFrames.Add(1)
 	r.ackDue(st)
 
-	// Relay first copies down the origin's tree; retransmissions were
-	// asked for by this node alone and go no further.
-	if h.Flags&codec.FlagRetransmit == 0 {
+	// Relay first copies down the origin's tree. A retransmission goes on
+	// only when it filled a hole here: in a tree, what this node missed its
+	// subtree missed too, and so it is repaired from here rather than by
+	// one request per node below to the origin.
+	if h.Flags&codec.FlagRetransmit == 0 || repaired {
 		r.relayDown(h, frame)
 	}
 }

@@ -121,7 +121,7 @@ type Stats struct {
 	// Address validation and table caps (issue 13).
 	MembersUnvalidated                   int    // heard of, address not yet validated
 	MembersEvicted                       uint64 // entries dropped to make room (MaxMembers, MaxUnvalidatedMembers)
-	MembersRefused                       uint64 // validations refused: table full of live members
+	MembersRefused                       uint64 // validations refused: table full of live members, or a live member's id answering elsewhere
 	ChallengesSent, ChallengesSuppressed uint64 // suppressed: credit or pacing said no
 	ResponsesSent, ResponsesSuppressed   uint64 // suppressed: over responseRate
 	Validations                          uint64 // RESPONSEs with a good cookie

@@ -104,15 +104,15 @@ func (r *receiver) flushGaps() {
 	r.lostList = r.lostList[:0]
 }
 
-// received records a new DATA sequence.
-func (r *receiver) received(st *originState, seq uint64, now time.Time) stream.Verdict {
+// received records a new DATA sequence; repaired says it filled a hole.
+func (r *receiver) received(st *originState, seq uint64, now time.Time) (v stream.Verdict, repaired bool) {
 	var t stream.Tally
 	v, after := st.s.Observe(seq, r.clock(now), &t)
 	if after > 0 {
 		r.n.ctr.repairLatency.observe(after)
 	}
 	r.settle(st, &t)
-	return v
+	return v, after > 0
 }
 
 // announced records a high-water mark from an HWM frame or a heartbeat.

@@ -58,6 +58,9 @@ func openTransports(c *config) (uni, mcast *sockopt.Conn, err error) {
 	}
 	mc := base
 	mc.BindAddr = netip.IPv4Unspecified()
+	if c.group.Is6() {
+		mc.BindAddr = netip.IPv6Unspecified()
+	}
 	mc.Port = c.groupPort
 	mc.ReusePort = true
 	mcast, err = sockopt.Listen(mc)

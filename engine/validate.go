@@ -35,14 +35,18 @@ import (
 //   - at most challengeAttempts times per address per challengeWindow, and
 //     not again within challengeRetry;
 //
-// and it answers each CHALLENGE with one RESPONSE of the same size, at most
-// responseRate per second. So what it sends toward an address that never
-// answered stays below challengeCredit (3×) times what was sent to it by
-// whoever named that address, and within a small constant per address.
+// challenges to addresses other than the asking packet's source share
+// thirdPartyRate; and it answers each CHALLENGE with one RESPONSE of the
+// same size, at most responseRate per second. So what it sends toward an
+// address that never answered stays below challengeCredit (3×) times what
+// was sent to it by whoever named that address, and within a small
+// constant per address. Members declared dead are probed the same way
+// (probe), paced by the heartbeat loop.
 //
 // A valid RESPONSE validates its sender's id at the address challenged,
 // wherever it came from (behind NAT the source differs; the cookie proves
-// the challenge was received there).
+// the challenge was received there), unless that id is a live member at
+// another address (membership.validated).
 
 const (
 	cookieRotate      = 10 * time.Second // secret rotation; the previous secret still verifies
@@ -53,7 +57,7 @@ const (
 	challengeWindow   = 5 * time.Second
 	challengeRetry    = 20 * time.Millisecond // between two challenges to one address
 	thirdPartyRate    = 1000                  // challenges per second to addresses a packet did not come from
-	maxChallenged     = 8192                  // addresses tracked; the oldest go first when full
+	maxChallenged     = 8192                  // addresses tracked; expired, then arbitrary ones go when full
 	responseRate      = 2000                  // RESPONSEs per second at most
 )
 
@@ -167,6 +171,26 @@ func (v *validator) challenge(addr netip.AddrPort, direct bool, credit *int, now
 	return true
 }
 
+// probe sends a CHALLENGE to a validated member declared dead (the
+// heartbeat loop paces it: membership.deadTargets). It skips the
+// per-address attempts, which exist for addresses an attacker names; it
+// shares the third-party rate.
+func (v *validator) probe(addr netip.AddrPort, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.third.take(now) {
+		v.n.ctr.challengesSuppressed.Add(1)
+		return
+	}
+	if now.Sub(v.rotated) >= cookieRotate {
+		v.rotateLocked(now)
+	}
+	c := codec.Challenge{Time: uint64(now.UnixMilli()), Addr: addr}
+	v.cookieLocked(0, addr, c.Time, &c.Cookie)
+	v.sendLocked(codec.TypeChallenge, &c, addr)
+	v.n.ctr.challengesSent.Add(1)
+}
+
 // sweepLocked makes room in a full table: expired windows first, then
 // whatever map order yields (a random pick), down to three quarters.
 func (v *validator) sweepLocked(now time.Time) {
@@ -199,8 +223,9 @@ func (v *validator) sendLocked(t codec.FrameType, c *codec.Challenge, to netip.A
 // frame handles a CHALLENGE (answer it) or a RESPONSE (check the cookie,
 // then validate the sender). A CHALLENGE skips the replay window:
 // answering one twice costs what it cost to send it. It reports whether
-// the frame is a RESPONSE with a good cookie: a trusted control frame of
-// its sender, whose epoch and high-water mark the caller then takes.
+// the frame is a RESPONSE with a good cookie that membership accepted: a
+// trusted control frame of its sender, whose epoch and high-water mark the
+// caller then takes.
 func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, now time.Time) bool {
 	n := v.n
 	c, _, err := codec.ParseChallenge(payload)
@@ -233,10 +258,11 @@ func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, 
 		return false
 	}
 	n.ctr.validations.Add(1)
-	if n.members.validated(h.Origin, h.Epoch, c.Addr, from, h.Packet, now) {
+	accepted, greet := n.members.validated(h.Origin, h.Epoch, c.Addr, from, h.Packet, now)
+	if greet {
 		n.hb.reply(c.Addr) // it may not know us yet
 	}
-	return true
+	return accepted
 }
 
 // verify checks a RESPONSE's cookie: issued by this node, for its address,

@@ -130,3 +130,21 @@ func BenchmarkSetPropagation(b *testing.B) {
 	b.ReportMetric(float64(delivered)/end.Sub(start).Seconds(), "invalidations/s")
 	b.ReportMetric(100*float64(delivered)/float64(b.N), "delivered%")
 }
+
+// BenchmarkSetEvict: Set of new keys into a full cache, so every Set
+// stores an entry and the policy evicts one (or rejects the newcomer).
+func BenchmarkSetEvict(b *testing.B) {
+	c := newLocal[int](b, WithMaxEntries(1<<14))
+	keys := benchKeys(1 << 16)
+	for i, k := range keys {
+		c.Set(k, i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := c.Set(keys[(i*7919)&(1<<16-1)], i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

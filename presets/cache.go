@@ -55,8 +55,9 @@ var (
 //     are counted (Stats.NotReadyLoads, NotReadySets); WaitReady waits.
 //
 // Size is bounded by WithMaxEntries, split evenly over shards; a full shard
-// evicts by CLOCK (second chance), which needs no write lock on a hit. All
-// methods are safe for concurrent use.
+// evicts by W-TinyLFU (a small recency window, then admission to the main
+// space by recent frequency), which resists scans and loops and needs no
+// write lock on a hit. All methods are safe for concurrent use.
 type Cache[T any] struct {
 	node      *engine.Node
 	ownsNode  bool
@@ -139,13 +140,18 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 	return c
 }
 
-// shardCount is the largest power of two that is at most maxShards and at
-// most maxEntries, so every shard can hold at least one entry.
+// shardCount is the largest power of two that is at most maxShards and
+// leaves every shard at least minShardEntries (one shard for fewer): the
+// eviction policy judges within a shard, and small shards judge worse.
 func shardCount(maxEntries int) int {
-	if maxEntries >= maxShards {
+	n := maxEntries / minShardEntries
+	if n >= maxShards {
 		return maxShards
 	}
-	return 1 << (bits.Len(uint(maxEntries)) - 1)
+	if n < 1 {
+		return 1
+	}
+	return 1 << (bits.Len(uint(n)) - 1)
 }
 
 // now returns the time in nanoseconds since c.base: monotonic, so expiry
@@ -171,14 +177,17 @@ func (c *Cache[T]) WaitReady(ctx context.Context) error { return c.node.WaitRead
 // A hit does not allocate.
 func (c *Cache[T]) Get(key string) (T, bool) {
 	s := c.shardOf(xxhash.Sum64String(key))
-	s.mu.RLock()
+	st, free := s.mu.tryRLock() // RLock, inlined
+	if !free {
+		s.mu.rlockSlow(st)
+	}
 	v, ok, expired := s.lookup(key, c.nowFn)
-	s.mu.RUnlock()
+	st.RUnlock()
 	if ok {
-		s.hits.Add(1)
+		st.hits.Add(1)
 		return v, true
 	}
-	s.misses.Add(1)
+	st.misses.Add(1)
 	if expired {
 		c.reap(s, key)
 	}
@@ -322,9 +331,9 @@ func (c *Cache[T]) Len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.RLock()
+		st := s.mu.RLock()
 		n += len(s.index)
-		s.mu.RUnlock()
+		st.RUnlock()
 	}
 	return n
 }

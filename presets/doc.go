@@ -7,4 +7,9 @@
 // (namespaces). Values never cross the network, only keys; presets never
 // keeps a value it cannot invalidate: an invalidation that may have been
 // missed (engine.EventGap) flushes the whole cache.
+//
+// A service that already has a cache of its own keeps it and wires it to a
+// node with Attach: anything implementing Invalidator is then invalidated
+// by the mesh under the same rules (adapters for otter and golang-lru are
+// the nested modules under adapters/).
 package presets

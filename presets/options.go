@@ -79,7 +79,7 @@ func WithTTL(d time.Duration) Option {
 
 // WithMaxEntries bounds the number of entries the cache holds (default
 // DefaultMaxEntries). When a shard is full, storing a new key evicts one
-// chosen by the CLOCK policy (see Cache). n must be at least 1.
+// chosen by the W-TinyLFU policy (see Cache). n must be at least 1.
 func WithMaxEntries(n int) Option {
 	return Option{"WithMaxEntries", func(c *config) error {
 		if n < 1 {

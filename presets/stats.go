@@ -22,7 +22,7 @@ type Stats struct {
 	// that only invalidated. See engine.Node.Ready.
 	NotReadyLoads, NotReadySets uint64
 
-	Evictions   uint64 // entries dropped by the CLOCK sweep to make room
+	Evictions   uint64 // entries dropped by the W-TinyLFU policy to make room (the new entry itself, when it loses admission)
 	Expirations uint64 // expired entries reclaimed
 
 	Entries int // entries held now (as Len)
@@ -45,8 +45,9 @@ func (c *Cache[T]) Stats() Stats {
 	}
 	for i := range c.shards {
 		s := &c.shards[i]
-		st.Hits += s.hits.Load()
-		st.Misses += s.misses.Load()
+		hits, misses := s.mu.counts()
+		st.Hits += hits
+		st.Misses += misses
 		st.Evictions += s.evictions.Load()
 		st.Expirations += s.expirations.Load()
 	}

@@ -321,7 +321,7 @@ func (w *writeScratch) fill(msgs []Message, cur cursor, gso, is6 bool) {
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	for i := range msgs {
 		if _, err := checkDest(msgs[i].Addr, c.is6, c.mcast); err != nil {
-			return 0, fmt.Errorf("message %d: %w", i, err)
+			return 0, &MessageError{Index: i, Err: err}
 		}
 	}
 	c.wmu.Lock()

@@ -118,6 +118,19 @@ var (
 	ErrUnsupported = errors.New("sockopt: unsupported on this platform")
 )
 
+// MessageError is WriteBatch's error for a Message that cannot be sent (it
+// wraps ErrMessage): nothing of the batch was sent, and Index says which
+// message is at fault, so a caller can send the others without it.
+type MessageError struct {
+	Index int
+	Err   error
+}
+
+func (e *MessageError) Error() string { return fmt.Sprintf("message %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the cause, which wraps ErrMessage.
+func (e *MessageError) Unwrap() error { return e.Err }
+
 // configError names the bad field.
 func configError(field string, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))

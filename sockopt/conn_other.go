@@ -180,7 +180,7 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	for i := range msgs {
 		if _, err := checkDest(msgs[i].Addr, c.is6, c.mcast); err != nil {
-			return 0, fmt.Errorf("message %d: %w", i, err)
+			return 0, &MessageError{Index: i, Err: err}
 		}
 	}
 	c.wmu.Lock()

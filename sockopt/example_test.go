@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"time"
 
 	"github.com/warpmesh/warpmesh/sockopt"
 )
@@ -110,11 +111,16 @@ func ExampleConn_SetRandomDrop() {
 	}
 	defer c.Close()
 	if err := c.SetRandomDrop(0.1); err != nil { // drop about 10%
-		fmt.Println(err)
+		log.Fatal(err)
 	}
+	fmt.Println("dropping about 10% of arriving datagrams")
 	if err := c.SetRandomDrop(0); err != nil { // detach
-		fmt.Println(err)
+		log.Fatal(err)
 	}
+	fmt.Println("filter detached")
+	// Output:
+	// dropping about 10% of arriving datagrams
+	// filter detached
 }
 
 // Multicast stays on the named interface: set MulticastInterface before
@@ -143,8 +149,10 @@ func ExampleConn_JoinGroup() {
 		log.Fatal(err)
 	}
 	in := []sockopt.Message{{Buf: make([]byte, 1500)}}
+	rx.SetReadDeadline(time.Now().Add(5 * time.Second)) // no multicast on lo: fail, do not hang
 	if _, err := rx.ReadBatch(in); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("%s\n", in[0].Buf[:in[0].N])
+	// Output: hello, group
 }

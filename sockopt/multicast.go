@@ -9,11 +9,28 @@ import (
 )
 
 // setMulticastOptions applies the Config's multicast interface, loop and
-// TTL. IPv4 goes through x/net/ipv4; IPv6 through setMulticast6.
+// TTL. IPv4 goes through x/net/ipv4; IPv6 through setMulticast6. A
+// dual-stack socket (bound to ::) gets both, so it can join IPv4 and IPv6
+// groups; where the system refuses IPv4 options on it, it joins IPv6
+// groups only.
 func (c *Conn) setMulticastOptions(cfg Config, ifi *net.Interface) error {
 	if c.is6 {
-		return c.setMulticast6(cfg, ifi)
+		if err := c.setMulticast6(cfg, ifi); err != nil {
+			return err
+		}
+		if !cfg.BindAddr.IsUnspecified() {
+			return nil
+		}
+		if err := c.setMulticast4(cfg, ifi); err != nil {
+			c.pc4 = nil
+		}
+		return nil
 	}
+	return c.setMulticast4(cfg, ifi)
+}
+
+// setMulticast4 sets the IPv4 multicast options.
+func (c *Conn) setMulticast4(cfg Config, ifi *net.Interface) error {
 	c.pc4 = ipv4.NewPacketConn(c.udp)
 	if ifi != nil {
 		if err := c.pc4.SetMulticastInterface(ifi); err != nil {
@@ -59,7 +76,7 @@ func (c *Conn) membership(group netip.Addr, ifname string, join bool) error {
 		return c.group6(group, ifi, join)
 	}
 	if c.pc4 == nil {
-		return fmt.Errorf("%w: IPv4 group %v on an IPv6 socket", ErrConfig, group)
+		return fmt.Errorf("%w: IPv4 group %v on an IPv6 socket (bind :: or an IPv4 address)", ErrConfig, group)
 	}
 	ga := &net.UDPAddr{IP: group.AsSlice()}
 	if join {

@@ -91,6 +91,13 @@ type statsDoc struct {
 	Dropped             uint64            `json:"dropped"`
 	Drops               map[string]uint64 `json:"drops"`
 	Members             map[string]int    `json:"members"`
+	MembersEvicted      uint64            `json:"members_evicted"`
+	MembersRefused      uint64            `json:"members_refused"`
+	ChallengesSent      uint64            `json:"challenges_sent"`
+	ChallengesSkipped   uint64            `json:"challenges_suppressed"`
+	ResponsesSent       uint64            `json:"responses_sent"`
+	ResponsesSkipped    uint64            `json:"responses_suppressed"`
+	Validations         uint64            `json:"validations"`
 	RecvBuffer          int               `json:"recv_buffer"`
 	SendBuffer          int               `json:"send_buffer"`
 }
@@ -152,8 +159,13 @@ func statsDocOf(n *engine.Node) statsDoc {
 		RepairP50: s.RepairLatency.Quantile(0.5).String(), RepairP99: s.RepairLatency.Quantile(0.99).String(),
 		Members: map[string]int{
 			"alive": s.MembersAlive, "suspect": s.MembersSuspect, "dead": s.MembersDead, "left": s.MembersLeft,
+			"unvalidated": s.MembersUnvalidated,
 		},
-		RecvBuffer: s.RecvBuffer, SendBuffer: s.SendBuffer,
+		MembersEvicted: s.MembersEvicted, MembersRefused: s.MembersRefused,
+		ChallengesSent: s.ChallengesSent, ChallengesSkipped: s.ChallengesSuppressed,
+		ResponsesSent: s.ResponsesSent, ResponsesSkipped: s.ResponsesSuppressed,
+		Validations: s.Validations,
+		RecvBuffer:  s.RecvBuffer, SendBuffer: s.SendBuffer,
 	}
 	for _, r := range engine.DropReasons() {
 		d.Drops[r.String()] = s.Drops[r]

@@ -5,7 +5,7 @@
 // client_golang.
 //
 //	warpmesh demo                      a 5-node mesh on 127.0.0.1, end to end (about 10 s)
-//	warpmesh node [flags]              one node until SIGINT/SIGTERM, then a graceful leave
+//	warpmesh node [flags]              one node until SIGINT/SIGTERM, then a graceful leave (within --shutdown-grace)
 //	warpmesh invalidate [flags] KEY... join, publish, leave; exit 1 if no member answered
 //	warpmesh members --http ADDR       a running node's membership as a table
 //
@@ -24,15 +24,23 @@
 // or base64; blank lines and lines starting with # are skipped. The first
 // key seals what the node sends, every key opens what it receives, so keys
 // rotate without downtime; --auth rolls authentication into a running mesh.
+// In a container, mount the keyring from a Secret and point
+// WARPMESH_KEY_FILE at the mounted file (deploy/ has examples).
+//
+// --peers takes literal addresses (ip:port, [ipv6]:port) and DNS names:
+// name:port stands for every A and AAAA record of the name (a Kubernetes
+// headless Service, a Swarm tasks.<service> name), re-resolved every
+// heartbeat; dnssrv+_service._proto.name (or _service._proto.name) for
+// every SRV target with its port. --bind :: serves IPv4 and IPv6.
 //
 // # The --print stream
 //
 // warpmesh node --print writes one line per event to stdout, fields
 // separated by single spaces. The first word says what the line is; scripts
 // should ignore lines whose first word they do not know. Ids are 16
-// lowercase hex digits; addresses are ip:port; keys and the cluster name
-// are Go-quoted (strconv.Quote, read back with strconv.Unquote), so any
-// byte string round-trips. The handlers are registered before the node
+// lowercase hex digits; addresses are ip:port ([ip]:port for IPv6); keys
+// and the cluster name are Go-quoted (strconv.Quote, read back with
+// strconv.Unquote), so any byte string round-trips. The handlers are registered before the node
 // starts receiving, so nothing is missed; self still comes first.
 //
 //	self <id> <addr> epoch=<n> cluster=<quoted>                  once, first: this node

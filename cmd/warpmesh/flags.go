@@ -43,12 +43,11 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 
 // parseFlags parses args, then fills every flag not given from its
 // WARPMESH_* variable. Errors are usage errors; -h returns flag.ErrHelp
-// after printing usage.
+// after printing usage (once: Parse prints it).
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // Parse has printed the usage
 		}
 		return &usageError{err}
 	}
@@ -90,12 +89,12 @@ type nodeFlags struct {
 // default (the engine's for node, 0 = any free port for one-shot tools).
 func (f *nodeFlags) register(fs *flag.FlagSet, defaultPort int) {
 	fs.IntVar(&f.port, "port", defaultPort, "UDP `port` to listen on; 0 picks a free one")
-	fs.StringVar(&f.bind, "bind", "", "local `IP` to bind (default 0.0.0.0)")
-	fs.StringVar(&f.group, "group", "", "IPv4 multicast `group` for discovery and data (default "+engine.DefaultGroup+"; with --peers and no --group: unicast only)")
+	fs.StringVar(&f.bind, "bind", "", "local `IP` to bind; :: is dual stack (default 0.0.0.0, or :: when --advertise, --group or a seed is IPv6 or the host has no IPv4)")
+	fs.StringVar(&f.group, "group", "", "multicast `group` for discovery and data, IPv4 or IPv6 such as ff12::7946 (default "+engine.DefaultGroup+", "+engine.DefaultGroup6+" when advertising IPv6; with --peers and no --group: unicast only)")
 	fs.IntVar(&f.groupPort, "group-port", 0, "UDP `port` of the multicast group (default: --port); nodes sharing a host need a common one")
 	fs.StringVar(&f.iface, "interface", "", "network `interface` for multicast, e.g. lo (default: the one holding the advertised address)")
-	fs.StringVar(&f.peers, "peers", "", "comma-separated static seeds, `host:port,...`; one reachable seed is enough")
-	fs.StringVar(&f.advertise, "advertise", "", "`ip[:port]` other members reach this node at (default: the bind address, or this host's first global IPv4)")
+	fs.StringVar(&f.peers, "peers", "", "comma-separated seeds, `seed,...`: ip:port, [ipv6]:port, name:port (every A and AAAA record, re-resolved each heartbeat: a headless Service, tasks.<service>) or dnssrv+_service._proto.name (SRV); one reachable seed is enough")
+	fs.StringVar(&f.advertise, "advertise", "", "`ip[:port]` other members reach this node at (default: the bind address, or this host's first global address of the family the seeds use)")
 	fs.DurationVar(&f.heartbeat, "heartbeat", engine.DefaultHeartbeat, "membership keep-alive `interval`")
 	fs.DurationVar(&f.suspect, "suspect-after", 0, "`silence` after which a member is suspect (default 3 × heartbeat)")
 	fs.DurationVar(&f.dead, "dead-after", 0, "`silence` after which a member is dead (default 2 × suspect-after)")
@@ -249,7 +248,7 @@ func freePort(bind string) (int, error) {
 			return 0, usageErrorf("invalid --bind=%q: not an IP address", bind)
 		}
 	}
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		return 0, err
 	}

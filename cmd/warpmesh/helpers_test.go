@@ -52,7 +52,16 @@ type child struct {
 // startChild starts warpmesh with args; t.Cleanup kills it.
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startChildEnv(t, nil, args...)
+}
+
+// startChildEnv is startChild with env added to the environment.
+func startChildEnv(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
 	c := &child{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	if env != nil {
+		c.cmd.Env = append(os.Environ(), env...)
+	}
 	c.cmd.Stderr = &lockedWriter{mu: &c.mu, w: &c.stderr}
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 	"strings"
 )
 
-// keySize is the length of every mesh key (AES-256-GCM or ChaCha20-Poly1305).
+// keySize is the length of every mesh key: engine keyrings seal with
+// AES-256-GCM (standard library) and take 32-byte keys.
 const keySize = 32
 
 // errNoKeys is returned for a key file without a single key.

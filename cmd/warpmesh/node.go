@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
 )
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -18,6 +20,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	nf.register(fs, 7946)
 	lf.register(fs)
 	httpAddr := fs.String("http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /members /stats /metrics, POST /invalidate")
+	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM/SIGINT, how long the graceful leave (admin endpoint drained, pending invalidations sent, leave announced) may take before the node exits anyway; keep it below the orchestrator's grace period (Kubernetes: terminationGracePeriodSeconds)")
 	tokenFile := fs.String("http-token-file", "", "`file` holding a bearer token the admin endpoint requires on every route but /healthz and /readyz")
 	print := fs.Bool("print", false, "write one line per applied invalidation and membership/gap event to stdout (format: see package doc)")
 	if err := parseFlags(fs, args); err != nil {
@@ -25,6 +28,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *grace <= 0 {
+		return usageErrorf("invalid --shutdown-grace=%v: must be positive", *grace)
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -87,15 +93,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("leaving the mesh")
+		log.Info("leaving the mesh", "grace", *grace)
 	case serveErr = <-srvDone:
 	}
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		srv.Shutdown(sctx) // in-flight requests get two seconds; the node leaves regardless
-		cancel()
-	}
-	closeErr := node.Close()
+	closeErr := leave(node, srv, *grace)
 	if out != nil {
 		if err := out.close(); err != nil && closeErr == nil {
 			closeErr = fmt.Errorf("--print: %w", err)
@@ -105,4 +106,28 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("admin endpoint: %w", serveErr)
 	}
 	return closeErr
+}
+
+// leave shuts the node down within grace: the admin endpoint gets a third
+// of it for in-flight requests, then the node leaves the mesh (pending
+// invalidations sent, a leave to every member). If that does not finish in
+// time the node is abandoned and an error says so; the process exits
+// either way, before the orchestrator's own grace period runs out.
+func leave(node *engine.Node, srv *http.Server, grace time.Duration) error {
+	deadline := time.Now().Add(grace)
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), grace/3)
+		srv.Shutdown(sctx) // the node leaves whether or not every request finished
+		cancel()
+	}
+	done := make(chan error, 1)
+	go func() { done <- node.Close() }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("graceful leave did not finish within --shutdown-grace=%v", grace)
+	}
 }

@@ -153,7 +153,7 @@ func TestPartitionAndHeal(t *testing.T) {
 func TestLargeMesh(t *testing.T) {
 	size, perPub, hb := 200, 300, time.Second
 	if raceEnabled || testing.Short() {
-		size, perPub, hb = 64, 100, 500*time.Millisecond
+		size, perPub, hb = 40, 100, 500*time.Millisecond // 64 did not converge in 60 s in a loaded full -race run
 	}
 	n := newNet(t, 30)
 	nodes := startMesh(t, n, size, []int{0, 1}, func(i int) engine.Options {
@@ -169,7 +169,7 @@ func TestLargeMesh(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	waitMesh(t, 30*time.Second, nodes)
+	waitMesh(t, 60*time.Second, nodes) // 30 s was not enough once under a loaded full -race run
 	converge := time.Since(start)
 
 	pubs := []int{0, size / 2, size - 1}
@@ -211,7 +211,7 @@ func TestLargeMesh(t *testing.T) {
 		return true
 	})
 	spread := time.Since(start)
-	var data, dups, relayed, gaps, detected, rtxIn, nacks uint64
+	var data, dups, relayed, gaps, detected, rtxIn, rtxOut, nacks uint64
 	for i, node := range nodes {
 		s := node.Stats()
 		data += s.DataFrames - base[i].DataFrames
@@ -219,6 +219,7 @@ func TestLargeMesh(t *testing.T) {
 		relayed += s.Relayed - base[i].Relayed
 		detected += s.GapsDetected - base[i].GapsDetected
 		rtxIn += s.RetransmitsReceived - base[i].RetransmitsReceived
+		rtxOut += s.Retransmitted - base[i].Retransmitted
 		nacks += s.NacksSent - base[i].NacksSent
 		gaps += s.GapEvents()
 		if g := got[i].Load(); g != want(i) {
@@ -235,4 +236,16 @@ func TestLargeMesh(t *testing.T) {
 		data, dups, relayed, float64(data+dups)/float64(data), ns.Sent, ns.Drops)
 	t.Logf("repair traffic on a loss-free network: gaps detected %d, NACKs %d, retransmissions applied %d",
 		detected, nacks, rtxIn)
+	// Copies per first copy, less those repair sent (every retransmission
+	// not applied is at most one duplicate): the tree alone gives 1, a
+	// flood through Fanout 3 about 3. With repairs counted it measured
+	// 1.13-1.39 at 200 nodes, 1.85 at 64 under -race, and 3.6 at 64 in a
+	// loaded -race run: relay reordering opens gaps on a loss-free network
+	// and their repairs duplicate frames.
+	repairDups := rtxOut - min(rtxIn, rtxOut)
+	r := float64(data+dups-min(dups, repairDups)) / float64(data)
+	t.Logf("relay redundancy without repair copies: %.3f (retransmitted %d, applied %d)", r, rtxOut, rtxIn)
+	if r > 1.5 {
+		t.Errorf("relay redundancy %.3f, want <= 1.5", r)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine"
 )
 
 // flood sends forged identities to the target until stopped: ALIVEs, each
@@ -103,8 +104,14 @@ func latency(t *testing.T, pub, tg *target, prefix string, samples int) time.Dur
 // took to become tg's member and to have an invalidation applied by tg.
 func joinAndApply(t *testing.T, tg *target, key string) (join, apply time.Duration) {
 	t.Helper()
+	return joinAndApplyWith(t, tg, key, nil)
+}
+
+// joinAndApplyWith is joinAndApply with the newcomer's options edited.
+func joinAndApplyWith(t *testing.T, tg *target, key string, edit func(*engine.Options)) (join, apply time.Duration) {
+	t.Helper()
 	start := time.Now()
-	nc := startNode(t, []string{tg.Addr().String()}, nil)
+	nc := startNode(t, []string{tg.Addr().String()}, edit)
 	if !eventually(30*time.Second, func() bool { return tg.member(nc.ID()) && nc.member(tg.ID()) }) {
 		t.Errorf("newcomer did not join within 30s")
 		return 30 * time.Second, 30 * time.Second
@@ -132,12 +139,15 @@ func TestMemberFlood(t *testing.T) {
 	quiet := latency(t, legit, tg, "quiet:", samples)
 	heap0, rss0 := heapMB(), rssMB()
 
-	identities := pick(50000, 100000)
+	identities, rate := pick(100000, 200000), pick(50000, 20000)
+	if raceEnabled {
+		identities, rate = 100000, 10000
+	}
 	a := newAttacker(t)
 	if !a.validate(tg) {
 		t.Log("attacker not validated: its digests come from a stranger")
 	}
-	f := startFlood(t, a, tg.Addr(), identities, pick(25000, 20000))
+	f := startFlood(t, a, tg.Addr(), identities, rate)
 	waitFor(t, 60*time.Second, "flood to name every identity", func() bool { return f.sentID.Load() >= int64(identities) })
 	during := latency(t, legit, tg, "flood:", samples)
 	join, apply := joinAndApply(t, tg, "newcomer:1")
@@ -145,8 +155,8 @@ func TestMemberFlood(t *testing.T) {
 	size := tableSize(s)
 	heap1, rss1 := heapMB(), rssMB()
 	f.halt()
-	t.Logf("figure: member flood: %d identities (%d B sent): table %d entries (alive %d suspect %d dead %d left %d unvalidated %d); heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
-		identities, a.sent.Load(), size, s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft, unvalidated(s), heap0, heap1, rss0, rss1)
+	t.Logf("figure: member flood: %d identities at %d/s (%d B sent): table %d entries (alive %d suspect %d dead %d left %d unvalidated %d); heap %.1f → %.1f MiB, RSS %.1f → %.1f MiB",
+		identities, rate, a.sent.Load(), size, s.MembersAlive, s.MembersSuspect, s.MembersDead, s.MembersLeft, unvalidated(s), heap0, heap1, rss0, rss1)
 	t.Logf("figure: member flood: invalidation latency p50 quiet %v, during flood %v (%.1fx); newcomer joined in %v, its invalidation applied in %v",
 		quiet, during, float64(during)/float64(max(quiet, time.Microsecond)), join, apply)
 	if size > memberCap {

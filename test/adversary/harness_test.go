@@ -150,7 +150,8 @@ type attacker struct {
 	packet  atomic.Uint64 // one counter for every frame it sends, as a node has
 	sent    atomic.Uint64 // bytes
 	buf     []byte
-	recv    atomic.Uint64 // bytes the node sent back to the attacker
+	recv    atomic.Uint64             // bytes the node sent back to the attacker
+	as      atomic.Pointer[[2]uint64] // (id, epoch) its RESPONSEs claim; nil: its own
 }
 
 func newAttacker(t testing.TB) *attacker {
@@ -182,6 +183,9 @@ func newAttacker(t testing.TB) *attacker {
 				continue
 			}
 			h := codec.Header{Type: codec.TypeResponse, HopLimit: 1, Cluster: a.cluster, Origin: a.id, Epoch: a.epoch, Packet: a.packet.Add(1)}
+			if as := a.as.Load(); as != nil {
+				h.Origin, h.Epoch = as[0], as[1]
+			}
 			out = append(codec.AppendHeader(out[:0], &h), f.Payload...)
 			if codec.FinishFrame(out, 0) == nil {
 				if _, err := c.WriteToUDPAddrPort(out, from); err == nil {

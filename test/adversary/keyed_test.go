@@ -67,6 +67,66 @@ func TestKeyedJunk(t *testing.T) {
 	}
 }
 
+// TestKeyedJunkFlood: junk claiming authentication keeps coming while a
+// keyed member publishes and a keyed newcomer joins: each junk frame costs
+// a key derivation, which must not starve legitimate traffic.
+func TestKeyedJunkFlood(t *testing.T) {
+	opt := keyed(t)
+	tg := startNode(t, nil, opt)
+	legit := startNode(t, []string{tg.Addr().String()}, opt)
+	waitFor(t, 10*time.Second, "keyed member to join", func() bool { return tg.member(legit.ID()) && legit.member(tg.ID()) })
+	samples := pick(9, 31)
+	quiet := latency(t, legit, tg, "quiet:", samples)
+	rate := pick(20000, 20000)
+	if raceEnabled {
+		rate = 5000
+	}
+	a := newAttacker(t)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		junk := make([]byte, codec.AliveFixedLen+codec.TagLen)
+		start := time.Now()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if ahead := time.Duration(float64(i)/float64(rate)*float64(time.Second)) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead) // pacing
+			}
+			h := a.header(codec.TypeAlive, randID(), randID())
+			h.Flags = codec.FlagAuth
+			h.PayloadLen = codec.AliveFixedLen
+			rand.Read(junk)
+			a.send(tg.Addr(), append(codec.AppendHeader(a.buf[:0], &h), junk...))
+		}
+	}()
+	halt := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}
+	defer halt()
+	waitFor(t, 10*time.Second, "half a second of junk", func() bool { return tg.Stats().Drops[engine.DropAuth] > uint64(rate/2) })
+	during := latency(t, legit, tg, "junk:", samples)
+	join, apply := joinAndApplyWith(t, tg, "keyed-newcomer", opt)
+	drops := tg.Stats().Drops[engine.DropAuth]
+	halt()
+	t.Logf("figure: keyed junk flood at %d/s: %d dropped (auth); invalidation latency p50 quiet %v, during %v (%.1fx); keyed newcomer joined in %v, applied in %v",
+		rate, drops, quiet, during, float64(during)/float64(max(quiet, time.Microsecond)), join, apply)
+	if join > time.Second || apply > time.Second {
+		t.Errorf("newcomer joined in %v, invalidation applied in %v (bound 1s each)", join, apply)
+	}
+	if bound := max(10*quiet, 20*time.Millisecond); during > bound {
+		t.Errorf("invalidation latency during junk %v, bound %v (quiet %v)", during, bound, quiet)
+	}
+}
+
 // capture is a UDP socket that keeps every datagram it receives.
 type capture struct {
 	conn *net.UDPConn
