@@ -43,10 +43,6 @@ const (
 	// alive is left to push-pull (see swim.Machine.enqueue); suspicions,
 	// deaths and leaves are always queued.
 	swimQueueCap = 32
-	// swimViewDebounce: above DirectLimit, membership changes rebuild the
-	// fan-out view at most once per Heartbeat/swimViewDebounce, so a join
-	// wave of N members costs O(N) rebuilds per second, not O(N) per join.
-	swimViewDebounce = 10
 	// swimProbedHold: a node pinged by a member in the last this many
 	// periods runs SWIM too, whatever its own table's size (a joiner
 	// among nodes that probe rather than heartbeat).

@@ -104,17 +104,17 @@ func (h *heartbeater) broadcast() {
 			}
 		}
 		h.sendAliveLocked(h.targets)
-		return
-	}
-	start := h.everyoneLocked()
-	known := h.targets[start:]
-	for _, s := range h.seeds {
-		if s == n.cfg.advertise || containsAddr(known, s) {
-			continue
+	} else {
+		start := h.everyoneLocked()
+		known := h.targets[start:]
+		for _, s := range h.seeds {
+			if s == n.cfg.advertise || containsAddr(known, s) {
+				continue
+			}
+			h.targets = append(h.targets, s)
 		}
-		h.targets = append(h.targets, s)
+		h.sendAliveLocked(h.targets)
 	}
-	h.sendAliveLocked(h.targets)
 	// Members declared dead get a challenge instead of a heartbeat, every
 	// round at first, then every few rounds (membership.deadTargets).
 	n.members.mu.Lock()
@@ -161,6 +161,12 @@ func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 	}
 	n := h.n
 	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.AliveFixedLen - codec.TagLen) / codec.DigestEntryLen
+	if n.members.swimming() {
+		// Above DirectLimit an ALIVE only says "here I am": members learn
+		// the table by push-pull (probe.go), and a digest in every reply
+		// would have each newcomer challenge thirty addresses per reply.
+		room = 0
+	}
 	n.members.mu.Lock()
 	entries := n.members.digestEntries(room)
 	hdr := n.controlHeader(codec.TypeAlive)

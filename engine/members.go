@@ -115,8 +115,6 @@ type membership struct {
 	swimActs  []swim.Action   // scratch, under mu
 	swimUps   []swim.Update   // scratch, under mu
 	swimCur   int             // rotates digests in SWIM mode
-	viewDirty bool            // a debounced rebuild is due (SWIM mode)
-	viewAt    time.Time       // last view rebuild
 	probedAt  time.Time       // last ping or ping-req from a member
 	swimSince time.Time       // when SWIM last started
 	synced    bool            // a push-pull answer arrived once
@@ -549,21 +547,10 @@ func (m *membership) tick(now time.Time) {
 }
 
 // rebuildLocked publishes a new fan-out view of the validated live
-// members. Allocates; membership changes are rare. Above DirectLimit a
-// join wave would rebuild it per join, so there a rebuild within
-// Heartbeat/swimViewDebounce of the last one is left to the probe loop.
-func (m *membership) rebuildLocked(now time.Time) {
-	if m.swim != nil && now.Sub(m.viewAt) < m.cfg.Heartbeat/swimViewDebounce {
-		if !m.viewDirty && m.wake != nil {
-			select {
-			case m.wake <- struct{}{}:
-			default:
-			}
-		}
-		m.viewDirty = true
-		return
-	}
-	m.viewDirty, m.viewAt = false, now
+// members. Allocates; membership changes are rare (above DirectLimit a
+// suspicion or its refutation leaves the view as it is: both states are
+// in it). It is never deferred: relay trees need every node's view current.
+func (m *membership) rebuildLocked(time.Time) {
 	v := &destView{allMulticast: true}
 	ids := make([]uint64, 0, m.validatedN)
 	for id, e := range m.members {

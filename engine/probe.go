@@ -85,6 +85,7 @@ func swimConfig(cfg *config) swim.Config {
 		CatchUp:          swimCatchUpPeriods,
 		MaxRelays:        swimMaxRelays,
 		QueueCap:         swimQueueCap,
+		SuspicionMin:     cfg.DeadAfter,
 	}
 }
 
@@ -174,7 +175,11 @@ func raiseInc(inc *atomic.Uint64, v uint64) {
 func (p *prober) sendProbeLocked(to netip.AddrPort, pr codec.Probe) {
 	n := p.n
 	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.ProbeFixedLen - codec.TagLen) / codec.UpdateLen
-	p.ups = n.members.takeUpdates(p.ups[:0], room)
+	buddy := uint64(0)
+	if pr.Kind == codec.ProbePing {
+		buddy = pr.Target
+	}
+	p.ups = n.members.takeUpdates(p.ups[:0], room, buddy)
 	hdr := n.controlHeader(codec.TypeProbe)
 	hdr.Count = uint16(len(p.ups))
 	hdr.PayloadLen = uint16(codec.ProbePayloadLen(len(p.ups)))
@@ -345,7 +350,7 @@ func entrySwim(e *memberEntry) swim.Update {
 // clocks of heartbeat detection.
 func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 	hold := swimProbedHold * m.cfg.Heartbeat
-	big := live+pending > m.cfg.DirectLimit
+	big := m.cfg.DirectLimit > 0 && live+pending > m.cfg.DirectLimit // 0: a bare test table
 	switch {
 	case m.swim == nil && (big || (!m.probedAt.IsZero() && now.Sub(m.probedAt) < hold)):
 		m.swimSince = now
@@ -382,6 +387,16 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 		}
 		m.rebuildLocked(now)
 	}
+}
+
+// pendingAddr returns the address of a member heard of but not validated.
+func (m *membership) pendingAddr(id uint64) (netip.AddrPort, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.members[id]; e != nil && !e.validated {
+		return e.Addr, true
+	}
+	return netip.AddrPort{}, false
 }
 
 // touch records a frame from a validated member: in heartbeat mode a
@@ -432,7 +447,11 @@ func (m *membership) applyChangedLocked(a *swim.Action, now time.Time) {
 		e.Incarnation = max(e.Incarnation, a.Incarnation)
 		return
 	}
+	live := e.State == StateAlive || e.State == StateSuspect
 	e.State, e.Incarnation, e.stateSince = st, a.Incarnation, now
+	if live != (st == StateAlive || st == StateSuspect) {
+		m.rebuildLocked(now) // the fan-out view holds alive and suspect members alike
+	}
 	switch st {
 	case StateAlive:
 		m.events.push(Event{Type: EventAlive, Member: e.Member})
@@ -443,7 +462,6 @@ func (m *membership) applyChangedLocked(a *swim.Action, now time.Time) {
 	case StateLeft:
 		m.events.push(Event{Type: EventLeave, Member: e.Member})
 	}
-	m.rebuildLocked(now)
 }
 
 // applyActsLocked applies the Changed actions in acts and returns the rest.
@@ -459,19 +477,11 @@ func (m *membership) applyActsLocked(acts []swim.Action, now time.Time) []swim.A
 	return out
 }
 
-// swimTick runs the machine's timers (and a debounced view rebuild),
-// appending what must be sent to dst; next is when to call again (zero:
+// swimTick runs the machine's timers, appending what must be sent to dst; next is when to call again (zero:
 // nothing scheduled).
 func (m *membership) swimTick(now time.Time, dst []swim.Action) (_ []swim.Action, next time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.viewDirty {
-		if at := m.viewAt.Add(m.cfg.Heartbeat / swimViewDebounce); now.Before(at) {
-			next = at
-		} else {
-			m.rebuildLocked(now)
-		}
-	}
 	if m.swim == nil {
 		return dst, next
 	}
@@ -522,14 +532,22 @@ func (m *membership) swimSynced() {
 	}
 }
 
-// takeUpdates appends up to max queued updates for one probe frame.
-func (m *membership) takeUpdates(dst []codec.Update, max int) []codec.Update {
+// takeUpdates appends up to max queued updates for one probe frame. A
+// ping to a suspected member carries its suspicion first, whatever the
+// queue holds (Lifeguard's buddy system): the member learns of it from
+// the node that probes it and refutes at once.
+func (m *membership) takeUpdates(dst []codec.Update, max int, buddy uint64) []codec.Update {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.swim == nil {
 		return dst
 	}
-	m.swimUps = m.swim.Take(m.swimUps[:0], max)
+	m.swimUps = m.swimUps[:0]
+	if u, ok := m.swim.Get(buddy); ok && u.State == swim.Suspect && max > 0 {
+		m.swimUps = append(m.swimUps, u)
+		max--
+	}
+	m.swimUps = m.swim.Take(m.swimUps, max)
 	for _, u := range m.swimUps {
 		dst = append(dst, codec.Update{ID: u.ID, Epoch: u.Epoch, Incarnation: u.Incarnation, Addr: u.Addr, State: codec.MemberState(u.State), From: u.From})
 	}
@@ -603,7 +621,15 @@ func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, chal
 			return 0, netip.AddrPort{}
 		}
 		if ok && !newer(u.Epoch, u.Incarnation, e.Epoch, e.Incarnation) {
-			return 0, u.Addr // known, still unanswered: ask again (paced by the validator)
+			// Known, still unanswered. Probes and push-pulls name a
+			// member far more often than heartbeats did: ask again only
+			// once a period has passed since it was first heard of, or
+			// a slow answer would draw a challenge per mention.
+			if now.Sub(e.stateSince) < m.cfg.Heartbeat {
+				return 0, netip.AddrPort{}
+			}
+			e.stateSince = now
+			return 0, u.Addr
 		}
 		m.pendingLocked(u.ID, u.Epoch, u.Incarnation, u.Addr, now)
 		return 0, u.Addr

@@ -243,13 +243,15 @@ func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, 
 			n.ctr.responsesSuppressed.Add(1)
 		}
 		v.mu.Unlock()
-		if _, known := n.members.validatedAddr(h.Origin); answered && !known {
-			// A challenger is about to know us: validate it back at once,
-			// so that knowledge is mutual within a round trip (SWIM
-			// probes a member only it has validated, and the member
-			// answers only one it has validated too).
+		if to, ok := n.members.pendingAddr(h.Origin); answered && ok {
+			// A challenger we heard of (gossip named its address) is about
+			// to know us: validate it back at once at that address, so
+			// that knowledge is mutual within a round trip (SWIM probes a
+			// member only it has validated, and the member answers only
+			// one it has validated too). Otherwise its greeting, which
+			// names its address, starts our challenge.
 			credit := challengeCredit * codec.FrameLen(h)
-			v.challenge(from, true, &credit, now)
+			v.challenge(to, to == from, &credit, now)
 		}
 		return false
 	}
@@ -310,7 +312,9 @@ func (n *Node) admit(h *codec.Header, payload []byte, from netip.AddrPort, authe
 	case why == DropUnknownMember && h.Type == codec.TypeAlive:
 		return admitStranger
 	case why == DropUnknownMember && (h.Type == codec.TypeProbe || h.Type == codec.TypeSync):
-		challenge = from // a member that knows us first (SWIM): prove its address
+		// A member that knows us first (SWIM): prove the address gossip
+		// gave for it, if any.
+		challenge, _ = n.members.pendingAddr(h.Origin)
 	}
 	n.ctr.drop(why)
 	if challenge.IsValid() {

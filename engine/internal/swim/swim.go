@@ -49,6 +49,7 @@ type Config struct {
 	CatchUp          int           // periods of frequent push-pull after a member joins
 	MaxRelays        int           // indirect probes relayed for others at once
 	QueueCap         int           // queued updates beyond which news of a live member is left to push-pull
+	SuspicionMin     time.Duration // floor of the shortest suspicion
 }
 
 // Kind says what an Action asks the driver to do.
@@ -227,7 +228,7 @@ func (m *Machine) scaled(d time.Duration) time.Duration {
 // none, shrinking logarithmically to the shortest at k confirmations.
 func (m *Machine) suspicionTimeout(conf int) time.Duration {
 	n := float64(len(m.members) + 1)
-	lo := time.Duration(float64(m.cfg.SuspicionMult) * max(1, math.Log10(n)) * float64(m.cfg.Period))
+	lo := max(time.Duration(float64(m.cfg.SuspicionMult)*max(1, math.Log10(n))*float64(m.cfg.Period)), m.cfg.SuspicionMin)
 	hi := time.Duration(m.cfg.SuspicionMaxMult) * lo
 	k := min(m.cfg.IndirectProbes, len(m.members)-1)
 	if k < 1 || conf >= k {
