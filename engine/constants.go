@@ -43,6 +43,9 @@ const (
 	// alive is left to push-pull (see swim.Machine.enqueue); suspicions,
 	// deaths and leaves are always queued.
 	swimQueueCap = 32
+	// swimAskBatch: members heard of but not validated that the probe loop
+	// challenges per wake-up (see prober.askPendingLocked).
+	swimAskBatch = 64
 	// swimProbedHold: a node pinged by a member in the last this many
 	// periods runs SWIM too, whatever its own table's size (a joiner
 	// among nodes that probe rather than heartbeat).

@@ -42,19 +42,20 @@ import (
 // prober drives the SWIM machine and the join push-pull. Its buffers are
 // under mu; lock order is receiver → prober → membership.
 type prober struct {
-	n      *Node
-	mu     sync.Mutex
-	buf    []byte
-	frames [][]byte // SYNC parts of one push-pull
-	msgs   []sockopt.Message
-	acts   []swim.Action
-	ups    []codec.Update
-	digest []codec.DigestEntry
-	sc     sealScratch
-	wake   chan struct{}
-	synced atomic.Bool // a push-pull answer arrived: the joiner holds the table
-	rng    *rand.Rand
-	next   time.Time // join push-pull retry, under mu
+	n       *Node
+	mu      sync.Mutex
+	buf     []byte
+	frames  [][]byte // SYNC parts of one push-pull
+	msgs    []sockopt.Message
+	acts    []swim.Action
+	ups     []codec.Update
+	digest  []codec.DigestEntry
+	pending []netip.AddrPort
+	sc      sealScratch
+	wake    chan struct{}
+	synced  atomic.Bool // a push-pull answer arrived: the joiner holds the table
+	rng     *rand.Rand
+	next    time.Time // join push-pull retry, under mu
 }
 
 func (p *prober) init(n *Node) {
@@ -103,6 +104,7 @@ func (p *prober) run() {
 		var next time.Time
 		p.acts, next = n.members.swimTick(now, p.acts[:0])
 		p.sendLocked(p.acts, now)
+		p.askPendingLocked(now)
 		if !p.synced.Load() {
 			if !now.Before(p.next) {
 				if to, ok := n.members.randomValidated(p.rng); ok {
@@ -129,6 +131,21 @@ func (p *prober) run() {
 			}
 		case <-t.C:
 		}
+	}
+}
+
+// askPendingLocked challenges members heard of but not validated yet, a
+// batch per wake-up, each at most once per period: a push-pull names up to
+// N of them at once, more than the validator's third-party burst, and the
+// rest would otherwise wait for the next mention. The challenges share
+// the validator's third-party rate and per-address limits.
+func (p *prober) askPendingLocked(now time.Time) {
+	n := p.n
+	p.pending = n.members.pendingDue(p.pending[:0], swimAskBatch, now)
+	size := codec.HeaderLen + codec.ChallengeLen + codec.TagLen
+	for _, a := range p.pending {
+		credit := size
+		n.val.challenge(a, false, &credit, now)
 	}
 }
 
@@ -387,6 +404,26 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 		}
 		m.rebuildLocked(now)
 	}
+}
+
+// pendingDue appends up to max addresses of unvalidated members not asked
+// for a period, marking them asked.
+func (m *membership) pendingDue(dst []netip.AddrPort, max int, now time.Time) []netip.AddrPort {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.swim == nil {
+		return dst
+	}
+	for _, id := range m.pendingQ {
+		if len(dst) >= max {
+			break
+		}
+		if e := m.members[id]; e != nil && !e.validated && now.Sub(e.stateSince) >= m.cfg.Heartbeat {
+			e.stateSince = now
+			dst = append(dst, e.Addr)
+		}
+	}
+	return dst
 }
 
 // pendingAddr returns the address of a member heard of but not validated.

@@ -29,7 +29,9 @@ import (
 // CI runs the short variant: N=100 with a 250 ms period (48 and 1 s under
 // -race), settling and measuring steady state over 10 periods each.
 // WARPMESH_SCALE=100,1000 runs the long suite with a 1 s period
-// (WARPMESH_SCALE_PERIOD overrides it, e.g. 500ms).
+// (WARPMESH_SCALE_PERIOD overrides it, e.g. 500ms; WARPMESH_SCALE_STAGGER=k
+// starts k nodes per period instead of all at once, and convergence is
+// then timed from the last start).
 
 func scaleSizes(t *testing.T) (sizes []int, period time.Duration) {
 	env := os.Getenv("WARPMESH_SCALE")
@@ -221,10 +223,15 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	periods := func(d time.Duration) float64 { return d.Seconds() / period.Seconds() }
 	logN := math.Log2(float64(size))
 
-	// Cold start: every node at once, three seeds.
+	// Cold start: every node at once, three seeds; or, with
+	// WARPMESH_SCALE_STAGGER=k, k nodes per period (a rollout).
 	cpu0, wall0 := processCPU(), time.Now()
+	stagger, _ := strconv.Atoi(os.Getenv("WARPMESH_SCALE_STAGGER"))
 	for i := range m.nodes {
 		m.start(i)
+		if stagger > 0 && i%stagger == stagger-1 {
+			time.Sleep(period) // pacing the rollout, not synchronisation
+		}
 	}
 	cold := m.converge("cold start", 3*time.Minute)
 	coldCPU := processCPU() - cpu0
