@@ -490,6 +490,19 @@ func (m *membership) tick(now time.Time) {
 	changed := false
 	reap := 10 * m.cfg.DeadAfter
 	live := 0
+	// A node that hears no live member at all may be the one cut off (an
+	// inbound-only partition on its side: everyone still hears it). It
+	// keeps its dead members then, and keeps sending them its challenges,
+	// which carry its high-water mark: forgetting them would leave their
+	// caches with no news of what it publishes for as long as the cut
+	// lasts. Departed members go as usual.
+	isolated := true
+	for _, e := range m.members {
+		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
+			isolated = false
+			break
+		}
+	}
 	for _, e := range m.members {
 		silent := now.Sub(e.LastHeard)
 		if !e.validated {
@@ -522,7 +535,7 @@ func (m *membership) tick(now time.Time) {
 				changed = true
 			}
 		case StateDead, StateLeft:
-			if now.Sub(e.stateSince) >= reap {
+			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || !isolated) {
 				m.removeLocked(e)
 			}
 		}

@@ -178,3 +178,38 @@ func TestPauseCountersAddUp(t *testing.T) {
 		t.Fatalf("%d Gap events for one pause: not coalesced", ev)
 	}
 }
+
+// TestDeafOriginFlagged: an inbound-only partition on the publisher's
+// side — it hears no one, everyone hears it — makes it declare every
+// member dead and send them nothing but address challenges. Invalidations
+// it publishes then reach no one; its challenges still carry its
+// high-water mark, so the subscriber notices the frames it never got and,
+// since the publisher cannot hear its NACKs, gives them up with a Gap
+// (its cache flushes) instead of missing them silently.
+func TestDeafOriginFlagged(t *testing.T) {
+	a, atr, _ := faultNode(t, func(o *Options) { o.RepairTimeout = 200 * time.Millisecond })
+	b, _, bgaps := faultNode(t, func(o *Options) { o.RepairTimeout = 200 * time.Millisecond }, a.Addr())
+	waitFor(t, 5*time.Second, "mesh ready", func() bool {
+		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
+	})
+	lb := newKeyLog(b)
+	atr.block(b.Addr()) // a hears nothing from b
+	waitFor(t, 5*time.Second, "a declares b dead", func() bool { return a.Stats().MembersDead == 1 })
+	const keys = 100
+	for i := 0; i < keys; i++ {
+		if err := a.Publish(context.Background(), []byte(fmt.Sprintf("deaf:%d", i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "a sent everything", func() bool { return a.Stats().RecordsSent == keys })
+	waitFor(t, 10*time.Second, "b to flag what it never got", func() bool {
+		ev, _, _ := bgaps.snapshot()
+		return ev > 0 || lb.distinct() == keys
+	})
+	if lb.distinct() == keys {
+		t.Fatal("b got every key although a had declared it dead: the scenario did not happen")
+	}
+	s := b.Stats()
+	t.Logf("deaf origin: b applied %d of %d keys, Gap events %d (%v), NACKs %d", lb.distinct(), keys, s.GapEvents(), s.GapsGivenUp, s.NacksSent)
+	checkRepairCounters(t, "b", s)
+}

@@ -309,6 +309,9 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	}
 	if h.Type == codec.TypeChallenge || h.Type == codec.TypeResponse {
 		if !n.val.frame(&h, payload, from, now) { // address validation (validate.go)
+			if h.Type == codec.TypeChallenge {
+				r.challenged(&h, payload, from, now)
+			}
 			return // only a RESPONSE with a good cookie goes on, for its epoch and hwm
 		}
 	} else {
@@ -359,6 +362,31 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	if r.n.treeDepth() == 0 {
 		r.announced(st, h.Seq, now)
 	}
+}
+
+// challenged takes the high-water mark a member's CHALLENGE carries (its
+// header's Seq, as on every control frame). A member that has declared
+// us dead — it cannot hear us: an inbound-only partition on its side —
+// sends us challenges instead of heartbeats, and no longer sends us its
+// DATA. Its challenges are then the only news of what it publishes: the
+// sequences they announce are missing here, NACKed, and given up with a
+// Gap (caches flush) if the member cannot hear the NACKs either — never
+// silently missed. Only a member's own, plausible challenge counts
+// (admit), and only for a stream already known.
+func (r *receiver) challenged(h *codec.Header, payload []byte, from netip.AddrPort, now time.Time) {
+	n := r.n
+	if addr, ok := n.members.validatedAddr(h.Origin); !ok || addr != from {
+		return // a newcomer's challenge: not a member's news
+	}
+	if n.admit(h, payload, from, h.Flags&codec.FlagAuth != 0, now) != admitPass {
+		return
+	}
+	st := r.origins[h.Origin]
+	if st == nil || h.Epoch != st.epoch() || st.ctrl.Observe(h.Packet) != stream.New {
+		return
+	}
+	st.heard = now
+	r.announced(st, h.Seq, now)
 }
 
 // control applies epoch rules and the replay window to a control frame.

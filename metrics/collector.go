@@ -17,11 +17,17 @@ type counter struct {
 	value func(*engine.Stats) uint64
 }
 
+type gauge struct {
+	desc  *prometheus.Desc
+	value func(*engine.Stats) float64
+}
+
 // Collector exports one node's counters, member counts and events. Create
 // it with New and register it with a prometheus.Registerer.
 type Collector struct {
 	node     *engine.Node
 	counters []counter
+	gauges   []gauge
 	drops    *prometheus.Desc
 	members  *prometheus.Desc
 	buffers  *prometheus.Desc
@@ -37,13 +43,13 @@ type Collector struct {
 
 var _ prometheus.Collector = (*Collector)(nil)
 
-// numEventTypes bounds engine.EventType values (join..gap are 1..6).
-const numEventTypes = int(engine.EventGap) + 1
+// numEventTypes bounds engine.EventType values (join..ready are 1..7).
+const numEventTypes = int(engine.EventReady) + 1
 
 // eventTypes lists the event types exported as the type label.
 var eventTypes = []engine.EventType{
 	engine.EventJoin, engine.EventSuspect, engine.EventAlive,
-	engine.EventDead, engine.EventLeave, engine.EventGap,
+	engine.EventDead, engine.EventLeave, engine.EventGap, engine.EventReady,
 }
 
 // memberStates lists the states exported as the state label.
@@ -62,6 +68,9 @@ func New(node *engine.Node, constLabels prometheus.Labels) *Collector {
 	}
 	for _, f := range statCounters {
 		c.counters = append(c.counters, counter{desc: desc(f.name, f.help), value: f.value})
+	}
+	for _, g := range statGauges {
+		c.gauges = append(c.gauges, gauge{desc: desc(g.name, g.help), value: g.value})
 	}
 	c.drops = desc("dropped_total", "Received datagrams discarded, by reason.", "reason")
 	c.members = desc("members", "Other members this node knows, by state.", "state")
@@ -89,6 +98,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, f := range c.counters {
 		ch <- f.desc
 	}
+	for _, g := range c.gauges {
+		ch <- g.desc
+	}
 	for _, d := range []*prometheus.Desc{c.drops, c.members, c.buffers, c.events, c.missing, c.info, c.givenUp, c.repair} {
 		ch <- d
 	}
@@ -99,6 +111,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.node.Stats()
 	for _, f := range c.counters {
 		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.CounterValue, float64(f.value(&s)))
+	}
+	for _, g := range c.gauges {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.value(&s))
 	}
 	for _, r := range engine.DropReasons() {
 		ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(s.Drops[r]), r.String())

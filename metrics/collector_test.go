@@ -118,6 +118,7 @@ func TestCollectorNamesAndValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "b to apply a's keys", func() bool { return b.Stats().RecordsReceived == 10 })
+	waitFor(t, "b ready", b.Ready)
 
 	a.Abort()
 	waitFor(t, "b to declare a dead", func() bool { return b.Stats().MembersDead == 1 })
@@ -141,6 +142,8 @@ func TestCollectorNamesAndValues(t *testing.T) {
 		"warpmesh_gap_missing_frames_total":            0,
 		"warpmesh_node_info{cluster=metrics-test}":     1,
 		"warpmesh_socket_buffer_bytes{direction=recv}": float64(b.Stats().RecvBuffer),
+		"warpmesh_ready":                               1, // b asked a and was answered before a died
+		"warpmesh_events_total{type=ready}":            1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -152,7 +155,8 @@ func TestCollectorNamesAndValues(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, g, v)
 		}
 	}
-	for _, k := range []string{"warpmesh_frames_received_total", "warpmesh_heartbeats_received_total", "warpmesh_bytes_received_total"} {
+	for _, k := range []string{"warpmesh_frames_received_total", "warpmesh_heartbeats_received_total", "warpmesh_bytes_received_total",
+		"warpmesh_validations_total", "warpmesh_challenges_sent_total"} {
 		if got[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, got[k])
 		}

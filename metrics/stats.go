@@ -35,4 +35,33 @@ var statCounters = []statCounter{
 	{"retransmits_received_total", "Retransmitted frames applied.", func(s *engine.Stats) uint64 { return s.RetransmitsReceived }},
 	{"hwm_sent_total", "High-water-mark announcements sent.", func(s *engine.Stats) uint64 { return s.HWMSent }},
 	{"hwm_received_total", "High-water-mark announcements received.", func(s *engine.Stats) uint64 { return s.HWMReceived }},
+	{"acks_sent_total", "Flow-control progress reports sent.", func(s *engine.Stats) uint64 { return s.AcksSent }},
+	{"acks_received_total", "Flow-control progress reports received.", func(s *engine.Stats) uint64 { return s.AcksReceived }},
+	{"flow_waits_total", "Sender waits for receivers to catch up.", func(s *engine.Stats) uint64 { return s.FlowWaits }},
+	{"flow_timeouts_total", "Sender waits that ended by timeout, not by a report.", func(s *engine.Stats) uint64 { return s.FlowTimeouts }},
+	{"gaps_not_owed_total", "Missing sequences a JOIN answer showed were sent before this node was in the origin's fan-out.", func(s *engine.Stats) uint64 { return s.GapsNotOwed }},
+	{"join_asks_sent_total", "JOIN asks sent while not ready.", func(s *engine.Stats) uint64 { return s.JoinAsksSent }},
+	{"join_answers_sent_total", "JOIN answers sent to members asking.", func(s *engine.Stats) uint64 { return s.JoinAnswersSent }},
+	{"origins_evicted_total", "Per-origin receive states forgotten to stay within the origin table's caps.", func(s *engine.Stats) uint64 { return s.OriginsEvicted }},
+	{"challenges_sent_total", "Address-validation challenges sent.", func(s *engine.Stats) uint64 { return s.ChallengesSent }},
+	{"challenges_suppressed_total", "Challenges not sent: credit or pacing said no.", func(s *engine.Stats) uint64 { return s.ChallengesSuppressed }},
+	{"responses_sent_total", "Answers to other nodes' challenges.", func(s *engine.Stats) uint64 { return s.ResponsesSent }},
+	{"validations_total", "Addresses validated (a response with a good cookie).", func(s *engine.Stats) uint64 { return s.Validations }},
+}
+
+// statGauge maps one engine.Stats level to a gauge.
+type statGauge struct {
+	name, help string
+	value      func(*engine.Stats) float64
+}
+
+var statGauges = []statGauge{
+	{"ready", "1 once the node is coherent with the mesh (engine.Node.Ready), else 0.", func(s *engine.Stats) float64 {
+		if s.Ready {
+			return 1
+		}
+		return 0
+	}},
+	{"origins", "Per-origin receive states held.", func(s *engine.Stats) float64 { return float64(s.Origins) }},
+	{"members_unvalidated", "Nodes heard of whose address is not yet validated.", func(s *engine.Stats) float64 { return float64(s.MembersUnvalidated) }},
 }
