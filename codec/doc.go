@@ -57,7 +57,7 @@
 //	|                     payload ...                               | 56
 //
 //	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN,
-//	         8 CHALLENGE, 9 RESPONSE; else ErrBadType
+//	         8 CHALLENGE, 9 RESPONSE, 10 PROBE, 11 SYNC; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -73,8 +73,8 @@
 //	packet   counter per (origin, epoch) over every frame the node seals
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
-//	count    DATA: records; ALIVE: digest entries; NACK: ranges;
-//	         LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
+//	count    DATA: records; ALIVE, SYNC: digest entries; NACK: ranges;
+//	         PROBE: updates; LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -226,6 +226,71 @@
 // and cookie mean something only to the challenger (a keyed hash of the
 // address and time); the address must be a real one (all zero is
 // ErrBadAddr).
+//
+// # PROBE payload: fixed part (ProbeFixedLen = 44), then Count updates
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------+-----------------------------------------------+
+//	|     kind      |              reserved (7 B) = 0               |  0
+//	+---------------+                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                 probe seq (u64, the prober's)                 |  8
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                    target member id (u64)                     | 16
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|              target address (18 B, may be zero)               | 24
+//	+-------------------------------+-------------------------------+
+//	|        reserved (u16) = 0     |                                 42
+//	+-------------------------------+
+//
+//	kind    1 ping: the target is the receiver; it answers with an ack.
+//	        2 ping-req: the receiver pings the target (address
+//	          required) and acks to the sender with the sender's seq,
+//	          or nacks when the target stays silent.
+//	        3 ack: the target answered probe seq.
+//	        4 nack: the relay probed the target for seq in vain.
+//	        else ErrBadProbe.
+//
+//	update (UpdateLen = 52 bytes), piggybacked membership news:
+//	+---------------------------------------------------------------+
+//	|                       member id (u64)                         |  0
+//	+---------------------------------------------------------------+
+//	|                   member boot epoch (u64)                     |  8
+//	+---------------------------------------------------------------+
+//	|                  member incarnation (u64)                     | 16
+//	+---------------------------------------------------------------+
+//	|                    member address (18 B)                      | 24
+//	+---------------+---------------+-------------------------------+
+//	|    state      | reserved = 0  |                                 42
+//	+---------------+---------------+-------------------------------+
+//	|          asserted by: the node that suspected, ... (u64)      | 44
+//	+---------------------------------------------------------------+
+//
+//	state  1 alive, 2 suspect, 3 dead, 4 left; else ErrBadState
+//
+// # SYNC payload: fixed part (SyncFixedLen = 8), then Count digest entries
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------+---------------+-------------------------------+
+//	|     kind      | reserved = 0  |          part (u16)           |  0
+//	+---------------+---------------+-------------------------------+
+//	|          parts (u16)          |        reserved (u16) = 0     |  4
+//	+-------------------------------+-------------------------------+
+//
+//	kind    1 push: the sender's member table; answer with yours.
+//	        2 reply: the answer to a push; not answered.
+//	        else ErrBadSync. part < parts, else ErrBadSync.
+//
+// A push-pull sends the whole member table, part 0 first, in as many
+// frames as it takes (digest entries as in ALIVE); the receiver of a push
+// answers once, when part 0 arrives.
 //
 // # Tag
 //

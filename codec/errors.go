@@ -48,6 +48,12 @@ var (
 	// ErrBadJoin: a JOIN payload with an unknown kind, reserved bytes set,
 	// an answer from sequence 0 or an ask that names a sequence.
 	ErrBadJoin = errors.New("codec: bad join")
+	// ErrBadProbe: a PROBE with an unknown kind, reserved bytes set, or a
+	// ping-req that names no address.
+	ErrBadProbe = errors.New("codec: bad probe")
+	// ErrBadSync: a SYNC with an unknown kind, reserved bytes set, or a
+	// part number not below its part count.
+	ErrBadSync = errors.New("codec: bad sync")
 	// ErrBadState: a digest entry's member state is not a State constant.
 	ErrBadState = errors.New("codec: bad member state")
 	// ErrFrameTooLarge: a frame (or frame size budget) above MaxFrameSize.

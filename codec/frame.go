@@ -43,6 +43,8 @@ func ParseFrame(b []byte) (f Frame, err error) {
 //	HWM    Count == 0, empty payload
 //	ACK    Count == 0, exactly AckLen bytes
 //	CHALLENGE, RESPONSE  Count == 0, exactly ChallengeLen bytes
+//	PROBE  fixed part, then exactly Count updates
+//	SYNC   fixed part, then exactly Count digest entries
 //
 // A Count larger than the payload holds is ErrTooManyRecords, leftover
 // bytes are ErrBadLength. It does not allocate.
@@ -126,6 +128,34 @@ func ValidatePayload(h *Header, payload []byte) error {
 		}
 		if n != len(payload) {
 			return ErrBadLength
+		}
+		return nil
+	case TypeProbe:
+		_, n, err := ParseProbe(payload)
+		if err != nil {
+			return err
+		}
+		if err := exactEntries(payload[n:], count, UpdateLen); err != nil {
+			return err
+		}
+		for b := payload[n:]; len(b) > 0; b = b[UpdateLen:] {
+			if _, _, err := ParseUpdate(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	case TypeSync:
+		_, n, err := ParseSync(payload)
+		if err != nil {
+			return err
+		}
+		if err := exactEntries(payload[n:], count, DigestEntryLen); err != nil {
+			return err
+		}
+		for b := payload[n:]; len(b) > 0; b = b[DigestEntryLen:] {
+			if _, _, err := ParseDigestEntry(b); err != nil {
+				return err
+			}
 		}
 		return nil
 	case TypeJoin:

@@ -93,6 +93,9 @@ func goldenFrames() map[string][]byte {
 		"join_answer":     payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinAnswer, Member: 0xC1, From: 42})),
 		"challenge":       payloadFrame(testHeader, TypeChallenge, 0, AppendChallenge(nil, &testChallenge)),
 		"response":        payloadFrame(testHeader, TypeResponse, 0, AppendChallenge(nil, &testChallenge)),
+		"probe_ping":      probeFrame(Probe{Kind: ProbePing, Seq: 41, Target: 0xA1}, nil),
+		"probe_ack":       probeFrame(Probe{Kind: ProbeAck, Seq: 42, Target: 0xA1, TargetAddr: testAddr4}, testUpdates),
+		"sync_push":       syncFrame(Sync{Kind: SyncPush, Part: 1, Parts: 3}, testDigest),
 	}
 }
 

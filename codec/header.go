@@ -56,23 +56,25 @@ type FrameType uint8
 
 // Frame types.
 const (
-	TypeData      FrameType = 1 // batch of invalidation records
-	TypeAlive     FrameType = 2 // heartbeat: sender addr, incarnation, hwm, member digest
-	TypeLeave     FrameType = 3 // graceful leave
-	TypeNack      FrameType = 4 // missing sequence ranges of one origin
-	TypeHWM       FrameType = 5 // origin's current high-water data seq (header Seq)
-	TypeAck       FrameType = 6 // a receiver's progress on one origin's stream (flow control)
-	TypeJoin      FrameType = 7 // join handshake: from which seq a receiver is in an origin's fan-out
-	TypeChallenge FrameType = 8 // address validation: a cookie to echo
-	TypeResponse  FrameType = 9 // the echo of a CHALLENGE's cookie
+	TypeData      FrameType = 1  // batch of invalidation records
+	TypeAlive     FrameType = 2  // heartbeat: sender addr, incarnation, hwm, member digest
+	TypeLeave     FrameType = 3  // graceful leave
+	TypeNack      FrameType = 4  // missing sequence ranges of one origin
+	TypeHWM       FrameType = 5  // origin's current high-water data seq (header Seq)
+	TypeAck       FrameType = 6  // a receiver's progress on one origin's stream (flow control)
+	TypeJoin      FrameType = 7  // join handshake: from which seq a receiver is in an origin's fan-out
+	TypeChallenge FrameType = 8  // address validation: a cookie to echo
+	TypeResponse  FrameType = 9  // the echo of a CHALLENGE's cookie
+	TypeProbe     FrameType = 10 // SWIM probe (ping, ping-req, ack, nack) with piggybacked updates
+	TypeSync      FrameType = 11 // push-pull: part of a member table
 
-	typeLast = TypeResponse // highest defined type
+	typeLast = TypeSync // highest defined type
 )
 
 // known reports whether t is a frame type of this wire version.
 func (t FrameType) known() bool {
 	switch t {
-	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeJoin, TypeChallenge, TypeResponse:
+	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeJoin, TypeChallenge, TypeResponse, TypeProbe, TypeSync:
 		return true
 	}
 	return false
@@ -99,6 +101,10 @@ func (t FrameType) String() string {
 		return "CHALLENGE"
 	case TypeResponse:
 		return "RESPONSE"
+	case TypeProbe:
+		return "PROBE"
+	case TypeSync:
+		return "SYNC"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }

@@ -14,8 +14,11 @@ import (
 // members) to the group and to every known member and seed, and it runs
 // failure detection more often than that. The worker also uses it to answer
 // a newcomer at once. Control traffic is rare; its buffers are reused under
-// a mutex.
+// a mutex. Above DirectLimit the probes (probe.go, its pr) detect failure
+// and the round's ALIVE goes only to seeds not known live, to rejoin a
+// mesh after a partition.
 type heartbeater struct {
+	pr      prober
 	n       *Node
 	mu      sync.Mutex
 	buf     []byte
@@ -31,10 +34,13 @@ func (h *heartbeater) init(n *Node) {
 	h.n = n
 	h.buf = make([]byte, 0, n.cfg.MaxFrameSize)
 	h.lastRep = make(map[netip.AddrPort]time.Time)
+	h.pr.init(n)
 }
 
 func (h *heartbeater) run() {
 	defer h.n.wg.Done()
+	h.n.wg.Add(1) // the probe loop; Close waits for both
+	go h.pr.run()
 	cfg := h.n.cfg
 	tick := min(cfg.Heartbeat, cfg.SuspectAfter/3) / 2
 	tick = max(tick, 2*time.Millisecond)
@@ -90,15 +96,25 @@ func (h *heartbeater) broadcast() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.n
-	start := h.everyoneLocked()
-	known := h.targets[start:]
-	for _, s := range h.seeds {
-		if s == n.cfg.advertise || containsAddr(known, s) {
-			continue
+	if n.members.swimming() {
+		h.targets = h.targets[:0]
+		for _, s := range h.seeds {
+			if s != n.cfg.advertise && !n.members.liveAt(s) {
+				h.targets = append(h.targets, s)
+			}
 		}
-		h.targets = append(h.targets, s)
+		h.sendAliveLocked(h.targets)
+	} else {
+		start := h.everyoneLocked()
+		known := h.targets[start:]
+		for _, s := range h.seeds {
+			if s == n.cfg.advertise || containsAddr(known, s) {
+				continue
+			}
+			h.targets = append(h.targets, s)
+		}
+		h.sendAliveLocked(h.targets)
 	}
-	h.sendAliveLocked(h.targets)
 	// Members declared dead get a challenge instead of a heartbeat, every
 	// round at first, then every few rounds (membership.deadTargets).
 	n.members.mu.Lock()
@@ -145,6 +161,12 @@ func (h *heartbeater) sendAliveLocked(targets []netip.AddrPort) {
 	}
 	n := h.n
 	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.AliveFixedLen - codec.TagLen) / codec.DigestEntryLen
+	if n.members.swimming() {
+		// Above DirectLimit an ALIVE only says "here I am": members learn
+		// the table by push-pull (probe.go), and a digest in every reply
+		// would have each newcomer challenge thirty addresses per reply.
+		room = 0
+	}
 	n.members.mu.Lock()
 	entries := n.members.digestEntries(room)
 	hdr := n.controlHeader(codec.TypeAlive)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/swim"
 )
 
 // MemberState is a member's liveness as this node sees it.
@@ -105,6 +106,19 @@ type membership struct {
 	refused     atomic.Uint64       // validations refused: pool full of live members, or a live member's id claimed elsewhere
 	evictedUnv  atomic.Uint64       // unvalidated entries evicted for room
 	evictedGone atomic.Uint64       // dead or left members evicted for room
+
+	// SWIM (probe.go): the machine runs while more than DirectLimit
+	// validated members are live; nil otherwise.
+	swim      *swim.Machine
+	selfEpoch uint64
+	selfInc   *atomic.Uint64  // the node's incarnation
+	wake      chan<- struct{} // the probe loop's wake-up
+	swimActs  []swim.Action   // scratch, under mu
+	swimUps   []swim.Update   // scratch, under mu
+	swimCur   int             // rotates digests in SWIM mode
+	probedAt  time.Time       // last ping or ping-req from a member
+	swimSince time.Time       // when SWIM last started
+	synced    bool            // a push-pull answer arrived once
 }
 
 func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
@@ -134,6 +148,19 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 	}
 	if e.Addr != addr || e.State == StateDead || e.State == StateLeft {
 		return false, addr // a move or a comeback: only a RESPONSE from there proves it
+	}
+	if m.swim != nil {
+		// Above DirectLimit the probes judge liveness: a heartbeat is
+		// only news of the member's incarnation.
+		e.LastHeard = now
+		if viaGroup {
+			if e.heardMulticast.IsZero() {
+				m.rebuildLocked(now)
+			}
+			e.heardMulticast = now
+		}
+		m.swimHeardLocked(e, inc, now)
+		return true, netip.AddrPort{}
 	}
 	wasSuspect := e.State == StateSuspect
 	changed := e.State != StateAlive
@@ -208,6 +235,9 @@ func (m *membership) evictUnvalidatedLocked() {
 // removeLocked deletes e from the table and its indexes.
 func (m *membership) removeLocked(e *memberEntry) {
 	delete(m.members, e.ID)
+	if e.validated && m.swim != nil {
+		m.swim.Remove(e.ID)
+	}
 	if e.validated {
 		m.validatedN--
 		if m.validAt[e.Addr] == e.ID {
@@ -279,6 +309,9 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	e.Addr, e.src, e.LastHeard = addr, src, now
 	e.lastPacket, e.packetAt = packet, now
 	e.State, e.stateSince = StateAlive, now
+	if m.swim != nil {
+		m.swim.Add(entrySwim(e), now)
+	}
 	if !wasLive {
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
 	}
@@ -315,6 +348,9 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 	if o := m.members[oid]; o != nil && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
 		o.State, o.stateSince = StateLeft, now
 		m.events.push(Event{Type: EventLeave, Member: o.Member})
+		if m.swim != nil {
+			m.swim.Leave(o.ID, o.Epoch, nil) // and the probes stop asking for it there
+		}
 	}
 }
 
@@ -326,6 +362,12 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 // Gossip alone never revives, moves or adds a member: the address must
 // answer first.
 func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gossipLocked(d, selfEpoch, selfInc, now)
+}
+
+func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
 	if d.ID == m.self {
 		return (d.State == StateSuspect || d.State == StateDead) &&
 			d.Epoch == selfEpoch && d.Incarnation >= selfInc, netip.AddrPort{}
@@ -333,8 +375,6 @@ func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now
 	if !d.Addr.IsValid() || d.Addr.Port() == 0 {
 		return false, netip.AddrPort{}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	e, ok := m.members[d.ID]
 	if !ok || !e.validated {
 		if d.State != StateAlive {
@@ -356,6 +396,9 @@ func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now
 		e.Incarnation = d.Incarnation
 		e.State, e.stateSince = StateLeft, now
 		m.events.push(Event{Type: EventLeave, Member: e.Member})
+		if m.swim != nil {
+			m.swim.Leave(e.ID, e.Epoch, nil)
+		}
 		m.rebuildLocked(now)
 	case d.Epoch == e.Epoch:
 		e.Incarnation = d.Incarnation
@@ -377,6 +420,9 @@ func (m *membership) left(id, epoch uint64, now time.Time) {
 	}
 	e.State, e.stateSince = StateLeft, now
 	m.events.push(Event{Type: EventLeave, Member: e.Member})
+	if m.swim != nil {
+		m.swim.Leave(e.ID, e.Epoch, nil)
+	}
 	m.rebuildLocked(now)
 }
 
@@ -444,6 +490,7 @@ func (m *membership) tick(now time.Time) {
 	defer m.mu.Unlock()
 	changed := false
 	reap := 10 * m.cfg.DeadAfter
+	live := 0
 	// A node that hears no live member at all may be the one cut off (an
 	// inbound-only partition on its side: everyone still hears it). It
 	// keeps its dead members then, and keeps sending them its challenges,
@@ -464,6 +511,12 @@ func (m *membership) tick(now time.Time) {
 				m.removeLocked(e)
 			}
 			continue
+		}
+		if e.State == StateAlive || e.State == StateSuspect {
+			live++
+			if m.swim != nil {
+				continue // the probes judge liveness (probe.go)
+			}
 		}
 		switch e.State {
 		case StateAlive:
@@ -506,10 +559,13 @@ func (m *membership) tick(now time.Time) {
 	if changed {
 		m.rebuildLocked(now)
 	}
+	m.swimModeLocked(live, len(m.members)-m.validatedN, now)
 }
 
 // rebuildLocked publishes a new fan-out view of the validated live
-// members. Allocates; membership changes are rare.
+// members. Allocates; membership changes are rare (above DirectLimit a
+// suspicion or its refutation leaves the view as it is: both states are
+// in it). It is never deferred: relay trees need every node's view current.
 func (m *membership) rebuildLocked(time.Time) {
 	v := &destView{allMulticast: true}
 	ids := make([]uint64, 0, m.validatedN)
@@ -585,6 +641,18 @@ func (m *membership) count(s *Stats) {
 func (m *membership) digestEntries(max int) []codec.DigestEntry {
 	m.digest = m.digest[:0]
 	if m.validatedN == 0 || max <= 0 {
+		return m.digest
+	}
+	if m.swim != nil {
+		// Above DirectLimit, ALIVE goes to seeds and newcomers only: take
+		// the next members of the machine's table, no sort.
+		if m.swimCur >= m.swim.Len() {
+			m.swimCur = 0
+		}
+		m.swimUps, m.swimCur = m.swim.AppendMembers(m.swimUps[:0], m.swimCur, max)
+		for _, u := range m.swimUps {
+			m.digest = append(m.digest, codec.DigestEntry{ID: u.ID, Epoch: u.Epoch, Incarnation: u.Incarnation, Addr: u.Addr, State: MemberState(u.State)})
+		}
 		return m.digest
 	}
 	ids := m.ids[:0]

@@ -298,7 +298,7 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.data(&h, b, payload, now)
 		return
 	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin,
-		codec.TypeChallenge, codec.TypeResponse:
+		codec.TypeChallenge, codec.TypeResponse, codec.TypeProbe, codec.TypeSync:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -349,6 +349,10 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.ack(&h, payload)
 	case codec.TypeJoin:
 		r.handleJoin(&h, payload, now)
+	case codec.TypeProbe:
+		n.hb.pr.handleProbe(&h, payload, now)
+	case codec.TypeSync:
+		n.hb.pr.handleSync(&h, payload, now)
 	}
 	// Every control frame carries its sender's high-water mark in Seq. In
 	// a direct mesh it comes the way the DATA frames did, one hop from the
@@ -516,6 +520,9 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 	}
 	if !taken {
 		return
+	}
+	if n.members.swimming() {
+		n.hb.reply(addr) // above DirectLimit only who misses us heartbeats us (probe.go)
 	}
 	refute := false
 	rest := payload[off:]

@@ -235,13 +235,24 @@ func (v *validator) frame(h *codec.Header, payload []byte, from netip.AddrPort, 
 	}
 	if h.Type == codec.TypeChallenge {
 		v.mu.Lock()
-		defer v.mu.Unlock()
-		if !v.responses.take(now) {
+		answered := v.responses.take(now)
+		if answered {
+			v.sendLocked(codec.TypeResponse, &c, from)
+			n.ctr.responsesSent.Add(1)
+		} else {
 			n.ctr.responsesSuppressed.Add(1)
-			return false
 		}
-		v.sendLocked(codec.TypeResponse, &c, from)
-		n.ctr.responsesSent.Add(1)
+		v.mu.Unlock()
+		if to, ok := n.members.pendingAddr(h.Origin); answered && ok {
+			// A challenger we heard of (gossip named its address) is about
+			// to know us: validate it back at once at that address, so
+			// that knowledge is mutual within a round trip (SWIM probes a
+			// member only it has validated, and the member answers only
+			// one it has validated too). Otherwise its greeting, which
+			// names its address, starts our challenge.
+			credit := challengeCredit * codec.FrameLen(h)
+			v.challenge(to, to == from, &credit, now)
+		}
 		return false
 	}
 	if !v.verify(&c, now) {
@@ -300,6 +311,10 @@ func (n *Node) admit(h *codec.Header, payload []byte, from netip.AddrPort, authe
 		return admitPass
 	case why == DropUnknownMember && h.Type == codec.TypeAlive:
 		return admitStranger
+	case why == DropUnknownMember && (h.Type == codec.TypeProbe || h.Type == codec.TypeSync):
+		// A member that knows us first (SWIM): prove the address gossip
+		// gave for it, if any.
+		challenge, _ = n.members.pendingAddr(h.Origin)
 	}
 	n.ctr.drop(why)
 	if challenge.IsValid() {

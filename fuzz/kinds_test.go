@@ -280,6 +280,111 @@ var frameKinds = []frameKind{
 	},
 	challengeKind(codec.TypeChallenge),
 	challengeKind(codec.TypeResponse),
+	{
+		typ: codec.TypeProbe,
+		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
+			pr := codec.Probe{Kind: codec.ProbeKind(1 + r.u8()%4), Seq: r.u64(), Target: r.u64(), TargetAddr: r.addr()}
+			if pr.Kind == codec.ProbePingReq && !pr.TargetAddr.IsValid() {
+				pr.TargetAddr = seedAddr4
+			}
+			room := (budget - codec.HeaderLen - codec.ProbeFixedLen) / codec.UpdateLen
+			n := int(r.u8()) % (max(room, 0) + 1)
+			p := codec.AppendProbe(nil, &pr)
+			var ups []codec.Update
+			for range n {
+				u := codec.Update{ID: r.u64(), Epoch: r.u64(), Incarnation: r.u64(), Addr: r.addr(), State: codec.MemberState(1 + r.u8()%4), From: r.u64()}
+				ups = append(ups, u)
+				p = codec.AppendUpdate(p, &u)
+			}
+			return control(t, h, uint16(n), p), uint16(n), func(t *testing.T, p []byte) {
+				got, n, _ := codec.ParseProbe(p)
+				if got != pr {
+					t.Fatalf("probe %+v, want %+v", got, pr)
+				}
+				for i, wu := range ups {
+					u, m, _ := codec.ParseUpdate(p[n:])
+					if u != wu {
+						t.Fatalf("update %d: %+v, want %+v", i, u, wu)
+					}
+					n += m
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, count uint16) []byte {
+			pr, n, err := codec.ParseProbe(p)
+			if err != nil {
+				t.Fatalf("ParseFrame accepted a PROBE ParseProbe rejects: %v", err)
+			}
+			out = codec.AppendProbe(out, &pr)
+			for i := 0; i < int(count); i++ {
+				u, m, err := codec.ParseUpdate(p[n:])
+				if err != nil {
+					t.Fatalf("update %d: %v", i, err)
+				}
+				out = codec.AppendUpdate(out, &u)
+				n += m
+			}
+			return out
+		},
+		seeds: func() []seedPayload {
+			return []seedPayload{
+				{0, seedProbePayload(codec.Probe{Kind: codec.ProbePing, Seq: 1, Target: 0xC1})},
+				{uint16(len(seedUpdates)), seedProbePayload(codec.Probe{Kind: codec.ProbePingReq, Seq: 2, Target: 0xC1, TargetAddr: seedAddr4}, seedUpdates...)},
+				{uint16(len(seedUpdates)), seedProbePayload(codec.Probe{Kind: codec.ProbeAck, Seq: 2, Target: 0xC1}, seedUpdates...)},
+			}
+		},
+	},
+	{
+		typ: codec.TypeSync,
+		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
+			s := codec.Sync{Kind: codec.SyncKind(1 + r.u8()%2), Parts: 1 + uint16(r.u8())}
+			s.Part = uint16(r.u8()) % s.Parts
+			room := (budget - codec.HeaderLen - codec.SyncFixedLen) / codec.DigestEntryLen
+			n := int(r.u8()) % (max(room, 0) + 1)
+			p := codec.AppendSync(nil, &s)
+			var entries []codec.DigestEntry
+			for range n {
+				e := codec.DigestEntry{ID: r.u64(), Epoch: r.u64(), Incarnation: r.u64(), Addr: r.addr(), State: codec.MemberState(1 + r.u8()%4)}
+				entries = append(entries, e)
+				p = codec.AppendDigestEntry(p, &e)
+			}
+			return control(t, h, uint16(n), p), uint16(n), func(t *testing.T, p []byte) {
+				got, n, _ := codec.ParseSync(p)
+				if got != s {
+					t.Fatalf("sync %+v, want %+v", got, s)
+				}
+				for i, we := range entries {
+					e, m, _ := codec.ParseDigestEntry(p[n:])
+					if e != we {
+						t.Fatalf("entry %d: %+v, want %+v", i, e, we)
+					}
+					n += m
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, count uint16) []byte {
+			s, n, err := codec.ParseSync(p)
+			if err != nil {
+				t.Fatalf("ParseFrame accepted a SYNC ParseSync rejects: %v", err)
+			}
+			out = codec.AppendSync(out, &s)
+			for i := 0; i < int(count); i++ {
+				e, m, err := codec.ParseDigestEntry(p[n:])
+				if err != nil {
+					t.Fatalf("digest entry %d: %v", i, err)
+				}
+				out = codec.AppendDigestEntry(out, &e)
+				n += m
+			}
+			return out
+		},
+		seeds: func() []seedPayload {
+			return []seedPayload{
+				{uint16(len(seedDigest)), seedSyncPayload(codec.Sync{Kind: codec.SyncPush, Part: 0, Parts: 2}, seedDigest...)},
+				{0, seedSyncPayload(codec.Sync{Kind: codec.SyncReply, Part: 0, Parts: 1})},
+			}
+		},
+	},
 }
 
 // challengeKind covers CHALLENGE and RESPONSE, which share a payload.

@@ -1,0 +1,59 @@
+package engine
+
+import "time"
+
+// Tunables of membership in meshes above DirectLimit, where SWIM with
+// Lifeguard (engine/internal/swim, driven by probe.go) replaces the
+// all-to-all heartbeat. The protocol period is Heartbeat: each node probes
+// one member per period whatever the mesh size.
+const (
+	// swimProbeTimeoutDiv: a direct probe waits Heartbeat/swimProbeTimeoutDiv
+	// for its ack before k indirect probes go out (scaled by local health).
+	swimProbeTimeoutDiv = 2
+	// swimIndirectProbes is k, the members asked to probe a silent one.
+	swimIndirectProbes = 3
+	// swimSuspicionMult is α: a suspicion confirmed by k independent
+	// witnesses lasts α·max(1, log10 N) periods before the member is dead.
+	swimSuspicionMult = 4
+	// swimSuspicionMaxMult is β: an unconfirmed suspicion lasts β times
+	// longer; confirmations shrink it logarithmically (Lifeguard).
+	swimSuspicionMaxMult = 6
+	// swimRetransmitMult is λ: each membership update is piggybacked on
+	// λ·ceil(log10(N+1)) probe frames.
+	swimRetransmitMult = 4
+	// swimAwarenessMax caps Lifeguard's local health multiplier: a node
+	// that misses acks and nacks slows its probing down to (1+max)×.
+	swimAwarenessMax = 8
+	// swimPushPullMinPeriods is the shortest interval, in periods, between
+	// two periodic push-pulls of one node.
+	swimPushPullMinPeriods = 30
+	// swimPushPullPerMemberDiv: the steady push-pull interval is
+	// N × Heartbeat/swimPushPullPerMemberDiv, so that the bytes a node
+	// spends on push-pull per second do not grow with N.
+	swimPushPullPerMemberDiv = 2
+	// swimCatchUpPeriods: after a member joins, a node push-pulls every
+	// two periods for this long, so a join wave converges in O(log N)
+	// periods rather than at the dissemination queue's pace.
+	swimCatchUpPeriods = 3
+	// swimMaxRelays bounds the indirect probes a node runs for others at
+	// once; more requests are dropped (the requester's other relays and
+	// its timeout cover them).
+	swimMaxRelays = 64
+	// swimQueueCap: past this many queued updates, news that a member is
+	// alive is left to push-pull (see swim.Machine.enqueue); suspicions,
+	// deaths and leaves are always queued.
+	swimQueueCap = 32
+	// swimAskBatch: members heard of but not validated that the probe loop
+	// challenges per wake-up (see prober.askPendingLocked).
+	swimAskBatch = 64
+	// swimProbedHold: a node pinged by a member in the last this many
+	// periods runs SWIM too, whatever its own table's size (a joiner
+	// among nodes that probe rather than heartbeat).
+	swimProbedHold = 10
+	// joinSyncRetry: a node that has validated a member but holds no
+	// push-pull answer yet asks again after this many periods.
+	joinSyncRetry = 1
+)
+
+// swimTimerFloor is the shortest sleep of the probe loop.
+const swimTimerFloor = time.Millisecond
