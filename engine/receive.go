@@ -76,7 +76,8 @@ type receiver struct {
 	params   stream.Params
 	missing  []stream.SeqRange
 
-	strangers   []uint64 // ids of stranger states, oldest first (see stateFor)
+	later       []*originState // origins with a held high-water mark (announceLater)
+	strangers   []uint64       // ids of stranger states, oldest first (see stateFor)
 	lastReclaim time.Time
 }
 
@@ -357,11 +358,54 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	// Every control frame carries its sender's high-water mark in Seq. In
 	// a direct mesh it comes the way the DATA frames did, one hop from the
 	// origin; in a relay tree it would overtake DATA still hops away and
-	// open spurious gaps, so there only HWM frames (relayed behind the
-	// data) announce it.
+	// open spurious gaps, so there it is taken only after the frames had
+	// time to come down the tree (HWM frames, relayed behind the data,
+	// are taken at once). It is still taken: where views disagree a
+	// relay may skip this node, data and HWM alike, and the origin's own
+	// control frames are then the only news of what it missed.
 	if r.n.treeDepth() == 0 {
 		r.announced(st, h.Seq, now)
+	} else {
+		r.announceLater(st, h.Seq, now)
 	}
+}
+
+// treeHWMDelay is how long, per relay hop, a control frame's high-water
+// mark waits before a receiver in a relay tree takes it.
+const treeHWMDelay = 20 * time.Millisecond
+
+// announceLater holds a control frame's high-water mark until the frames
+// it names had time to arrive down the tree (see frame). One mark is held
+// per origin, the highest, with the time of the first.
+func (r *receiver) announceLater(st *originState, hwm uint64, now time.Time) {
+	if hwm <= st.s.Known() || hwm <= st.laterHWM {
+		return
+	}
+	if st.laterHWM == 0 {
+		st.laterAt = now
+		r.later = append(r.later, st)
+		r.n.timers.rxPending.Store(true)
+		r.n.timers.kick()
+	}
+	st.laterHWM = hwm
+}
+
+// takeLater announces the held marks that have waited long enough; the
+// repair tick calls it.
+func (r *receiver) takeLater(now time.Time) {
+	wait := treeHWMDelay * time.Duration(1+r.n.treeDepth())
+	keep := r.later[:0]
+	for _, st := range r.later {
+		if now.Sub(st.laterAt) < wait {
+			keep = append(keep, st)
+			continue
+		}
+		hwm := st.laterHWM
+		st.laterHWM = 0
+		r.announced(st, hwm, now)
+	}
+	clear(r.later[len(keep):])
+	r.later = keep
 }
 
 // challenged takes the high-water mark a member's CHALLENGE carries (its

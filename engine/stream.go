@@ -38,6 +38,8 @@ type originState struct {
 	stranger  bool      // created for an origin outside the member table
 	heard     time.Time // last frame of any kind from this origin
 	losing    bool      // in receiver.lostList
+	laterHWM  uint64    // a control frame's mark held in a relay tree (receiver.announceLater); 0: none
+	laterAt   time.Time
 }
 
 func (st *originState) epoch() uint64 { return st.s.Epoch() }
@@ -255,6 +257,10 @@ func (r *receiver) forget(id uint64) {
 		r.acks = slices.DeleteFunc(r.acks, func(p *originState) bool { return p == st })
 		st.ackQueued = false
 	}
+	if st.laterHWM != 0 {
+		r.later = slices.DeleteFunc(r.later, func(p *originState) bool { return p == st })
+		st.laterHWM = 0
+	}
 	delete(r.origins, id)
 	r.n.ctr.origins.Add(-1)
 }
@@ -268,6 +274,10 @@ func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
 		r.giveUp(st, GapNewEpoch, now)
 	}
 	r.flushGaps()
+	if st.laterHWM != 0 { // a mark of the old epoch
+		r.later = slices.DeleteFunc(r.later, func(p *originState) bool { return p == st })
+		st.laterHWM = 0
+	}
 	st.s.Reset(epoch, 0)
 	st.ctrl.Reset()
 	st.acked = 0
@@ -276,6 +286,7 @@ func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
 
 // tick runs the repair schedule of origins with open gaps.
 func (r *receiver) tick(now time.Time) {
+	r.takeLater(now)
 	p := r.repairParams()
 	p.Grace = nackGrace * time.Duration(1+r.n.treeDepth())
 	clk := r.clock(now)
@@ -301,7 +312,7 @@ func (r *receiver) tick(now time.Time) {
 	clear(r.pending[len(keep):])
 	r.pending = keep
 	r.flushGaps()
-	r.n.timers.rxPending.Store(len(r.pending) > 0)
+	r.n.timers.rxPending.Store(len(r.pending) > 0 || len(r.later) > 0)
 }
 
 // originGone reports whether an origin's open gaps are beyond repair

@@ -114,8 +114,12 @@ func TestReassignedAddress(t *testing.T) {
 		v.bytes.Load(), v.datagrams.Load(), window, testHeartbeat)
 	// Heartbeats until it is declared dead (DeadAfter = 6 heartbeats, two
 	// more if the loops run late), then 100-byte challenges: every round
-	// for 8 rounds, then every 4th until it is forgotten (60 rounds).
-	if d, bound := v.datagrams.Load(), uint64(8+8+60/4+1); d > bound {
+	// for 8 rounds, then every 4th. tg hears no other member, so it does
+	// not forget its dead one (an isolated node may be the one cut off:
+	// members.go tick) and the trickle goes on at one challenge per 4
+	// rounds; over the window that is at most 8+8+60/4, plus rounds that
+	// ran late on a loaded machine.
+	if d, bound := v.datagrams.Load(), uint64(8+8+60/4+6); d > bound {
 		t.Errorf("%d datagrams to a dead member's address over %v, bound %d", d, window, bound)
 	}
 }
