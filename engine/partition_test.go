@@ -117,6 +117,8 @@ func TestInboundPartitionRepaired(t *testing.T) {
 	lb := newKeyLog(b)
 	btr.block(a.Addr())
 	waitFor(t, 5*time.Second, "b declares a dead", func() bool { return b.Stats().MembersDead == 1 })
+	sent0 := a.Stats().FramesSent
+	dropped0 := btr.dropped.Load()
 	const keys = 2000
 	for i := 0; i < keys; i++ {
 		if err := a.Publish(context.Background(), []byte(fmt.Sprintf("p:%d", i)), false); err != nil {
@@ -124,6 +126,12 @@ func TestInboundPartitionRepaired(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "a sent everything", func() bool { return a.Stats().RecordsSent == keys })
+	// Heal only once b has read (and dropped) all a sent meanwhile: a
+	// loaded reader would otherwise read it from the socket after the heal.
+	// b is a's only member.
+	waitFor(t, 5*time.Second, "b dropped a's frames", func() bool {
+		return btr.dropped.Load()-dropped0 >= a.Stats().FramesSent-sent0
+	})
 	btr.block(netip.AddrPort{})
 	waitFor(t, 10*time.Second, "every key repaired at b", func() bool { return lb.distinct() == keys })
 	s := b.Stats()
