@@ -111,19 +111,26 @@ func TestAdminConcurrency(t *testing.T) {
 	srv := httptest.NewServer(adminHandler(n, adminConfig{}))
 	defer srv.Close()
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock() // before srv.Close: a failed test must not leave requests blocked in it
 	var wg sync.WaitGroup
 	for range maxInvalidateRequests {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequest("POST", srv.URL+"/invalidate", blockingBody{release})
-			if resp, err := http.DefaultClient.Do(req); err == nil {
+			// A client of its own each: the shared one's connection pool
+			// once left a request waiting for a connection, not holding a
+			// slot.
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			if resp, err := c.Do(req); err == nil {
 				resp.Body.Close()
 			}
 		}()
 	}
 	// Once both slots are taken, a third request is turned away at once.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got, _ := do(t, "POST", srv.URL+"/invalidate", "", strings.NewReader(`{"keys":["x"]}`))
 		if got == http.StatusTooManyRequests {
@@ -134,7 +141,7 @@ func TestAdminConcurrency(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond) // poll interval
 	}
-	close(release)
+	unblock()
 	wg.Wait()
 
 	// The global bound, on a handler that blocks.
