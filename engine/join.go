@@ -111,13 +111,19 @@ func (j *joinTable) fromFor(m *membership, member uint64) (from uint64, addr net
 // readiness is the node's coherence state (receiver side), under r.mu
 // except the atomic flag and channel, which Node.Ready reads.
 type readiness struct {
-	everReady bool                 // sticky: became ready once
-	asked     map[uint64]time.Time // member id → last ask (while not ready)
-	backoff   map[uint64]time.Duration
+	everReady bool               // sticky: became ready once
+	asked     map[uint64]joinAsk // member id → its last ask (while not ready)
 	buf       []byte
 	msg       [1]sockopt.Message
 	view      *destView // view of the last check
 	next      time.Time // no check before this unless the view changes or an answer arrives
+}
+
+// joinAsk is when a member was last asked, and how long until it is asked
+// again.
+type joinAsk struct {
+	at      time.Time
+	backoff time.Duration
 }
 
 // Ready reports whether the node is coherent with the mesh: every live
@@ -169,8 +175,8 @@ func (r *receiver) joinCheck(now time.Time) {
 			continue
 		}
 		missing++
-		last, asked := r.join.asked[id]
-		bo := r.join.backoff[id]
+		a, asked := r.join.asked[id]
+		last, bo := a.at, a.backoff
 		if asked && now.Sub(last) < bo {
 			if t := last.Add(bo); t.Before(next) {
 				next = t
@@ -178,8 +184,7 @@ func (r *receiver) joinCheck(now time.Time) {
 			continue
 		}
 		bo = min(max(2*bo, joinAskFirst), joinAskMax)
-		r.join.asked[id] = now
-		r.join.backoff[id] = bo
+		r.join.asked[id] = joinAsk{at: now, backoff: bo}
 		if t := now.Add(bo); t.Before(next) {
 			next = t
 		}
@@ -205,7 +210,7 @@ func (r *receiver) joinCheck(now time.Time) {
 func (r *receiver) becomeReady(now time.Time) {
 	n := r.n
 	r.join.everReady = true
-	r.join.asked, r.join.backoff = nil, nil
+	r.join.asked = nil
 	for _, st := range r.origins {
 		if !st.joined {
 			st.joined = true

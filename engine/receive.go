@@ -85,8 +85,7 @@ func (r *receiver) init(n *Node) error {
 	r.n = n
 	r.origins = make(map[uint64]*originState)
 	r.born = time.Now()
-	r.join.asked = make(map[uint64]time.Time)
-	r.join.backoff = make(map[uint64]time.Duration)
+	r.join.asked = make(map[uint64]joinAsk)
 	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
