@@ -22,7 +22,8 @@ func New[V any](c *otter.Cache[string, V]) *Cache[V] { return &Cache[V]{c} }
 
 // Invalidate drops key from the otter cache. It copies key into a string
 // (one allocation): otter takes the key as a string it may keep, and key
-// is only a view.
+// is only a view. otter's own removal allocates once more (measured by
+// the adapter suite: two allocations per invalidation in all).
 func (a *Cache[V]) Invalidate(key []byte) { a.c.Invalidate(string(key)) }
 
 // InvalidatePrefix drops every key starting with prefix. otter has no
