@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/warpmesh/warpmesh/internal/logflag"
 	"io"
 	"log/slog"
 	"net"
@@ -256,25 +257,16 @@ func freePort(bind string) (int, error) {
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
-// logFlags select the slog handler on stderr.
-type logFlags struct{ format, level string }
+// logFlags are --log-format and --log-level (shared with warpmesh-bridge).
+type logFlags struct{ logflag.Flags }
 
-func (f *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.format, "log-format", "text", "log `format` on stderr: text or json")
-	fs.StringVar(&f.level, "log-level", "info", "log `level`: debug, info, warn or error")
-}
+func (f *logFlags) register(fs *flag.FlagSet) { f.Register(fs) }
 
+// logger is the logger the flags select; a bad value is a usage error.
 func (f *logFlags) logger(stderr io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(f.level)); err != nil {
-		return nil, usageErrorf("invalid --log-level=%q: want debug, info, warn or error", f.level)
+	log, err := f.Logger(stderr)
+	if err != nil {
+		return nil, &usageError{err}
 	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch f.format {
-	case "text":
-		return slog.New(slog.NewTextHandler(stderr, ho)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(stderr, ho)), nil
-	}
-	return nil, usageErrorf("invalid --log-format=%q: want text or json", f.format)
+	return log, nil
 }

@@ -52,8 +52,8 @@ func runInvalidate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if nf.peers == "" && nf.group == "" && nf.unicastOnly {
 		return usageErrorf("--unicast-only without --peers cannot reach anyone")
 	}
-	if lf.level == "info" {
-		lf.level = "warn" // a one-shot tool is quiet unless asked
+	if lf.Level == "info" {
+		lf.Level = "warn" // a one-shot tool is quiet unless asked
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {

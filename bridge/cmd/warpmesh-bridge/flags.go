@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/warpmesh/warpmesh/internal/logflag"
 	"io"
 	"log/slog"
 	"os"
@@ -85,7 +86,8 @@ type bridgeFlags struct {
 	jsMaxAge                            time.Duration
 	jsReplicas                          int
 	// process
-	http, logFormat, logLevel string
+	http string
+	log  logflag.Flags
 }
 
 func (f *bridgeFlags) register(fs *flag.FlagSet) {
@@ -125,23 +127,17 @@ func (f *bridgeFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.jsFlushCutOff, "jetstream-flush-while-cut-off", false, "with --jetstream: flush the mesh every --stream-timeout while disconnected from NATS (staleness bounded by that, not by the outage)")
 
 	fs.StringVar(&f.http, "http", "", "serve the admin endpoint on `addr` (host:port): /healthz /readyz /stats /metrics")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on stderr: text or json")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	f.log.Register(fs)
 }
 
+// logger is the logger --log-format and --log-level select; a bad value
+// is a usage error.
 func (f *bridgeFlags) logger(stderr io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return nil, usageErrorf("invalid --log-level=%q: want debug, info, warn or error", f.logLevel)
+	log, err := f.log.Logger(stderr)
+	if err != nil {
+		return nil, usageErrorf("%v", err)
 	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch f.logFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(stderr, ho)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(stderr, ho)), nil
-	}
-	return nil, usageErrorf("invalid --log-format=%q: want text or json", f.logFormat)
+	return log, nil
 }
 
 func splitList(s string) []string {
