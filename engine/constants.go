@@ -46,6 +46,9 @@ const (
 	// swimAskBatch: members heard of but not validated that the probe loop
 	// challenges per wake-up (see prober.askPendingLocked).
 	swimAskBatch = 64
+	// swimAskScans: the probe loop looks for members to challenge at most
+	// this many times per Heartbeat (up to swimAskBatch each time).
+	swimAskScans = 8
 	// swimProbedHold: a node pinged by a member in the last this many
 	// periods runs SWIM too, whatever its own table's size (a joiner
 	// among nodes that probe rather than heartbeat).

@@ -33,8 +33,11 @@ const (
 	MaxMembers = 16384
 	// MaxUnvalidatedMembers bounds the members heard of but not yet
 	// validated. When it is full, the one heard from least recently makes
-	// room, so a flood of forged identities only churns this pool.
-	MaxUnvalidatedMembers = 1024
+	// room, so a flood of forged identities only churns this pool. A
+	// joiner's first push-pull names every member at once, so the pool
+	// must hold a whole mesh's worth: 4096 entries (about 1 MiB) cover
+	// the 2000-node meshes the scale suite runs, twice over.
+	MaxUnvalidatedMembers = 4096
 )
 
 // Member is one other node of the mesh as this node knows it.
@@ -67,14 +70,50 @@ type memberEntry struct {
 	repairAt       time.Time // when repairTokens was last refilled
 	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
 	challengedAt   time.Time // last CHALLENGE it sent us (alive, but deaf to us: challengedBy)
+
+	// What the table's incremental indexes hold for it (syncLocked):
+	// the state it is counted under (0: not counted, unvalidated or
+	// removed), and whether the fan-out working view holds it, at which
+	// address, and counted as not heard via the group.
+	counted  MemberState
+	inView   bool
+	viewAddr netip.AddrPort
+	viewNoMC bool
 }
 
 // destView is the immutable fan-out view the sender loop reads without a
-// lock. It is rebuilt, rarely, when membership changes.
+// lock (viewCell.Load). A new one is published when membership changed
+// since the last was read.
 type destView struct {
-	live         []netip.AddrPort // validated alive and suspect members
-	ids          []uint64         // parallel to live
+	live         []netip.AddrPort // validated alive and suspect members, by id
+	ids          []uint64         // parallel to live, sorted
 	allMulticast bool             // every live member was heard via the group recently
+}
+
+// viewCell holds the published fan-out view. The member table keeps its
+// working copy (sorted ids and addresses) current with every change, in
+// O(log N) search and one memmove per change, and marks the cell stale;
+// Load publishes a copy of the working view first when it is stale. So
+// every reader sees every membership change made before its Load, as if
+// each change were published at once, while a join wave of N members
+// costs one O(N) copy per read instead of an O(N log N) rebuild per join.
+// Load takes the member table's lock only when the view is stale; it must
+// not be called under that lock (use publishLocked there).
+type viewCell struct {
+	m     *membership
+	cur   atomic.Pointer[destView]
+	stale atomic.Bool
+}
+
+// Load returns the current fan-out view, publishing pending changes.
+// It does not allocate unless membership changed since the last Load.
+func (c *viewCell) Load() *destView {
+	if c.stale.Load() {
+		c.m.mu.Lock()
+		c.m.publishLocked()
+		c.m.mu.Unlock()
+	}
+	return c.cur.Load()
 }
 
 // membership is the member table. Everything but the view is under mu.
@@ -88,24 +127,37 @@ type destView struct {
 // that could be forged into denial — a comeback from dead or left, a new
 // epoch, a new address — waits for a fresh RESPONSE too.
 type membership struct {
-	mu          sync.Mutex
-	self        uint64
-	members     map[uint64]*memberEntry
-	pendingAt   map[netip.AddrPort]uint64 // unvalidated entries by address
-	pendingQ    []uint64                  // unvalidated ids, oldest first (may hold stale ids)
-	validAt     map[netip.AddrPort]uint64 // validated entries by address
-	maxValid    int                       // MaxMembers (smaller in tests)
-	maxPending  int                       // MaxUnvalidatedMembers (smaller in tests)
-	validatedN  int
-	cfg         *config
-	events      *eventQueue
-	view        atomic.Pointer[destView]
-	digest      []codec.DigestEntry // scratch for heartbeats, under mu
-	ids         []uint64            // scratch for digests, under mu
-	cursor      int                 // rotates digest coverage in big meshes
-	refused     atomic.Uint64       // validations refused: pool full of live members, or a live member's id claimed elsewhere
-	evictedUnv  atomic.Uint64       // unvalidated entries evicted for room
-	evictedGone atomic.Uint64       // dead or left members evicted for room
+	mu         sync.Mutex
+	self       uint64
+	members    map[uint64]*memberEntry
+	pendingAt  map[netip.AddrPort]uint64 // unvalidated entries by address
+	pendingQ   []uint64                  // unvalidated ids, oldest first (may hold stale ids)
+	validAt    map[netip.AddrPort]uint64 // validated entries by address
+	maxValid   int                       // MaxMembers (smaller in tests)
+	maxPending int                       // MaxUnvalidatedMembers (smaller in tests)
+	validatedN int
+	cfg        *config
+	events     *eventQueue
+	view       viewCell
+
+	// Incremental indexes of the validated members (syncLocked), so that
+	// neither a join nor Stats walks the table: the fan-out working view
+	// (sorted ids, parallel addresses, members not heard via the group)
+	// and the count of members in each state.
+	vIDs        []uint64
+	vAddrs      []netip.AddrPort
+	vNoMC       int
+	nState      [StateLeft + 1]int
+	dead        map[uint64]*memberEntry // validated members declared dead (deadTargets)
+	nLive       atomic.Int64            // len(vIDs), for readers that need only the count
+	walkAt      time.Time               // next walk of the table by tick in SWIM mode
+	askedAt     time.Time               // last scan of the pending queue (pendingDue)
+	digest      []codec.DigestEntry     // scratch for heartbeats, under mu
+	ids         []uint64                // scratch for digests, under mu
+	cursor      int                     // rotates digest coverage in big meshes
+	refused     atomic.Uint64           // validations refused: pool full of live members, or a live member's id claimed elsewhere
+	evictedUnv  atomic.Uint64           // unvalidated entries evicted for room
+	evictedGone atomic.Uint64           // dead or left members evicted for room
 
 	// SWIM (probe.go): the machine runs while more than DirectLimit
 	// validated members are live; nil otherwise.
@@ -123,9 +175,10 @@ type membership struct {
 
 func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
 	m := &membership{self: self, members: make(map[uint64]*memberEntry),
-		pendingAt: make(map[netip.AddrPort]uint64), validAt: make(map[netip.AddrPort]uint64),
+		pendingAt: make(map[netip.AddrPort]uint64), validAt: make(map[netip.AddrPort]uint64), dead: make(map[uint64]*memberEntry),
 		maxValid: MaxMembers, maxPending: MaxUnvalidatedMembers, cfg: cfg, events: events}
-	m.view.Store(&destView{})
+	m.view.m = m
+	m.view.cur.Store(&destView{})
 	return m
 }
 
@@ -154,10 +207,11 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 		// only news of the member's incarnation.
 		e.LastHeard = now
 		if viaGroup {
-			if e.heardMulticast.IsZero() {
-				m.rebuildLocked(now)
-			}
+			wasZero := e.heardMulticast.IsZero()
 			e.heardMulticast = now
+			if wasZero {
+				m.syncLocked(e)
+			}
 		}
 		m.swimHeardLocked(e, inc, now)
 		return true, netip.AddrPort{}
@@ -178,7 +232,7 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 		m.events.push(Event{Type: EventAlive, Member: e.Member})
 	}
 	if changed {
-		m.rebuildLocked(now)
+		m.syncLocked(e)
 	}
 	return true, netip.AddrPort{}
 }
@@ -246,6 +300,7 @@ func (m *membership) removeLocked(e *memberEntry) {
 	} else if m.pendingAt[e.Addr] == e.ID {
 		delete(m.pendingAt, e.Addr)
 	}
+	m.syncLocked(e)
 }
 
 // validated applies a RESPONSE that echoed a good cookie: whoever holds id
@@ -315,7 +370,7 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	if !wasLive {
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
 	}
-	m.rebuildLocked(now)
+	m.syncLocked(e)
 	return true, true
 }
 
@@ -347,6 +402,7 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 	}
 	if o := m.members[oid]; o != nil && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
 		o.State, o.stateSince = StateLeft, now
+		m.syncLocked(o)
 		m.events.push(Event{Type: EventLeave, Member: o.Member})
 		if m.swim != nil {
 			m.swim.Leave(o.ID, o.Epoch, nil) // and the probes stop asking for it there
@@ -399,7 +455,7 @@ func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint6
 		if m.swim != nil {
 			m.swim.Leave(e.ID, e.Epoch, nil)
 		}
-		m.rebuildLocked(now)
+		m.syncLocked(e)
 	case d.Epoch == e.Epoch:
 		e.Incarnation = d.Incarnation
 	}
@@ -423,7 +479,7 @@ func (m *membership) left(id, epoch uint64, now time.Time) {
 	if m.swim != nil {
 		m.swim.Leave(e.ID, e.Epoch, nil)
 	}
-	m.rebuildLocked(now)
+	m.syncLocked(e)
 }
 
 // maxPacketRate bounds how fast a node's packet numbers can plausibly
@@ -484,68 +540,16 @@ func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort,
 
 // tick runs failure detection: silence → suspect → dead, and forgets
 // members that have been dead or gone for long, and unvalidated ones that
-// fell silent.
+// fell silent. Above DirectLimit the probes judge liveness and tick only
+// forgets and expires: it walks the table then no more than once per
+// max(Heartbeat, SuspectAfter/2), and only when the earliest of those
+// deadlines it found on its last walk is due (at the latest SuspectAfter
+// later), so a big table is not walked every half period by every node.
 func (m *membership) tick(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	changed := false
-	reap := 10 * m.cfg.DeadAfter
-	live := 0
-	// A node that hears no live member at all may be the one cut off (an
-	// inbound-only partition on its side: everyone still hears it). It
-	// keeps its dead members then, and keeps sending them its challenges,
-	// which carry its high-water mark: forgetting them would leave their
-	// caches with no news of what it publishes for as long as the cut
-	// lasts. Departed members go as usual.
-	isolated := true
-	for _, e := range m.members {
-		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
-			isolated = false
-			break
-		}
-	}
-	for _, e := range m.members {
-		silent := now.Sub(e.LastHeard)
-		if !e.validated {
-			if silent >= m.cfg.SuspectAfter {
-				m.removeLocked(e)
-			}
-			continue
-		}
-		if e.State == StateAlive || e.State == StateSuspect {
-			live++
-			if m.swim != nil {
-				continue // the probes judge liveness (probe.go)
-			}
-		}
-		switch e.State {
-		case StateAlive:
-			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
-				m.events.push(Event{Type: EventDead, Member: e.Member})
-				changed = true
-			} else if silent >= m.cfg.SuspectAfter {
-				e.State, e.stateSince = StateSuspect, now
-				m.events.push(Event{Type: EventSuspect, Member: e.Member})
-				changed = true
-			}
-		case StateSuspect:
-			if silent >= m.cfg.DeadAfter {
-				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
-				m.events.push(Event{Type: EventDead, Member: e.Member})
-				changed = true
-			}
-		case StateDead, StateLeft:
-			// A dead member still heard from (it challenges us: it is
-			// alive, only deaf to us) is kept, so its news is still taken.
-			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || (!isolated && now.Sub(e.challengedAt) >= reap)) {
-				m.removeLocked(e)
-			}
-		}
-		if !e.heardMulticast.IsZero() && now.Sub(e.heardMulticast) >= m.cfg.SuspectAfter {
-			e.heardMulticast = time.Time{}
-			changed = true
-		}
+	if m.swim == nil || !now.Before(m.walkAt) {
+		m.walkLocked(now)
 	}
 	if len(m.pendingQ) > 2*m.maxPending {
 		q := m.pendingQ[:0]
@@ -556,38 +560,173 @@ func (m *membership) tick(now time.Time) {
 		}
 		m.pendingQ = q
 	}
-	if changed {
-		m.rebuildLocked(now)
-	}
-	m.swimModeLocked(live, len(m.members)-m.validatedN, now)
+	m.swimModeLocked(m.liveLocked(), len(m.members)-m.validatedN, now)
 }
 
-// rebuildLocked publishes a new fan-out view of the validated live
-// members. Allocates; membership changes are rare (above DirectLimit a
-// suspicion or its refutation leaves the view as it is: both states are
-// in it). It is never deferred: relay trees need every node's view current.
-func (m *membership) rebuildLocked(time.Time) {
-	v := &destView{allMulticast: true}
-	ids := make([]uint64, 0, m.validatedN)
-	for id, e := range m.members {
-		if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
-			ids = append(ids, id)
+// walkLocked is tick's walk of the table. It sets walkAt, the earliest
+// deadline it saw (expiry of an unvalidated member or of group reception,
+// reaping of a dead or departed member), within [max(Heartbeat,
+// SuspectAfter/2), SuspectAfter] from now. Deadlines that arise later are
+// all at least SuspectAfter away, so in SWIM mode none is missed by more
+// than max(Heartbeat, SuspectAfter/2); in heartbeat mode tick walks every
+// time.
+func (m *membership) walkLocked(now time.Time) {
+	reap := 10 * m.cfg.DeadAfter
+	// A node that hears no live member at all may be the one cut off (an
+	// inbound-only partition on its side: everyone still hears it). It
+	// keeps its dead members then, and keeps sending them its challenges,
+	// which carry its high-water mark: forgetting them would leave their
+	// caches with no news of what it publishes for as long as the cut
+	// lasts. Departed members go as usual.
+	isolated := m.liveLocked() == 0
+	next := now.Add(max(m.cfg.SuspectAfter, m.cfg.Heartbeat))
+	due := func(t time.Time) {
+		if t.Before(next) {
+			next = t
 		}
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		e := m.members[id]
-		v.live = append(v.live, e.Addr)
-		v.ids = append(v.ids, id)
-		if e.heardMulticast.IsZero() {
-			v.allMulticast = false
+	for _, e := range m.members {
+		silent := now.Sub(e.LastHeard)
+		if !e.validated {
+			if silent >= m.cfg.SuspectAfter {
+				m.removeLocked(e)
+				continue
+			}
+			due(e.LastHeard.Add(m.cfg.SuspectAfter))
+			continue
+		}
+		switch e.State {
+		case StateAlive:
+			if m.swim != nil {
+				break // the probes judge liveness (probe.go)
+			}
+			if silent >= m.cfg.DeadAfter {
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
+				m.syncLocked(e)
+				m.events.push(Event{Type: EventDead, Member: e.Member})
+			} else if silent >= m.cfg.SuspectAfter {
+				e.State, e.stateSince = StateSuspect, now
+				m.syncLocked(e)
+				m.events.push(Event{Type: EventSuspect, Member: e.Member})
+			}
+		case StateSuspect:
+			if m.swim != nil {
+				break
+			}
+			if silent >= m.cfg.DeadAfter {
+				e.State, e.stateSince, e.deadRounds = StateDead, now, 0
+				m.syncLocked(e)
+				m.events.push(Event{Type: EventDead, Member: e.Member})
+			}
+		case StateDead, StateLeft:
+			// A dead member still heard from (it challenges us: it is
+			// alive, only deaf to us) is kept, so its news is still taken.
+			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || (!isolated && now.Sub(e.challengedAt) >= reap)) {
+				m.removeLocked(e)
+				continue
+			}
+			at := e.stateSince
+			if e.State == StateDead && e.challengedAt.After(at) {
+				at = e.challengedAt
+			}
+			due(at.Add(reap))
+		}
+		if !e.heardMulticast.IsZero() {
+			if now.Sub(e.heardMulticast) >= m.cfg.SuspectAfter {
+				e.heardMulticast = time.Time{}
+				m.syncLocked(e)
+			} else {
+				due(e.heardMulticast.Add(m.cfg.SuspectAfter))
+			}
 		}
 	}
-	if len(v.live) == 0 {
-		v.allMulticast = false
+	if soonest := now.Add(max(m.cfg.Heartbeat, m.cfg.SuspectAfter/2)); next.Before(soonest) {
+		next = soonest
 	}
-	m.view.Store(v)
+	m.walkAt = next
 }
+
+// syncLocked brings the table's incremental indexes up to date with e
+// after any change of its validation, state, address, group reception or
+// presence in the table: the count of members by state, and the fan-out
+// working view (validated alive and suspect members, sorted by id), which
+// it changes by a binary search and one insert, delete or store, marking
+// the published view stale. Every such change calls it, so neither a
+// join nor Stats nor the view walks the table. It does not allocate
+// unless the working view must grow.
+func (m *membership) syncLocked(e *memberEntry) {
+	present := e.validated && m.members[e.ID] == e
+	var st MemberState
+	if present {
+		st = e.State
+	}
+	if st != e.counted {
+		if e.counted != 0 {
+			m.nState[e.counted]--
+		}
+		if st != 0 {
+			m.nState[st]++
+		}
+		if e.counted == StateDead {
+			delete(m.dead, e.ID)
+		}
+		if st == StateDead {
+			m.dead[e.ID] = e
+		}
+		e.counted = st
+	}
+	in := present && (st == StateAlive || st == StateSuspect)
+	noMC := in && e.heardMulticast.IsZero()
+	if in == e.inView && (!in || e.viewAddr == e.Addr) && noMC == e.viewNoMC {
+		return
+	}
+	if noMC != e.viewNoMC {
+		if noMC {
+			m.vNoMC++
+		} else {
+			m.vNoMC--
+		}
+		e.viewNoMC = noMC
+	}
+	i, found := slices.BinarySearch(m.vIDs, e.ID)
+	switch {
+	case in && !found:
+		m.vIDs = slices.Insert(m.vIDs, i, e.ID)
+		m.vAddrs = slices.Insert(m.vAddrs, i, e.Addr)
+	case in:
+		m.vAddrs[i] = e.Addr
+	case found:
+		m.vIDs = slices.Delete(m.vIDs, i, i+1)
+		m.vAddrs = slices.Delete(m.vAddrs, i, i+1)
+	}
+	e.inView, e.viewAddr = in, e.Addr
+	m.nLive.Store(int64(len(m.vIDs)))
+	m.view.stale.Store(true)
+}
+
+// publishLocked publishes a copy of the working view if it changed since
+// the last publication (viewCell.Load). Allocates then: O(N), once per
+// read of a changed view, however many changes came in between.
+func (m *membership) publishLocked() {
+	if !m.view.stale.Load() {
+		return
+	}
+	m.view.cur.Store(&destView{
+		live:         slices.Clone(m.vAddrs),
+		ids:          slices.Clone(m.vIDs),
+		allMulticast: len(m.vIDs) > 0 && m.vNoMC == 0,
+	})
+	m.view.stale.Store(false)
+}
+
+// liveMembers is the number of validated members alive or suspect, as
+// the next view Load will hold them; lock-free, for readers that need only
+// the mesh's size (treeDepth on every control frame), so they do not
+// publish a view.
+func (m *membership) liveMembers() int { return int(m.nLive.Load()) }
+
+// liveLocked is the number of validated members alive or suspect.
+func (m *membership) liveLocked() int { return m.nState[StateAlive] + m.nState[StateSuspect] }
 
 // snapshot copies the validated members, sorted by id.
 func (m *membership) snapshot() []Member {
@@ -611,25 +750,14 @@ func (m *membership) snapshot() []Member {
 	return out
 }
 
+// count fills the member counts of s from the table's incremental
+// counters: O(1), however large the table.
 func (m *membership) count(s *Stats) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, e := range m.members {
-		if !e.validated {
-			s.MembersUnvalidated++
-			continue
-		}
-		switch e.State {
-		case StateAlive:
-			s.MembersAlive++
-		case StateSuspect:
-			s.MembersSuspect++
-		case StateDead:
-			s.MembersDead++
-		case StateLeft:
-			s.MembersLeft++
-		}
-	}
+	s.MembersUnvalidated = len(m.members) - m.validatedN
+	s.MembersAlive, s.MembersSuspect = m.nState[StateAlive], m.nState[StateSuspect]
+	s.MembersDead, s.MembersLeft = m.nState[StateDead], m.nState[StateLeft]
+	m.mu.Unlock()
 	s.MembersRefused = m.refused.Load()
 	s.MembersEvicted = m.evictedUnv.Load() + m.evictedGone.Load()
 }
@@ -699,10 +827,7 @@ const (
 // challenge answered is all a healed partition needs (the RESPONSE brings
 // the member back). Called under mu.
 func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
-	for _, e := range m.members {
-		if !e.validated || e.State != StateDead {
-			continue
-		}
+	for _, e := range m.dead { // not the whole table: only its dead
 		e.deadRounds++
 		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 {
 			dst = append(dst, e.Addr)

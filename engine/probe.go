@@ -211,6 +211,31 @@ func (p *prober) sendProbeLocked(to netip.AddrPort, pr codec.Probe) {
 	n.write(p.msgs)
 }
 
+// ackStranger answers a ping from a node not validated yet (admit) at the
+// address it came from: an ack with no updates, if credit (bytes, from
+// the ping's size) covers it. It does not allocate.
+func (p *prober) ackStranger(to netip.AddrPort, seq uint64, credit *int) {
+	n := p.n
+	size := codec.HeaderLen + codec.ProbeFixedLen
+	if n.sealing() {
+		size += codec.TagLen
+	}
+	if *credit < size || !to.IsValid() {
+		return
+	}
+	*credit -= size
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hdr := n.controlHeader(codec.TypeProbe)
+	hdr.PayloadLen = uint16(codec.ProbePayloadLen(0))
+	b := codec.AppendHeader(p.buf[:0], &hdr)
+	b = codec.AppendProbe(b, &codec.Probe{Kind: codec.ProbeAck, Seq: seq, Target: n.id})
+	b = n.sealFrame(b, &hdr, &p.sc)
+	p.buf = b
+	p.msgs = append(p.msgs[:0], sockopt.Message{Buf: b, Addr: to})
+	n.write(p.msgs)
+}
+
 // sendSyncLocked sends this node's whole member table (itself included)
 // to a validated address, in as many SYNC frames as it takes.
 func (p *prober) sendSyncLocked(kind codec.SyncKind, to netip.AddrPort) {
@@ -382,6 +407,7 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 			}
 			if e.State == StateSuspect {
 				e.State, e.stateSince = StateAlive, now // the probes judge it from here
+				m.syncLocked(e)
 				m.events.push(Event{Type: EventAlive, Member: e.Member})
 			}
 			m.swim.Add(entrySwim(e), now)
@@ -402,27 +428,39 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 				e.LastHeard = now
 			}
 		}
-		m.rebuildLocked(now)
 	}
 }
 
 // pendingDue appends up to max addresses of unvalidated members not asked
-// for a period, marking them asked.
+// for a period, marking them asked. It scans the pending queue at most
+// swimAskScans times per Heartbeat and only while members wait, and it
+// drops the ids of members validated or gone since from the queue as it
+// goes, so the scan costs what waits, not what once waited.
 func (m *membership) pendingDue(dst []netip.AddrPort, max int, now time.Time) []netip.AddrPort {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.swim == nil {
+	if m.swim == nil || len(m.members) == m.validatedN || now.Sub(m.askedAt) < m.cfg.Heartbeat/swimAskScans {
 		return dst
 	}
-	for _, id := range m.pendingQ {
+	m.askedAt = now
+	q := m.pendingQ[:0]
+	for k, id := range m.pendingQ {
+		e := m.members[id]
+		if e == nil || e.validated {
+			continue
+		}
+		q = append(q, id)
 		if len(dst) >= max {
+			q = append(q, m.pendingQ[k+1:]...) // the rest, unexamined
 			break
 		}
-		if e := m.members[id]; e != nil && !e.validated && now.Sub(e.stateSince) >= m.cfg.Heartbeat {
+		if now.Sub(e.stateSince) >= m.cfg.Heartbeat {
 			e.stateSince = now
 			dst = append(dst, e.Addr)
 		}
 	}
+	clear(m.pendingQ[len(q):])
+	m.pendingQ = q
 	return dst
 }
 
@@ -484,11 +522,8 @@ func (m *membership) applyChangedLocked(a *swim.Action, now time.Time) {
 		e.Incarnation = max(e.Incarnation, a.Incarnation)
 		return
 	}
-	live := e.State == StateAlive || e.State == StateSuspect
 	e.State, e.Incarnation, e.stateSince = st, a.Incarnation, now
-	if live != (st == StateAlive || st == StateSuspect) {
-		m.rebuildLocked(now) // the fan-out view holds alive and suspect members alike
-	}
+	m.syncLocked(e) // the fan-out view holds alive and suspect members alike
 	switch st {
 	case StateAlive:
 		m.events.push(Event{Type: EventAlive, Member: e.Member})
@@ -607,16 +642,10 @@ func (m *membership) syncEntries(dst []codec.DigestEntry) []codec.DigestEntry {
 func (m *membership) randomValidated(rng *rand.Rand) (netip.AddrPort, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := m.view.Load()
-	if len(v.live) > 0 {
-		return v.live[rng.IntN(len(v.live))], true
+	if len(m.vAddrs) == 0 {
+		return netip.AddrPort{}, false
 	}
-	for _, e := range m.members { // the view may lag a debounce
-		if e.validated && e.State == StateAlive {
-			return e.Addr, true
-		}
-	}
-	return netip.AddrPort{}, false
+	return m.vAddrs[rng.IntN(len(m.vAddrs))], true
 }
 
 // update applies a membership update from a validated member's PROBE or
@@ -669,6 +698,7 @@ func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, chal
 			return 0, u.Addr
 		}
 		m.pendingLocked(u.ID, u.Epoch, u.Incarnation, u.Addr, now)
+		m.swim.Learned() // push-pull keeps catching up while tables teach us members
 		return 0, u.Addr
 	}
 	o, acts := m.swim.Apply(toSwim(u), now, m.swimActs[:0])
@@ -680,6 +710,7 @@ func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, chal
 		}
 	case swim.Validate, swim.Unknown:
 		if u.State == StateAlive {
+			m.swim.Learned()
 			return 0, u.Addr
 		}
 	}

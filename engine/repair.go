@@ -224,12 +224,12 @@ func (r *receiver) addUnavail(s uint64) {
 // treeDepth is the number of relay hops a frame travels in the current
 // mesh: 0 while the origin reaches every member directly.
 func (n *Node) treeDepth() int {
-	v := n.members.view.Load()
-	if len(v.live) <= n.cfg.DirectLimit {
+	live := n.members.liveMembers() // not view.Load: called per control frame
+	if live <= n.cfg.DirectLimit {
 		return 0
 	}
 	d, reach := 0, 1
-	for reach < len(v.live)+1 {
+	for reach < live+1 {
 		reach = reach*n.cfg.Fanout + 1
 		d++
 	}

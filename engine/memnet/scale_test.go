@@ -177,8 +177,9 @@ func (m *scaleMesh) converge(what string, limit time.Duration) time.Duration {
 			return time.Since(start)
 		}
 		if time.Since(lastLog) > 10*time.Second {
-			m.t.Logf("N=%d %s after %v: fewest alive members known %d of %d, ready %d; network drops %v", len(m.nodes), what,
-				time.Since(start).Round(time.Second), lo, len(m.nodes)-1, ready, m.net.Stats().Drops)
+			d, s, _ := m.ev.counts()
+			m.t.Logf("N=%d %s after %v: fewest alive members known %d of %d, ready %d; network drops %v; suspicions %d, deaths %d so far", len(m.nodes), what,
+				time.Since(start).Round(time.Second), lo, len(m.nodes)-1, ready, m.net.Stats().Drops, s, d)
 			for i, node := range m.nodes {
 				if s := node.Stats(); s.MembersAlive == lo {
 					m.t.Logf("  node %d: alive %d suspect %d dead %d left %d unvalidated %d; challenges %d (%d suppressed), responses %d (%d suppressed), validations %d; drops %v",

@@ -145,8 +145,10 @@ type Machine struct {
 	nextProbe time.Time
 	nextPP    time.Time
 	catchUp   time.Time // frequent push-pull until then
+	news      bool      // a member was added or learned of since the last push-pull
 	synced    bool      // a push-pull answer arrived since the last reset
 	suspects  int
+	suspNext  time.Time // no suspicion ends before this (Tick walks the suspects only then)
 	awareness int
 	q         queue
 	dropped   uint64
@@ -219,6 +221,14 @@ func (m *Machine) retransmits() int {
 	return m.cfg.RetransmitMult * int(math.Ceil(math.Log10(float64(len(m.members)+2))))
 }
 
+// suspDue lowers suspNext to e's suspicion deadline: a new suspicion,
+// or a confirmation that shortened one.
+func (m *Machine) suspDue(e *member) {
+	if d := e.suspStart.Add(m.suspicionTimeout(e.nconf)); m.suspects == 1 || d.Before(m.suspNext) {
+		m.suspNext = d
+	}
+}
+
 func (m *Machine) scaled(d time.Duration) time.Duration {
 	return d * time.Duration(m.awareness+1)
 }
@@ -268,7 +278,18 @@ func (m *Machine) Add(u Update, now time.Time) {
 	m.members[m.order[last]].ord = int32(last)
 	m.enqueue(u)
 	m.catchUp = now.Add(time.Duration(m.cfg.CatchUp) * m.cfg.Period)
+	m.news = true
 }
+
+// Learned records that an update named a member this machine does not
+// hold yet (the driver validates it first). Like a join, it keeps
+// push-pull at the catch-up interval: a node push-pulls every
+// catchUpEvery periods until one push-pull interval passes without news,
+// so a cold start's stragglers are learned from the tables of others
+// rather than after the steady interval (N/2 periods). It does not pull
+// in a push-pull already scheduled, so one join in a steady mesh does not
+// make every member push-pull at once.
+func (m *Machine) Learned() { m.news = true }
 
 // Remove forgets a member (the driver reaped or evicted it).
 func (m *Machine) Remove(id uint64) {
@@ -279,6 +300,7 @@ func (m *Machine) Remove(id uint64) {
 	if m.members[i].State == Suspect {
 		m.suspects--
 	}
+	m.suspNext = time.Time{} // a smaller table shortens every suspicion: walk at the next Tick
 	if m.probe.active && m.probe.target == id {
 		m.probe.active = false
 	}
@@ -359,6 +381,7 @@ func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Actio
 			if !m.confirmLocked(e, u.From) {
 				return Stale, dst
 			}
+			m.suspDue(e)
 			m.enqueue(u) // a confirmation spreads too
 			return Applied, dst
 		}
@@ -395,6 +418,7 @@ func (m *Machine) suspect(e *member, inc, from uint64, now time.Time, dst []Acti
 		m.suspects++
 	}
 	e.State, e.Incarnation, e.From, e.nconf, e.suspStart = Suspect, inc, from, 0, now
+	m.suspDue(e)
 	m.enqueue(e.Update)
 	return append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Suspect, Incarnation: inc})
 }
@@ -504,11 +528,18 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 		switch t := &m.members[m.at[p.target]]; t.State {
 		case Alive:
 			dst = m.suspect(t, t.Incarnation, m.self.ID, now, dst)
+			// Lifeguard's buddy system, at once: a ping that carries the
+			// suspicion (the driver puts it first), so a member that is
+			// only slow refutes now rather than when gossip reaches it.
+			// Its ack answers no probe.
+			m.seq++
+			dst = append(dst, Action{Kind: Ping, ID: t.ID, Addr: t.Addr, Seq: m.seq})
 		case Suspect:
 			// Our own failed probe confirms someone else's suspicion,
 			// and the others should hear of it: confirmations shorten
 			// the suspicion everywhere.
 			if m.confirmLocked(t, m.self.ID) {
+				m.suspDue(t)
 				m.q.push(Update{ID: t.ID, Epoch: t.Epoch, Incarnation: t.Incarnation, Addr: t.Addr, State: Suspect, From: m.self.ID})
 			}
 		}
@@ -529,22 +560,32 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 			dst = append(dst, Action{Kind: Nack, ID: r.requester, Addr: r.reqAddr, Target: r.target, Seq: r.reqSeq})
 		}
 	}
-	if m.suspects > 0 {
+	if m.suspects > 0 && !now.Before(m.suspNext) {
+		// The earliest suspicion may end: walk them all, and note when
+		// the next one does.
+		next := time.Time{}
 		for i := range m.members {
 			e := &m.members[i]
-			if e.State == Suspect && !now.Before(e.suspStart.Add(m.suspicionTimeout(e.nconf))) {
+			if e.State != Suspect {
+				continue
+			}
+			if d := e.suspStart.Add(m.suspicionTimeout(e.nconf)); !now.Before(d) {
 				dst = m.settle(e, Dead, e.Incarnation, dst)
+			} else if next.IsZero() || d.Before(next) {
+				next = d
 			}
 		}
+		m.suspNext = next
 	}
 	if !now.Before(m.nextPP) && len(m.members) > 0 {
 		interval := m.pushPullInterval()
 		switch {
 		case !m.synced:
 			interval = 2 * m.cfg.Period
-		case now.Before(m.catchUp):
+		case now.Before(m.catchUp) || m.news:
 			interval = catchUpEvery * m.cfg.Period
 		}
+		m.news = false
 		m.nextPP = now.Add(interval)
 		if o := m.pickOthers(1, m.self.ID); len(o) > 0 {
 			e := &m.members[o[0]]
@@ -571,14 +612,8 @@ func (m *Machine) Next() time.Time {
 			next = r.deadline
 		}
 	}
-	if m.suspects > 0 {
-		for i := range m.members {
-			if e := &m.members[i]; e.State == Suspect {
-				if d := e.suspStart.Add(m.suspicionTimeout(e.nconf)); d.Before(next) {
-					next = d
-				}
-			}
-		}
+	if m.suspects > 0 && m.suspNext.Before(next) {
+		next = m.suspNext
 	}
 	return next
 }

@@ -437,3 +437,75 @@ func TestOwnFailedProbeConfirmsSuspicion(t *testing.T) {
 		t.Fatalf("%d confirmations, want 1", e.nconf)
 	}
 }
+
+// A node that keeps learning of members from push-pulls keeps push-
+// pulling at the catch-up interval; once an interval passes without news,
+// it slows to the steady one. News does not pull in a push-pull already
+// scheduled.
+func TestPushPullCatchesUpWhileLearning(t *testing.T) {
+	m := machine(100)
+	m.Synced()
+	pushPulls := func(from, to time.Time) (at []time.Duration) {
+		for now := from; now.Before(to); now = now.Add(period) {
+			if len(kinds(m.Tick(now, nil), PushPull)) > 0 {
+				at = append(at, now.Sub(t0))
+			}
+		}
+		return at
+	}
+	// Adds at t0 are news: push-pulls every catchUpEvery periods while
+	// each one (here: Learned before it) brings more.
+	var got []time.Duration
+	for i := 0; i < 4; i++ {
+		got = append(got, pushPulls(t0.Add(time.Duration(i*catchUpEvery)*period), t0.Add(time.Duration((i+1)*catchUpEvery)*period))...)
+		m.Learned()
+	}
+	if len(got) != 4 {
+		t.Fatalf("push-pulls at %v, want one every %d periods while learning", got, catchUpEvery)
+	}
+	// The push-pull for the last news, and the one it scheduled (the
+	// first to find the interval without news), then none for the steady
+	// interval.
+	from := t0.Add(4 * catchUpEvery * period)
+	if at := pushPulls(from, from.Add(catchUpEvery*period+period)); len(at) != 2 {
+		t.Fatalf("push-pulls %v after the last news, want two", at)
+	}
+	steady := max(cfg.PushPullMin, 100*cfg.PushPullPer)
+	from = from.Add(catchUpEvery*period + period)
+	if at := pushPulls(from, from.Add(steady-2*period)); len(at) != 0 {
+		t.Fatalf("push-pulls at %v with nothing learned, want the steady interval %v", at, steady)
+	}
+	// News now does not pull the scheduled push-pull in.
+	m.Learned()
+	if at := pushPulls(from.Add(steady-2*period), from.Add(steady-period)); len(at) != 0 {
+		t.Fatalf("news pulled a push-pull in: %v", at)
+	}
+}
+
+// A probe that fails makes the target suspect and pings it at once
+// (Lifeguard's buddy system: the driver puts the suspicion in that ping).
+func TestFailedProbePingsTheSuspect(t *testing.T) {
+	m := machine(5)
+	ping := kinds(m.Tick(t0, nil), Ping)[0]
+	var as []Action
+	for now := t0; now.Before(t0.Add(2 * period)); now = now.Add(5 * time.Millisecond) {
+		as = m.Tick(now, nil)
+		if len(kinds(as, Changed)) > 0 {
+			break
+		}
+	}
+	ch := kinds(as, Changed)
+	if len(ch) != 1 || ch[0].ID != ping.ID || ch[0].State != Suspect {
+		t.Fatalf("actions after a failed probe %+v", as)
+	}
+	buddy := false
+	for _, p := range kinds(as, Ping) {
+		buddy = buddy || (p.ID == ping.ID && p.Seq != ping.Seq)
+	}
+	if !buddy {
+		t.Fatalf("no ping to the new suspect %d: %+v", ping.ID, as)
+	}
+	if u, ok := m.Get(ping.ID); !ok || u.State != Suspect {
+		t.Fatalf("target %+v", u)
+	}
+}
