@@ -466,3 +466,22 @@ func TestAllocGatesFailOnInjectedAllocation(t *testing.T) {
 		})
 	}
 }
+
+// TestRelayRingZeroAlloc: a relay keeping a frame for its tree children
+// and looking one up allocates nothing once its ring exists.
+func TestRelayRingZeroAlloc(t *testing.T) {
+	q := relayRing{frameSize: codec.DefaultMaxFrameSize}
+	frame := make([]byte, 600)
+	h := codec.Header{Type: codec.TypeData, Origin: 7, Epoch: 3, Seq: 1}
+	q.put(&h, frame) // allocates the ring, once
+	allocs := testing.AllocsPerRun(1000, func() {
+		h.Seq++
+		q.put(&h, frame)
+		if q.get(7, 3, h.Seq) == nil || q.get(7, 3, h.Seq+1) != nil {
+			panic("relay ring lost a frame")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("relay ring put/get: %v allocs, want 0", allocs)
+	}
+}

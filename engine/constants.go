@@ -57,3 +57,19 @@ const (
 
 // swimTimerFloor is the shortest sleep of the probe loop.
 const swimTimerFloor = time.Millisecond
+
+// Tunables of dissemination in relay trees (meshes above DirectLimit).
+const (
+	// treeRingFrames is the capacity, in DATA frames of any origin, of the
+	// ring in which a relay keeps the frames it forwarded, to answer its
+	// tree children's NACKs (relayRing). Its memory is treeRingFrames ×
+	// MaxFrameSize (704 KiB at the default 1400 B), allocated on the
+	// node's first relayed frame: a node that relays nothing (a small
+	// mesh, a leaf of every origin's tree) has none.
+	treeRingFrames = 512
+	// treeParentWindow, per relay hop of the tree, is how long a receiver
+	// asks its tree parent for a missing frame before it asks the origin:
+	// its parent may be missing it too and repairing it from its own
+	// parent, and then relays the repair down.
+	treeParentWindow = 20 * time.Millisecond
+)

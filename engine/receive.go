@@ -54,6 +54,7 @@ type receiver struct {
 	origins map[uint64]*originState
 	dedup   *bloom
 	relay   relayQueue
+	ring    relayRing // frames relayed, for tree children's NACKs (repair.go)
 	dests   []netip.AddrPort
 
 	open     *opener        // nil without a keyring
@@ -89,6 +90,7 @@ func (r *receiver) init(n *Node) error {
 	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
+	r.ring.frameSize = n.cfg.MaxFrameSize
 	r.dests = make([]netip.AddrPort, 0, 64)
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
@@ -535,6 +537,9 @@ func (r *receiver) relayDown(h *codec.Header, frame []byte) {
 	}
 	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
 	if len(r.dests) > 0 {
+		if h.Type == codec.TypeData {
+			r.ring.put(h, frame) // the children will NACK us for it
+		}
 		r.relay.add(frame, h.Hops+1, r.dests)
 	}
 }

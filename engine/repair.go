@@ -134,7 +134,8 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 		return
 	}
 	if nk.Origin != n.id {
-		return // not about us
+		r.serveRelay(h, &nk, ranges, now) // a tree child asks its parent
+		return
 	}
 	n.ctr.nacksReceived.Add(1)
 	// Answer validated members only, at their validated address (a forged
@@ -355,4 +356,148 @@ func (t *timers) announce(hwm uint64) {
 		m = m[k:]
 	}
 	n.ctr.hwmSent.Add(1)
+}
+
+// ---- repair from a tree parent ----
+//
+// In a relay tree a frame lost on one link is missing in the whole
+// subtree below it, and every node there would NACK the origin for it.
+// Instead a receiver asks its tree parent (treeParent), which keeps the
+// frames it relayed in a relayRing and answers from it; a parent that
+// missed the frame too repairs it from its own parent and relays the
+// repair down (receiver.data), so the origin hears only from its own
+// children and from receivers whose parent could not help within
+// treeParentWindow per hop (ring overwritten, views that disagree).
+
+// relayRing keeps recent DATA frames this node relayed, as received
+// (sealed: a relay forwards frames verbatim), by (origin, epoch, seq). It
+// is direct-mapped: a frame's slot is fixed by origin and seq, and a new
+// frame overwrites whatever was there, so consecutive frames of one
+// origin take consecutive slots and origins share the capacity. Guarded
+// by receiver.mu. It does not allocate after its first put.
+type relayRing struct {
+	slots     []relaySlot
+	frameSize int
+}
+
+type relaySlot struct {
+	origin, epoch, seq uint64
+	frame              []byte // cap frameSize
+}
+
+func (q *relayRing) slot(origin, seq uint64) *relaySlot {
+	return &q.slots[(seq+origin*0x9E3779B97F4A7C15)&uint64(len(q.slots)-1)]
+}
+
+// put keeps a copy of frame (a DATA frame of h, as received).
+func (q *relayRing) put(h *codec.Header, frame []byte) {
+	if len(frame) > q.frameSize {
+		return
+	}
+	if q.slots == nil {
+		q.slots = make([]relaySlot, treeRingFrames)
+		slab := make([]byte, treeRingFrames*q.frameSize)
+		for i := range q.slots {
+			q.slots[i].frame = slab[i*q.frameSize : i*q.frameSize : (i+1)*q.frameSize]
+		}
+	}
+	s := q.slot(h.Origin, h.Seq)
+	s.origin, s.epoch, s.seq = h.Origin, h.Epoch, h.Seq
+	s.frame = append(s.frame[:0], frame...)
+}
+
+// get returns the kept frame (origin, epoch, seq), or nil.
+func (q *relayRing) get(origin, epoch, seq uint64) []byte {
+	if q.slots == nil || seq == 0 {
+		return nil
+	}
+	s := q.slot(origin, seq)
+	if s.seq != seq || s.origin != origin || s.epoch != epoch {
+		return nil
+	}
+	return s.frame
+}
+
+// serveRelay answers a tree child's NACK for another origin's frames from
+// the relay ring: what it holds goes back as it was relayed (one hop
+// further), within the same global rate and per-member budget as the
+// origin's retransmissions. What it does not hold gets no answer: the
+// child asks the origin once treeParentWindow has passed, and what this
+// node is missing itself it repairs and relays down.
+func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, now time.Time) {
+	n := r.n
+	st := r.origins[nk.Origin]
+	if st == nil || st.epoch() != nk.Epoch || r.ring.slots == nil {
+		return
+	}
+	to, budget, ok := n.members.repairBudget(h.Origin, now)
+	if !ok {
+		n.ctr.drop(DropUnknownMember)
+		return
+	}
+	n.ctr.nacksReceived.Add(1)
+	// Only sequences the ring may hold are looked up: a request for
+	// [1, 2^64) costs at most the ring's size.
+	known := st.s.Known()
+	oldest := known - min(known, uint64(treeRingFrames)) + 1
+	spent, k, looked := 0, 0, 0
+ranges:
+	for i := 0; i < int(h.Count); i++ {
+		rg, m, err := codec.ParseSeqRange(ranges)
+		if err != nil {
+			n.ctr.drop(DropMalformed)
+			break
+		}
+		ranges = ranges[m:]
+		first, last := max(rg.First, oldest), min(rg.Last, known)
+		for s := first; s <= last && first <= last; s++ {
+			if looked++; looked > treeRingFrames {
+				break ranges
+			}
+			f := r.ring.get(nk.Origin, nk.Epoch, s)
+			if f == nil {
+				continue
+			}
+			if spent >= budget || !r.bucket.take(now) {
+				break ranges // rate or budget bound: the child asks again
+			}
+			fh, _, err := codec.ParseHeader(f)
+			if err != nil || int(fh.Hops)+1 >= int(fh.HopLimit) {
+				continue
+			}
+			buf := append(r.rtSlab[k][:0], f...)
+			codec.SetHops(buf, fh.Hops+1)
+			r.rtSlab[k] = buf
+			r.rtMsgs[k] = sockopt.Message{Buf: buf, Addr: to}
+			k++
+			spent += len(buf)
+			n.ctr.repairsServed.Add(1)
+			if k == len(r.rtMsgs) {
+				n.write(r.rtMsgs[:k])
+				k = 0
+			}
+		}
+	}
+	if k > 0 {
+		n.write(r.rtMsgs[:k])
+	}
+	n.members.repairSpent(h.Origin, spent)
+}
+
+// repairTarget is where st's NACK from sequence from goes: the tree
+// parent while the oldest missing frame is younger than treeParentWindow
+// per hop (always, for a first request of newly missing frames), the
+// origin otherwise, and always in a direct mesh.
+func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (netip.AddrPort, bool) {
+	n := r.n
+	if depth := n.treeDepth(); depth > 0 {
+		v := n.members.view.Load()
+		if to, _, ok := treeParent(v, n.id, st.id, n.cfg.Fanout); ok {
+			fresh := from > st.cum()+1
+			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
+				return to, true
+			}
+		}
+	}
+	return r.originAddr(st.id)
 }

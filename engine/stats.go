@@ -97,6 +97,7 @@ type Stats struct {
 	NacksReceived          uint64
 	Retransmitted          uint64 // frames resent in answer to NACKs
 	RetransmitsReceived    uint64 // retransmitted frames applied
+	RepairsServed          uint64 // others' DATA frames resent from the relay ring in answer to NACKs (relay trees)
 	HWMSent, HWMReceived   uint64
 	AcksSent, AcksReceived uint64           // flow-control progress reports
 	FlowWaits              uint64           // sender waits for receivers to catch up
@@ -160,6 +161,7 @@ type counters struct {
 	nacksSent, nacksReceived   atomic.Uint64
 	retransmitted              atomic.Uint64
 	retransmitsReceived        atomic.Uint64
+	repairsServed              atomic.Uint64
 	hwmSent, hwmReceived       atomic.Uint64
 	acksSent, acksReceived     atomic.Uint64
 	flowWaits, flowTimeouts    atomic.Uint64
@@ -206,6 +208,7 @@ func (c *counters) snapshot(s *Stats) {
 	s.NacksReceived = c.nacksReceived.Load()
 	s.Retransmitted = c.retransmitted.Load()
 	s.RetransmitsReceived = c.retransmitsReceived.Load()
+	s.RepairsServed = c.repairsServed.Load()
 	s.HWMSent = c.hwmSent.Load()
 	s.HWMReceived = c.hwmReceived.Load()
 	s.AcksSent, s.AcksReceived = c.acksSent.Load(), c.acksReceived.Load()
