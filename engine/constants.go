@@ -73,3 +73,28 @@ const (
 	// parent, and then relays the repair down.
 	treeParentWindow = 20 * time.Millisecond
 )
+
+// Tunables of Plumtree's lazy push in relay trees (plumtree.go, driving
+// engine/internal/plumtree).
+const (
+	// treeIHaveInterval is the shortest time between two IHAVE rounds of
+	// one node; a round names every origin whose held frames advanced.
+	treeIHaveInterval = 20 * time.Millisecond
+	// treeLazyPeers is how many members each IHAVE round goes to, chosen
+	// in turn over the whole view.
+	treeLazyPeers = 2
+	// treeGraftTimeout, per relay hop of the tree: frames a lazy peer
+	// announced that have not arrived this long after are grafted for.
+	// It is the control-frame high-water hold (treeHWMDelay): a frame
+	// merely slower down the tree than the announcement must not graft,
+	// which would push that origin's frames twice until a PRUNE.
+	treeGraftTimeout = 20 * time.Millisecond
+	// treeGraftGiveUp: a graft that brought nothing this long after is
+	// dropped; the stream's NACKs and Gap rules answer for the frames.
+	treeGraftGiveUp = 200 * time.Millisecond
+	// treePruneHold: at most one PRUNE per origin per hold.
+	treePruneHold = 100 * time.Millisecond
+	// treeMaxOrigins bounds the origins the Plumtree state tracks (about
+	// 600 B each); more are refused (still repaired by NACKs).
+	treeMaxOrigins = 1024
+)

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/plumtree"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
@@ -246,14 +248,16 @@ type timers struct {
 	n         *Node
 	wake      chan struct{}
 	rxPending atomic.Bool
-	lastData  atomic.Int64 // unix nanos of the last DATA flush
-	announced uint64       // last HWM announced (timer goroutine only)
-	lastHWM   time.Time
-	buf       []byte
-	msgs      []sockopt.Message
-	dests     []netip.AddrPort
-	timer     *time.Timer
-	sc        sealScratch
+	// treePending: the Plumtree state has timed work (plumtree.go).
+	treePending atomic.Bool
+	lastData    atomic.Int64 // unix nanos of the last DATA flush
+	announced   uint64       // last HWM announced (timer goroutine only)
+	lastHWM     time.Time
+	buf         []byte
+	msgs        []sockopt.Message
+	dests       []netip.AddrPort
+	timer       *time.Timer
+	sc          sealScratch
 }
 
 func (t *timers) init(n *Node) {
@@ -299,9 +303,21 @@ func (t *timers) run() {
 				busy = true
 				t.n.rx.runTick()
 			}
+			if t.treePending.Load() {
+				// The tree's schedule sleeps until its own deadline
+				// when nothing else is due sooner.
+				if d := t.n.rx.runTreeTick(now); d > 0 {
+					if !busy {
+						next = d
+					}
+					busy = true
+				}
+			}
 			if !t.n.ready.Load() {
 				if !busy {
 					next = joinTick
+				} else {
+					next = min(next, joinTick)
 				}
 				busy = true
 				t.n.rx.joinCheck(now)
@@ -430,18 +446,11 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	if st == nil || st.epoch() != nk.Epoch || r.ring.slots == nil {
 		return
 	}
-	to, budget, ok := n.members.repairBudget(h.Origin, now)
+	sv, ok := r.startServe(h.Origin, now)
 	if !ok {
-		n.ctr.drop(DropUnknownMember)
 		return
 	}
 	n.ctr.nacksReceived.Add(1)
-	// Only sequences the ring may hold are looked up: a request for
-	// [1, 2^64) costs at most the ring's size.
-	known := st.s.Known()
-	oldest := known - min(known, uint64(treeRingFrames)) + 1
-	spent, k, looked := 0, 0, 0
-ranges:
 	for i := 0; i < int(h.Count); i++ {
 		rg, m, err := codec.ParseSeqRange(ranges)
 		if err != nil {
@@ -449,39 +458,114 @@ ranges:
 			break
 		}
 		ranges = ranges[m:]
-		first, last := max(rg.First, oldest), min(rg.Last, known)
-		for s := first; s <= last && first <= last; s++ {
-			if looked++; looked > treeRingFrames {
-				break ranges
-			}
-			f := r.ring.get(nk.Origin, nk.Epoch, s)
-			if f == nil {
-				continue
-			}
-			if spent >= budget || !r.bucket.take(now) {
-				break ranges // rate or budget bound: the child asks again
-			}
-			fh, _, err := codec.ParseHeader(f)
-			if err != nil || int(fh.Hops)+1 >= int(fh.HopLimit) {
-				continue
-			}
-			buf := append(r.rtSlab[k][:0], f...)
-			codec.SetHops(buf, fh.Hops+1)
-			r.rtSlab[k] = buf
-			r.rtMsgs[k] = sockopt.Message{Buf: buf, Addr: to}
-			k++
-			spent += len(buf)
-			n.ctr.repairsServed.Add(1)
-			if k == len(r.rtMsgs) {
-				n.write(r.rtMsgs[:k])
-				k = 0
-			}
+		if !r.serveRange(&sv, st, rg.First, rg.Last, now) {
+			break
 		}
 	}
-	if k > 0 {
-		n.write(r.rtMsgs[:k])
+	served := sv.spent > 0
+	r.endServe(&sv)
+	if served {
+		r.adoptChild(h.Origin, sv.to, st)
 	}
-	n.members.repairSpent(h.Origin, spent)
+}
+
+// adoptChild makes a member that repairs from us, taking us for its tree
+// parent, an eager child for the origin when our own tree does not give
+// it to us (our views disagree): it is pushed the next frames instead of
+// asking for each (an implicit GRAFT, see plumtree.go).
+func (r *receiver) adoptChild(id uint64, addr netip.AddrPort, st *originState) {
+	v := r.treeView()
+	if v == nil {
+		return
+	}
+	r.dests = treeChildren(v, r.n.id, st.id, r.n.cfg.Fanout, r.dests[:0])
+	if slices.Contains(r.dests, addr) {
+		return // a child that lost a frame: the tree already pushes to it
+	}
+	if !r.tree.m.Graft(plumtree.Peer{ID: id, Addr: addr}, plumtree.Entry{Origin: st.id, Epoch: st.epoch(), Seq: 1}) {
+		r.n.ctr.drop(DropTreeRefused)
+		return
+	}
+	r.n.ctr.graftsAdopted.Add(1)
+}
+
+// serveSeqs resends a member the frames of origin's epoch in [first,
+// last] that the relay ring holds (a GRAFT).
+func (r *receiver) serveSeqs(requester, origin, epoch, first, last uint64, now time.Time) {
+	st := r.origins[origin]
+	if st == nil || st.epoch() != epoch || r.ring.slots == nil || first > last {
+		return
+	}
+	if sv, ok := r.startServe(requester, now); ok {
+		r.serveRange(&sv, st, first, last, now)
+		r.endServe(&sv)
+	}
+}
+
+// serving is one answer from the relay ring in progress.
+type serving struct {
+	requester                uint64
+	to                       netip.AddrPort
+	budget, spent, k, looked int
+}
+
+// startServe checks the requester (a validated member, answered at its
+// validated address) and takes its repair budget.
+func (r *receiver) startServe(requester uint64, now time.Time) (serving, bool) {
+	to, budget, ok := r.n.members.repairBudget(requester, now)
+	if !ok {
+		r.n.ctr.drop(DropUnknownMember)
+		return serving{}, false
+	}
+	return serving{requester: requester, to: to, budget: budget}, true
+}
+
+// serveRange queues the ring's frames of st in [first, last]; it reports
+// false once a bound (rate, budget, lookups) stops the answer. Only
+// sequences the ring may hold are looked up: a request for [1, 2^64)
+// costs at most the ring's size.
+func (r *receiver) serveRange(sv *serving, st *originState, first, last uint64, now time.Time) bool {
+	n := r.n
+	known := st.s.Known()
+	oldest := known - min(known, uint64(treeRingFrames)) + 1
+	first, last = max(first, oldest), min(last, known)
+	for s := first; s <= last && first <= last; s++ {
+		if sv.looked++; sv.looked > treeRingFrames {
+			return false
+		}
+		f := r.ring.get(st.id, st.epoch(), s)
+		if f == nil {
+			continue
+		}
+		if sv.spent >= sv.budget || !r.bucket.take(now) {
+			return false // rate or budget bound: the requester asks again
+		}
+		fh, _, err := codec.ParseHeader(f)
+		if err != nil || int(fh.Hops)+1 >= int(fh.HopLimit) {
+			continue
+		}
+		buf := append(r.rtSlab[sv.k][:0], f...)
+		codec.SetHops(buf, fh.Hops+1)
+		r.rtSlab[sv.k] = buf
+		r.rtMsgs[sv.k] = sockopt.Message{Buf: buf, Addr: sv.to}
+		sv.k++
+		sv.spent += len(buf)
+		n.ctr.repairsServed.Add(1)
+		if sv.k == len(r.rtMsgs) {
+			n.write(r.rtMsgs[:sv.k])
+			sv.k = 0
+		}
+	}
+	return true
+}
+
+// endServe sends what is queued and charges the requester's budget.
+func (r *receiver) endServe(sv *serving) {
+	if sv.k > 0 {
+		r.n.write(r.rtMsgs[:sv.k])
+		sv.k = 0
+	}
+	r.n.members.repairSpent(sv.requester, sv.spent)
 }
 
 // repairTarget is where st's NACK from sequence from goes: the tree

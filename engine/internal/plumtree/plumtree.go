@@ -50,9 +50,10 @@ type Action struct {
 
 type origin struct {
 	id, epoch uint64
-	held      uint64 // highest seq below which every frame arrived (as reported)
-	announced uint64 // held as of the last IHAVE entry
-	dirty     bool   // in Machine.dirty
+	held      uint64         // highest seq below which every frame arrived (as reported)
+	announced uint64         // held as of the last IHAVE entry
+	dirty     bool           // in Machine.dirty
+	lastFrom  netip.AddrPort // sender of the latest first copy
 
 	// Frames a lazy peer announced that are not held.
 	wantSeq   uint64 // 0: none
@@ -61,11 +62,12 @@ type origin struct {
 	graftedAt time.Time // zero until grafted
 	wanting   bool      // in Machine.wants
 
-	lastPrune time.Time
-	eager     [MaxEager]Peer // peers that grafted onto us
-	nEager    int
-	pruned    [MaxEager]Peer // tree children that pruned us
-	nPruned   int
+	lastPrune  time.Time
+	parentDups int            // DupFirstLow since the last PRUNE
+	eager      [MaxEager]Peer // peers that grafted onto us
+	nEager     int
+	pruned     [MaxEager]Peer // tree children that pruned us
+	nPruned    int
 }
 
 // Machine is one node's Plumtree peer state. The zero value is not
@@ -88,6 +90,10 @@ func New(p Params) *Machine {
 		wants:   make([]*origin, 0, 64),
 	}
 }
+
+// SetGraftTimeout changes GraftTimeout (the driver scales it with the
+// tree's depth); wants already waiting keep their start time.
+func (m *Machine) SetGraftTimeout(d time.Duration) { m.p.GraftTimeout = d }
 
 // Refused counts entries refused because a table was at its cap.
 func (m *Machine) Refused() uint64 { return m.refused }
@@ -117,12 +123,17 @@ func (m *Machine) get(id, epoch uint64) *origin {
 	return o
 }
 
-// Held reports that every frame of origin's epoch up to held arrived (or
-// was given up): the next IHAVE round announces it, and a want it covers
-// is settled.
-func (m *Machine) Held(id, epoch, held uint64) {
+// Held reports that a first copy of one of origin's frames came from
+// from, and that every frame of origin's epoch up to held arrived (or was
+// given up): the next IHAVE round announces it, and a want it covers is
+// settled.
+func (m *Machine) Held(id, epoch, held uint64, from netip.AddrPort) {
 	o := m.get(id, epoch)
-	if o == nil || epoch != o.epoch || held <= o.held {
+	if o == nil || epoch != o.epoch {
+		return
+	}
+	o.lastFrom = from
+	if held <= o.held {
 		return
 	}
 	o.held = held
@@ -224,19 +235,48 @@ func (m *Machine) Tick(now time.Time, dst []Action) ([]Action, time.Time) {
 	return dst, next
 }
 
-// Duplicate reports whether a second copy of one of origin's frames,
-// from a sender that is not this node's tree parent (fromParent false),
-// calls for a PRUNE to that sender: at most one per origin per PruneHold,
-// so that two senders are not both pruned before either takes effect.
-func (m *Machine) Duplicate(id uint64, fromParent bool, now time.Time) bool {
-	if fromParent {
-		return false
+// FirstFrom is the sender of the latest first copy of origin's frames.
+func (m *Machine) FirstFrom(id uint64) netip.AddrPort {
+	if o := m.origins[id]; o != nil {
+		return o.lastFrom
 	}
+	return netip.AddrPort{}
+}
+
+// Dup says which sender of a frame's two copies a PRUNE could go to.
+type Dup uint8
+
+// Kinds of duplicate.
+const (
+	DupKeep     Dup = iota // neither sender may be pruned (tree parent, origin)
+	DupSender              // the second copy's sender is neither: prune it
+	DupFirst               // the second came from the origin: prune the first copy's sender
+	DupFirstLow            // the second came from the tree parent, which may have been a repair from its ring: prune the first copy's sender only after ParentDups of these
+)
+
+// ParentDups is how many duplicates from the tree parent, after a first
+// copy from elsewhere, call for pruning that other sender: a repair the
+// parent resends from its ring looks like a push, a real push repeats.
+const ParentDups = 4
+
+// Duplicate reports whether a second copy of one of origin's frames calls
+// for a PRUNE (to the sender d names): at most one per origin per
+// PruneHold, so that two senders are not both pruned before either takes
+// effect.
+func (m *Machine) Duplicate(id uint64, d Dup, now time.Time) bool {
 	o := m.origins[id]
-	if o == nil || (!o.lastPrune.IsZero() && now.Sub(o.lastPrune) < m.p.PruneHold) {
+	if o == nil || d == DupKeep {
 		return false
 	}
-	o.lastPrune = now
+	if d == DupFirstLow {
+		if o.parentDups++; o.parentDups < ParentDups {
+			return false
+		}
+	}
+	if !o.lastPrune.IsZero() && now.Sub(o.lastPrune) < m.p.PruneHold {
+		return false
+	}
+	o.lastPrune, o.parentDups = now, 0
 	return true
 }
 

@@ -91,7 +91,7 @@ func TestScenarios(t *testing.T) {
 				now := at(s.at)
 				switch {
 				case s.held != nil:
-					m.Held(s.held.Origin, s.held.Epoch, s.held.Seq)
+					m.Held(s.held.Origin, s.held.Epoch, s.held.Seq, peerA.Addr)
 				case s.ihave != nil:
 					held := uint64(0)
 					if o := m.origins[s.ihave.Origin]; o != nil && o.epoch == s.ihave.Epoch {
@@ -150,7 +150,7 @@ func TestGraftPruneReset(t *testing.T) {
 func TestCaps(t *testing.T) {
 	m := New(params)
 	for id := uint64(1); id <= uint64(params.MaxOrigins)+3; id++ {
-		m.Held(id, 1, 1)
+		m.Held(id, 1, 1, peerA.Addr)
 		m.IHave(peerA, Entry{Origin: id + 100, Epoch: 1, Seq: 3}, 0, t0)
 		m.Prune(peerA, id+200)
 	}
@@ -178,22 +178,30 @@ func TestCaps(t *testing.T) {
 
 func TestDuplicatePrunesOncePerHold(t *testing.T) {
 	m := New(params)
-	m.Held(1, 1, 1)
-	for _, tc := range []struct {
-		at         int
-		fromParent bool
-		want       bool
+	m.Held(1, 1, 1, peerB.Addr)
+	if m.FirstFrom(1) != peerB.Addr {
+		t.Fatalf("first copy from %v, want %v", m.FirstFrom(1), peerB.Addr)
+	}
+	for i, tc := range []struct {
+		at   int
+		dup  Dup
+		want bool
 	}{
-		{0, true, false}, // the parent's copy: never pruned
-		{0, false, true},
-		{10, false, false}, // within PruneHold
-		{50, false, true},
+		{0, DupKeep, false}, // parent and origin: never pruned
+		{0, DupSender, true},
+		{10, DupSender, false}, // within PruneHold
+		{50, DupFirst, true},
+		{100, DupFirstLow, false}, // maybe a repair from the parent's ring
+		{101, DupFirstLow, false},
+		{102, DupFirstLow, false},
+		{103, DupFirstLow, true}, // the fourth: a real push
+		{200, DupFirstLow, false},
 	} {
-		if got := m.Duplicate(1, tc.fromParent, at(tc.at)); got != tc.want {
-			t.Fatalf("at %d ms parent %v: prune %v, want %v", tc.at, tc.fromParent, got, tc.want)
+		if got := m.Duplicate(1, tc.dup, at(tc.at)); got != tc.want {
+			t.Fatalf("step %d at %d ms dup %v: prune %v, want %v", i, tc.at, tc.dup, got, tc.want)
 		}
 	}
-	if m.Duplicate(99, false, t0) {
+	if m.Duplicate(99, DupSender, t0) {
 		t.Fatal("prune for an untracked origin")
 	}
 }
@@ -202,8 +210,8 @@ func TestDuplicatePrunesOncePerHold(t *testing.T) {
 // the eager set allocate nothing once the origins are tracked.
 func TestSteadyStateZeroAlloc(t *testing.T) {
 	m := New(params)
-	m.Held(1, 1, 1)
-	m.Held(2, 1, 1)
+	m.Held(1, 1, 1, peerA.Addr)
+	m.Held(2, 1, 1, peerA.Addr)
 	m.Graft(peerA, Entry{Origin: 1, Epoch: 1, Seq: 1})
 	dst := make([]Action, 0, 16)
 	now := t0
@@ -211,11 +219,11 @@ func TestSteadyStateZeroAlloc(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		seq++
 		now = now.Add(time.Millisecond)
-		m.Held(1, 1, seq)
+		m.Held(1, 1, seq, peerA.Addr)
 		m.IHave(peerB, Entry{Origin: 2, Epoch: 1, Seq: seq + 5}, seq, now)
-		m.Held(2, 1, seq+5)
+		m.Held(2, 1, seq+5, peerB.Addr)
 		dst, _ = m.Tick(now, dst[:0])
-		_ = m.Duplicate(1, false, now)
+		_ = m.Duplicate(1, DupSender, now)
 		if len(m.Eager(1)) != 1 || m.Pruned(1, peerB.Addr) {
 			panic("eager set changed")
 		}
