@@ -57,7 +57,8 @@
 //	|                     payload ...                               | 56
 //
 //	type     1 DATA, 2 ALIVE, 3 LEAVE, 4 NACK, 5 HWM, 6 ACK, 7 JOIN,
-//	         8 CHALLENGE, 9 RESPONSE, 10 PROBE, 11 SYNC; else ErrBadType
+//	         8 CHALLENGE, 9 RESPONSE, 10 PROBE, 11 SYNC, 12 IHAVE,
+//	         13 GRAFT, 14 PRUNE; else ErrBadType
 //	flags    bit 0 FlagAuth: a 16-byte AEAD tag trails the payload
 //	         bit 1 FlagRetransmit: DATA resent for a NACK (DATA only)
 //	         bit 2 FlagPadded: zero padding may follow the frame
@@ -74,7 +75,8 @@
 //	         and sends (retransmits and heartbeats too); never repeats
 //	         within an epoch: the AEAD nonce source.
 //	count    DATA: records; ALIVE, SYNC: digest entries; NACK: ranges;
-//	         PROBE: updates; LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
+//	         PROBE: updates; IHAVE, GRAFT, PRUNE: tree entries (>= 1);
+//	         LEAVE, HWM, ACK, JOIN, CHALLENGE, RESPONSE: 0.
 //
 // # DATA payload: Count >= 1 records back to back
 //
@@ -291,6 +293,36 @@
 // A push-pull sends the whole member table, part 0 first, in as many
 // frames as it takes (digest entries as in ALIVE); the receiver of a push
 // answers once, when part 0 arrives.
+//
+// # IHAVE, GRAFT and PRUNE payload: Count >= 1 tree entries
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------------------------------------------------------+
+//	|                        origin id (u64)                        |  0
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                   origin's boot epoch (u64)                   |  8
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//	|                          seq (u64)                            | 16
+//	+                                                               +
+//	|                                                               |
+//	+---------------------------------------------------------------+
+//
+//	IHAVE  seq >= 1: the highest DATA seq of the origin's epoch the
+//	       sender holds (lazy push, to members outside its tree edges).
+//	GRAFT  seq >= 1: resend the origin's frames from seq on, and push
+//	       its DATA frames to the sender from now on.
+//	PRUNE  seq == 0: stop pushing the origin's frames to the sender.
+//	       Otherwise ErrBadTree; no entries is ErrBadTree too.
+//
+// These three heal a relay tree whose members' views disagree (Plumtree):
+// a node that hears of frames it lacks and that do not arrive GRAFTs the
+// announcer; a node that gets a frame twice PRUNEs the sender that is not
+// its tree parent.
 //
 // # Tag
 //

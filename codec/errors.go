@@ -54,6 +54,9 @@ var (
 	// ErrBadSync: a SYNC with an unknown kind, reserved bytes set, or a
 	// part number not below its part count.
 	ErrBadSync = errors.New("codec: bad sync")
+	// ErrBadTree: an IHAVE, GRAFT or PRUNE with no entry, an IHAVE or
+	// GRAFT entry without a sequence, or a PRUNE entry with one.
+	ErrBadTree = errors.New("codec: bad tree entry")
 	// ErrBadState: a digest entry's member state is not a State constant.
 	ErrBadState = errors.New("codec: bad member state")
 	// ErrFrameTooLarge: a frame (or frame size budget) above MaxFrameSize.

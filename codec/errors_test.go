@@ -160,7 +160,7 @@ func TestErrorReasons(t *testing.T) {
 		{"HWM payload", parseFrame(payloadFrame(testHeader, TypeHWM, 0, []byte{0})), ErrBadLength},
 
 		// CHALLENGE and RESPONSE.
-		{"type 12", parseFrame(mutate(data, put8(offType, 12))), ErrBadType},
+		{"type 15", parseFrame(mutate(data, put8(offType, 15))), ErrBadType},
 		{"challenge short", func() error { _, _, err := ParseChallenge(chP[:ChallengeLen-1]); return err }(), ErrShort},
 		{"challenge no address", func() error {
 			_, _, err := ParseChallenge(mutate(chP, func(b []byte) []byte { clear(b[offChallengeAddr : offChallengeAddr+AddrLen]); return b }))

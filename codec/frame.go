@@ -45,6 +45,7 @@ func ParseFrame(b []byte) (f Frame, err error) {
 //	CHALLENGE, RESPONSE  Count == 0, exactly ChallengeLen bytes
 //	PROBE  fixed part, then exactly Count updates
 //	SYNC   fixed part, then exactly Count digest entries
+//	IHAVE, GRAFT, PRUNE  exactly Count >= 1 tree entries (ErrBadTree)
 //
 // A Count larger than the payload holds is ErrTooManyRecords, leftover
 // bytes are ErrBadLength. It does not allocate.
@@ -158,6 +159,8 @@ func ValidatePayload(h *Header, payload []byte) error {
 			}
 		}
 		return nil
+	case TypeIHave, TypeGraft, TypePrune:
+		return validateTree(h.Type, payload, count)
 	case TypeJoin:
 		if count != 0 {
 			return ErrTooManyRecords

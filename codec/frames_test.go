@@ -71,6 +71,14 @@ func nackFrame(n Nack, ranges []SeqRange) []byte {
 	return payloadFrame(testHeader, TypeNack, uint16(len(ranges)), p)
 }
 
+func treeFrame(t FrameType, entries ...TreeEntry) []byte {
+	var p []byte
+	for i := range entries {
+		p = AppendTreeEntry(p, &entries[i])
+	}
+	return payloadFrame(testHeader, t, uint16(len(entries)), p)
+}
+
 // goldenFrames returns the frames pinned under testdata/, by file name.
 func goldenFrames() map[string][]byte {
 	retrans := testHeader
@@ -96,6 +104,9 @@ func goldenFrames() map[string][]byte {
 		"probe_ping":      probeFrame(Probe{Kind: ProbePing, Seq: 41, Target: 0xA1}, nil),
 		"probe_ack":       probeFrame(Probe{Kind: ProbeAck, Seq: 42, Target: 0xA1, TargetAddr: testAddr4}, testUpdates),
 		"sync_push":       syncFrame(Sync{Kind: SyncPush, Part: 1, Parts: 3}, testDigest),
+		"ihave":           treeFrame(TypeIHave, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 77}, TreeEntry{Origin: 0xC2, Epoch: 0xD2, Seq: 1}),
+		"graft":           treeFrame(TypeGraft, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 42}),
+		"prune":           treeFrame(TypePrune, TreeEntry{Origin: 0xC1, Epoch: 0xD1}),
 	}
 }
 

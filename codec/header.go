@@ -67,14 +67,18 @@ const (
 	TypeResponse  FrameType = 9  // the echo of a CHALLENGE's cookie
 	TypeProbe     FrameType = 10 // SWIM probe (ping, ping-req, ack, nack) with piggybacked updates
 	TypeSync      FrameType = 11 // push-pull: part of a member table
+	TypeIHave     FrameType = 12 // relay tree, lazy push: the highest seqs the sender holds, per origin
+	TypeGraft     FrameType = 13 // relay tree: resend an origin's frames from a seq and push them to me
+	TypePrune     FrameType = 14 // relay tree: stop pushing me an origin's frames
 
-	typeLast = TypeSync // highest defined type
+	typeLast = TypePrune // highest defined type
 )
 
 // known reports whether t is a frame type of this wire version.
 func (t FrameType) known() bool {
 	switch t {
-	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeJoin, TypeChallenge, TypeResponse, TypeProbe, TypeSync:
+	case TypeData, TypeAlive, TypeLeave, TypeNack, TypeHWM, TypeAck, TypeJoin, TypeChallenge, TypeResponse, TypeProbe, TypeSync,
+		TypeIHave, TypeGraft, TypePrune:
 		return true
 	}
 	return false
@@ -105,6 +109,12 @@ func (t FrameType) String() string {
 		return "PROBE"
 	case TypeSync:
 		return "SYNC"
+	case TypeIHave:
+		return "IHAVE"
+	case TypeGraft:
+		return "GRAFT"
+	case TypePrune:
+		return "PRUNE"
 	}
 	return "FrameType(" + itoa(uint64(t)) + ")"
 }

@@ -26,7 +26,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 }
 
 func TestFrameTypeAndStateStrings(t *testing.T) {
-	for v, want := range map[FrameType]string{TypeData: "DATA", TypeAlive: "ALIVE", TypeLeave: "LEAVE", TypeNack: "NACK", TypeHWM: "HWM", TypeAck: "ACK", TypeChallenge: "CHALLENGE", TypeResponse: "RESPONSE", TypeJoin: "JOIN", TypeProbe: "PROBE", TypeSync: "SYNC", 12: "FrameType(12)", 0: "FrameType(0)", 200: "FrameType(200)"} {
+	for v, want := range map[FrameType]string{TypeData: "DATA", TypeAlive: "ALIVE", TypeLeave: "LEAVE", TypeNack: "NACK", TypeHWM: "HWM", TypeAck: "ACK", TypeChallenge: "CHALLENGE", TypeResponse: "RESPONSE", TypeJoin: "JOIN", TypeProbe: "PROBE", TypeSync: "SYNC", TypeIHave: "IHAVE", TypeGraft: "GRAFT", TypePrune: "PRUNE", 15: "FrameType(15)", 0: "FrameType(0)", 200: "FrameType(200)"} {
 		if v.String() != want {
 			t.Errorf("%d.String() = %q, want %q", uint8(v), v.String(), want)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -464,5 +465,89 @@ func TestAllocGatesFailOnInjectedAllocation(t *testing.T) {
 				t.Errorf("reader batch gate measured %.2f allocations per batch with one injected", a)
 			}
 		})
+	}
+}
+
+// TestRelayRingZeroAlloc: a relay keeping a frame for its tree children
+// and looking one up allocates nothing once its ring exists.
+func TestRelayRingZeroAlloc(t *testing.T) {
+	q := relayRing{frameSize: codec.DefaultMaxFrameSize}
+	frame := make([]byte, 600)
+	h := codec.Header{Type: codec.TypeData, Origin: 7, Epoch: 3, Seq: 1}
+	q.put(&h, frame) // allocates the ring, once
+	allocs := testing.AllocsPerRun(1000, func() {
+		h.Seq++
+		q.put(&h, frame)
+		if q.get(7, 3, h.Seq) == nil || q.get(7, 3, h.Seq+1) != nil {
+			panic("relay ring lost a frame")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("relay ring put/get: %v allocs, want 0", allocs)
+	}
+}
+
+// TestTreeRelayZeroAlloc: in a relay tree, a relay's DATA path — stream,
+// apply, relay ring, Plumtree's held mark, eager children (grafts and
+// prunes applied) — and its duplicate path, PRUNE included, allocate
+// nothing per frame once the origin's states exist.
+func TestTreeRelayZeroAlloc(t *testing.T) {
+	o := quietOptions(unicastOptions(7946))
+	o.Transport = newIdleTransport()
+	o.BindAddr = ""
+	o.AdvertiseAddr = "127.0.0.1:7946"
+	o.DirectLimit, o.Fanout = 2, 3
+	n := startNode(t, o)
+	// A view in which self is the origin's first child: it relays to
+	// ring positions 4-6.
+	self := n.id
+	v := &destView{}
+	ids := []uint64{self - 1}
+	for i := uint64(1); i <= 9; i++ {
+		ids = append(ids, self+i)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		v.ids = append(v.ids, id)
+		v.live = append(v.live, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(id - self + 2)}), 1))
+	}
+	n.members.view.Store(v)
+	origin := self - 1
+	originAddr := v.live[slices.Index(v.ids, origin)]
+	stranger := v.live[slices.Index(v.ids, self+5)] // a member that is not our parent
+	var fb codec.FrameBuilder
+	buf := make([]byte, 0, codec.DefaultMaxFrameSize)
+	seq := uint64(0)
+	frame := func() []byte {
+		seq++
+		h := codec.Header{Type: codec.TypeData, HopLimit: 8, Cluster: n.cfg.cluster, Origin: origin, Epoch: 1, Seq: seq, Packet: seq}
+		fb.Reset(buf[:0], h, codec.DefaultMaxFrameSize)
+		fb.Add([]byte("user:1"), codec.RecordExact)
+		return fb.Finish()
+	}
+	n.rx.mu.Lock() // play the receive goroutine
+	defer n.rx.mu.Unlock()
+	now := time.Now()
+	n.rx.frame(frame(), originAddr, false, now) // the origin's states, the ring
+	n.rx.tree.m.Graft(plumtreePeer(stranger), plumtreeEntry(origin))
+	allocs := testing.AllocsPerRun(1000, func() { n.rx.frame(frame(), originAddr, false, now) })
+	if allocs != 0 {
+		t.Fatalf("tree relay path allocates %.1f per frame", allocs)
+	}
+	if s := n.Stats(); s.Relayed != 1002 || s.DataFrames != 1002 {
+		t.Fatalf("relayed %d of %d frames, want 1002: the tree path did not run", s.Relayed, s.DataFrames)
+	}
+	dup := slices.Clone(frame())
+	n.rx.frame(dup, originAddr, false, now)
+	later := now
+	allocs = testing.AllocsPerRun(100, func() {
+		later = later.Add(treePruneHold) // a PRUNE each time
+		n.rx.frame(dup, stranger, false, later)
+	})
+	if allocs != 0 {
+		t.Fatalf("tree duplicate path allocates %.1f per frame", allocs)
+	}
+	if s := n.Stats(); s.PrunesSent != 101 {
+		t.Fatalf("%d PRUNEs sent, want 101: the measured path did not run", s.PrunesSent)
 	}
 }

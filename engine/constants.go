@@ -60,3 +60,44 @@ const (
 
 // swimTimerFloor is the shortest sleep of the probe loop.
 const swimTimerFloor = time.Millisecond
+
+// Tunables of dissemination in relay trees (meshes above DirectLimit).
+const (
+	// treeRingFrames is the capacity, in DATA frames of any origin, of the
+	// ring in which a relay keeps the frames it forwarded, to answer its
+	// tree children's NACKs (relayRing). Its memory is treeRingFrames ×
+	// MaxFrameSize (704 KiB at the default 1400 B), allocated on the
+	// node's first relayed frame: a node that relays nothing (a small
+	// mesh, a leaf of every origin's tree) has none.
+	treeRingFrames = 512
+	// treeParentWindow, per relay hop of the tree, is how long a receiver
+	// asks its tree parent for a missing frame before it asks the origin:
+	// its parent may be missing it too and repairing it from its own
+	// parent, and then relays the repair down.
+	treeParentWindow = 20 * time.Millisecond
+)
+
+// Tunables of Plumtree's lazy push in relay trees (plumtree.go, driving
+// engine/internal/plumtree).
+const (
+	// treeIHaveInterval is the shortest time between two IHAVE rounds of
+	// one node; a round names every origin whose held frames advanced.
+	treeIHaveInterval = 20 * time.Millisecond
+	// treeLazyPeers is how many members each IHAVE round goes to, chosen
+	// in turn over the whole view.
+	treeLazyPeers = 2
+	// treeGraftTimeout, per relay hop of the tree: frames a lazy peer
+	// announced that have not arrived this long after are grafted for.
+	// It is the control-frame high-water hold (treeHWMDelay): a frame
+	// merely slower down the tree than the announcement must not graft,
+	// which would push that origin's frames twice until a PRUNE.
+	treeGraftTimeout = 20 * time.Millisecond
+	// treeGraftGiveUp: a graft that brought nothing this long after is
+	// dropped; the stream's NACKs and Gap rules answer for the frames.
+	treeGraftGiveUp = 200 * time.Millisecond
+	// treePruneHold: at most one PRUNE per origin per hold.
+	treePruneHold = 100 * time.Millisecond
+	// treeMaxOrigins bounds the origins the Plumtree state tracks (about
+	// 600 B each); more are refused (still repaired by NACKs).
+	treeMaxOrigins = 1024
+)

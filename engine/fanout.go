@@ -52,3 +52,35 @@ func memberAt(v *destView, selfIdx, j int) netip.AddrPort {
 	}
 	return v.live[j]
 }
+
+// treeParent returns self's parent in the relay tree of origin: the node
+// that relays origin's frames to self when views agree. ok is false when
+// that is the origin itself (or self is the origin, or the origin is not
+// in the view, where the fallback spread of treeChildren has no parent):
+// repair then asks the origin.
+func treeParent(v *destView, self, origin uint64, fanout int) (netip.AddrPort, uint64, bool) {
+	ids := v.ids
+	n := len(ids) + 1
+	if origin == self || n < 3 {
+		return netip.AddrPort{}, 0, false
+	}
+	j := sort.Search(len(ids), func(i int) bool { return ids[i] >= origin })
+	if j == len(ids) || ids[j] != origin {
+		return netip.AddrPort{}, 0, false
+	}
+	selfIdx := sort.Search(len(ids), func(i int) bool { return ids[i] >= self })
+	originIdx := j
+	if self < origin {
+		originIdx++
+	}
+	p := (selfIdx - originIdx + n) % n
+	parent := (p - 1) / fanout
+	if parent == 0 {
+		return netip.AddrPort{}, 0, false
+	}
+	k := (parent + originIdx) % n
+	if k > selfIdx {
+		k--
+	}
+	return v.live[k], ids[k], true
+}

@@ -54,6 +54,8 @@ type receiver struct {
 	origins map[uint64]*originState
 	dedup   *bloom
 	relay   relayQueue
+	ring    relayRing // frames relayed, for tree children's NACKs (repair.go)
+	tree    treeState // Plumtree's lazy push in relay trees (plumtree.go)
 	dests   []netip.AddrPort
 
 	open     *opener        // nil without a keyring
@@ -89,6 +91,8 @@ func (r *receiver) init(n *Node) error {
 	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
+	r.ring.frameSize = n.cfg.MaxFrameSize
+	r.tree.init(n.cfg.MaxFrameSize)
 	r.dests = make([]netip.AddrPort, 0, 64)
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
@@ -295,10 +299,11 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	// Nothing below runs for a frame that failed authentication.
 	switch h.Type {
 	case codec.TypeData:
-		r.data(&h, b, payload, now)
+		r.data(&h, b, payload, from, now)
 		return
 	case codec.TypeAlive, codec.TypeLeave, codec.TypeNack, codec.TypeHWM, codec.TypeAck, codec.TypeJoin,
-		codec.TypeChallenge, codec.TypeResponse, codec.TypeProbe, codec.TypeSync:
+		codec.TypeChallenge, codec.TypeResponse, codec.TypeProbe, codec.TypeSync,
+		codec.TypeIHave, codec.TypeGraft, codec.TypePrune:
 	default:
 		n.ctr.drop(DropUnknownType)
 		return
@@ -353,6 +358,12 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		n.hb.pr.handleProbe(&h, payload, now)
 	case codec.TypeSync:
 		n.hb.pr.handleSync(&h, payload, now)
+	case codec.TypeIHave:
+		r.handleIHave(&h, payload, now)
+	case codec.TypeGraft:
+		r.handleGraft(&h, payload, now)
+	case codec.TypePrune:
+		r.handlePrune(&h, payload, now)
 	}
 	// Every control frame carries its sender's high-water mark in Seq. In
 	// a direct mesh it comes the way the DATA frames did, one hop from the
@@ -465,7 +476,7 @@ func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 	return st
 }
 
-func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
+func (r *receiver) data(h *codec.Header, frame, payload []byte, from netip.AddrPort, now time.Time) {
 	n := r.n
 	if err := codec.ValidateRecords(payload, h.Count); err != nil {
 		n.ctr.drop(DropMalformed)
@@ -491,6 +502,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	verdict, repaired := r.received(st, h.Seq, now)
 	if verdict == stream.Duplicate {
 		n.ctr.duplicates.Add(1)
+		r.treeDuplicate(h, from, now)
 		return
 	}
 	key := frameKey(h.Origin, h.Epoch, h.Seq)
@@ -512,6 +524,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, now time.Time) {
 	n.ctr.recordsReceived.Add(uint64(h.Count))
 	n.ctr.dataFrames.Add(1)
 	r.ackDue(st)
+	r.treeHeld(h, st, from)
 
 	// Relay first copies down the origin's tree. A retransmission goes on
 	// only when it filled a hole here: in a tree, what this node missed its
@@ -534,7 +547,12 @@ func (r *receiver) relayDown(h *codec.Header, frame []byte) {
 		return
 	}
 	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+	r.treeView() // grafts and prunes of an older view are forgotten first
+	r.dests = r.treeDests(h.Origin, r.dests)
 	if len(r.dests) > 0 {
+		if h.Type == codec.TypeData {
+			r.ring.put(h, frame) // the children will NACK us for it
+		}
 		r.relay.add(frame, h.Hops+1, r.dests)
 	}
 }

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/plumtree"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
@@ -134,7 +136,8 @@ func (r *receiver) nack(h *codec.Header, payload []byte, now time.Time) {
 		return
 	}
 	if nk.Origin != n.id {
-		return // not about us
+		r.serveRelay(h, &nk, ranges, now) // a tree child asks its parent
+		return
 	}
 	n.ctr.nacksReceived.Add(1)
 	// Answer validated members only, at their validated address (a forged
@@ -245,14 +248,16 @@ type timers struct {
 	n         *Node
 	wake      chan struct{}
 	rxPending atomic.Bool
-	lastData  atomic.Int64 // unix nanos of the last DATA flush
-	announced uint64       // last HWM announced (timer goroutine only)
-	lastHWM   time.Time
-	buf       []byte
-	msgs      []sockopt.Message
-	dests     []netip.AddrPort
-	timer     *time.Timer
-	sc        sealScratch
+	// treePending: the Plumtree state has timed work (plumtree.go).
+	treePending atomic.Bool
+	lastData    atomic.Int64 // unix nanos of the last DATA flush
+	announced   uint64       // last HWM announced (timer goroutine only)
+	lastHWM     time.Time
+	buf         []byte
+	msgs        []sockopt.Message
+	dests       []netip.AddrPort
+	timer       *time.Timer
+	sc          sealScratch
 }
 
 func (t *timers) init(n *Node) {
@@ -298,9 +303,21 @@ func (t *timers) run() {
 				busy = true
 				t.n.rx.runTick()
 			}
+			if t.treePending.Load() {
+				// The tree's schedule sleeps until its own deadline
+				// when nothing else is due sooner.
+				if d := t.n.rx.runTreeTick(now); d > 0 {
+					if !busy {
+						next = d
+					}
+					busy = true
+				}
+			}
 			if !t.n.ready.Load() {
 				if !busy {
 					next = joinTick
+				} else {
+					next = min(next, joinTick)
 				}
 				busy = true
 				t.n.rx.joinCheck(now)
@@ -355,4 +372,216 @@ func (t *timers) announce(hwm uint64) {
 		m = m[k:]
 	}
 	n.ctr.hwmSent.Add(1)
+}
+
+// ---- repair from a tree parent ----
+//
+// In a relay tree a frame lost on one link is missing in the whole
+// subtree below it, and every node there would NACK the origin for it.
+// Instead a receiver asks its tree parent (treeParent), which keeps the
+// frames it relayed in a relayRing and answers from it; a parent that
+// missed the frame too repairs it from its own parent and relays the
+// repair down (receiver.data), so the origin hears only from its own
+// children and from receivers whose parent could not help within
+// treeParentWindow per hop (ring overwritten, views that disagree).
+
+// relayRing keeps recent DATA frames this node relayed, as received
+// (sealed: a relay forwards frames verbatim), by (origin, epoch, seq). It
+// is direct-mapped: a frame's slot is fixed by origin and seq, and a new
+// frame overwrites whatever was there, so consecutive frames of one
+// origin take consecutive slots and origins share the capacity. Guarded
+// by receiver.mu. It does not allocate after its first put.
+type relayRing struct {
+	slots     []relaySlot
+	frameSize int
+}
+
+type relaySlot struct {
+	origin, epoch, seq uint64
+	frame              []byte // cap frameSize
+}
+
+func (q *relayRing) slot(origin, seq uint64) *relaySlot {
+	return &q.slots[(seq+origin*0x9E3779B97F4A7C15)&uint64(len(q.slots)-1)]
+}
+
+// put keeps a copy of frame (a DATA frame of h, as received).
+func (q *relayRing) put(h *codec.Header, frame []byte) {
+	if len(frame) > q.frameSize {
+		return
+	}
+	if q.slots == nil {
+		q.slots = make([]relaySlot, treeRingFrames)
+		slab := make([]byte, treeRingFrames*q.frameSize)
+		for i := range q.slots {
+			q.slots[i].frame = slab[i*q.frameSize : i*q.frameSize : (i+1)*q.frameSize]
+		}
+	}
+	s := q.slot(h.Origin, h.Seq)
+	s.origin, s.epoch, s.seq = h.Origin, h.Epoch, h.Seq
+	s.frame = append(s.frame[:0], frame...)
+}
+
+// get returns the kept frame (origin, epoch, seq), or nil.
+func (q *relayRing) get(origin, epoch, seq uint64) []byte {
+	if q.slots == nil || seq == 0 {
+		return nil
+	}
+	s := q.slot(origin, seq)
+	if s.seq != seq || s.origin != origin || s.epoch != epoch {
+		return nil
+	}
+	return s.frame
+}
+
+// serveRelay answers a tree child's NACK for another origin's frames from
+// the relay ring: what it holds goes back as it was relayed (one hop
+// further), within the same global rate and per-member budget as the
+// origin's retransmissions. What it does not hold gets no answer: the
+// child asks the origin once treeParentWindow has passed, and what this
+// node is missing itself it repairs and relays down.
+func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, now time.Time) {
+	n := r.n
+	st := r.origins[nk.Origin]
+	if st == nil || st.epoch() != nk.Epoch || r.ring.slots == nil {
+		return
+	}
+	sv, ok := r.startServe(h.Origin, now)
+	if !ok {
+		return
+	}
+	n.ctr.nacksReceived.Add(1)
+	for i := 0; i < int(h.Count); i++ {
+		rg, m, err := codec.ParseSeqRange(ranges)
+		if err != nil {
+			n.ctr.drop(DropMalformed)
+			break
+		}
+		ranges = ranges[m:]
+		if !r.serveRange(&sv, st, rg.First, rg.Last, now) {
+			break
+		}
+	}
+	served := sv.spent > 0
+	r.endServe(&sv)
+	if served {
+		r.adoptChild(h.Origin, sv.to, st)
+	}
+}
+
+// adoptChild makes a member that repairs from us, taking us for its tree
+// parent, an eager child for the origin when our own tree does not give
+// it to us (our views disagree): it is pushed the next frames instead of
+// asking for each (an implicit GRAFT, see plumtree.go).
+func (r *receiver) adoptChild(id uint64, addr netip.AddrPort, st *originState) {
+	v := r.treeView()
+	if v == nil {
+		return
+	}
+	r.dests = treeChildren(v, r.n.id, st.id, r.n.cfg.Fanout, r.dests[:0])
+	if slices.Contains(r.dests, addr) {
+		return // a child that lost a frame: the tree already pushes to it
+	}
+	if !r.tree.m.Graft(plumtree.Peer{ID: id, Addr: addr}, plumtree.Entry{Origin: st.id, Epoch: st.epoch(), Seq: 1}) {
+		r.n.ctr.drop(DropTreeRefused)
+		return
+	}
+	r.n.ctr.graftsAdopted.Add(1)
+}
+
+// serveSeqs resends a member the frames of origin's epoch in [first,
+// last] that the relay ring holds (a GRAFT).
+func (r *receiver) serveSeqs(requester, origin, epoch, first, last uint64, now time.Time) {
+	st := r.origins[origin]
+	if st == nil || st.epoch() != epoch || r.ring.slots == nil || first > last {
+		return
+	}
+	if sv, ok := r.startServe(requester, now); ok {
+		r.serveRange(&sv, st, first, last, now)
+		r.endServe(&sv)
+	}
+}
+
+// serving is one answer from the relay ring in progress.
+type serving struct {
+	requester                uint64
+	to                       netip.AddrPort
+	budget, spent, k, looked int
+}
+
+// startServe checks the requester (a validated member, answered at its
+// validated address) and takes its repair budget.
+func (r *receiver) startServe(requester uint64, now time.Time) (serving, bool) {
+	to, budget, ok := r.n.members.repairBudget(requester, now)
+	if !ok {
+		r.n.ctr.drop(DropUnknownMember)
+		return serving{}, false
+	}
+	return serving{requester: requester, to: to, budget: budget}, true
+}
+
+// serveRange queues the ring's frames of st in [first, last]; it reports
+// false once a bound (rate, budget, lookups) stops the answer. Only
+// sequences the ring may hold are looked up: a request for [1, 2^64)
+// costs at most the ring's size.
+func (r *receiver) serveRange(sv *serving, st *originState, first, last uint64, now time.Time) bool {
+	n := r.n
+	known := st.s.Known()
+	oldest := known - min(known, uint64(treeRingFrames)) + 1
+	first, last = max(first, oldest), min(last, known)
+	for s := first; s <= last && first <= last; s++ {
+		if sv.looked++; sv.looked > treeRingFrames {
+			return false
+		}
+		f := r.ring.get(st.id, st.epoch(), s)
+		if f == nil {
+			continue
+		}
+		if sv.spent >= sv.budget || !r.bucket.take(now) {
+			return false // rate or budget bound: the requester asks again
+		}
+		fh, _, err := codec.ParseHeader(f)
+		if err != nil || int(fh.Hops)+1 >= int(fh.HopLimit) {
+			continue
+		}
+		buf := append(r.rtSlab[sv.k][:0], f...)
+		codec.SetHops(buf, fh.Hops+1)
+		r.rtSlab[sv.k] = buf
+		r.rtMsgs[sv.k] = sockopt.Message{Buf: buf, Addr: sv.to}
+		sv.k++
+		sv.spent += len(buf)
+		n.ctr.repairsServed.Add(1)
+		if sv.k == len(r.rtMsgs) {
+			n.write(r.rtMsgs[:sv.k])
+			sv.k = 0
+		}
+	}
+	return true
+}
+
+// endServe sends what is queued and charges the requester's budget.
+func (r *receiver) endServe(sv *serving) {
+	if sv.k > 0 {
+		r.n.write(r.rtMsgs[:sv.k])
+		sv.k = 0
+	}
+	r.n.members.repairSpent(sv.requester, sv.spent)
+}
+
+// repairTarget is where st's NACK from sequence from goes: the tree
+// parent while the oldest missing frame is younger than treeParentWindow
+// per hop (always, for a first request of newly missing frames), the
+// origin otherwise, and always in a direct mesh.
+func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (netip.AddrPort, bool) {
+	n := r.n
+	if depth := n.treeDepth(); depth > 0 {
+		v := n.members.view.Load()
+		if to, _, ok := treeParent(v, n.id, st.id, n.cfg.Fanout); ok {
+			fresh := from > st.cum()+1
+			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
+				return to, true
+			}
+		}
+	}
+	return r.originAddr(st.id)
 }

@@ -32,6 +32,7 @@ const (
 	DropUnvalidated                       // needs a validated address first (a new epoch of a member)
 	DropImplausible                       // packet number out of reach of the member's last one
 	DropForged                            // LEAVE not from the member's validated address
+	DropTreeRefused                       // IHAVE, GRAFT or PRUNE outside a relay tree, about an unknown origin or epoch, or past a table's cap
 	numDropReasons
 )
 
@@ -39,7 +40,7 @@ var dropNames = [numDropReasons]string{
 	"short", "bad_magic", "bad_version", "malformed", "wrong_cluster", "own",
 	"old_epoch", "too_old", "auth", "unauthenticated", "unknown_type",
 	"replay", "unknown_member", "too_many_origins",
-	"bad_cookie", "unvalidated", "implausible", "forged",
+	"bad_cookie", "unvalidated", "implausible", "forged", "tree_refused",
 }
 
 // String names the reason as it appears in metrics.
@@ -97,6 +98,10 @@ type Stats struct {
 	NacksReceived          uint64
 	Retransmitted          uint64 // frames resent in answer to NACKs
 	RetransmitsReceived    uint64 // retransmitted frames applied
+	RepairsServed          uint64 // others' DATA frames resent from the relay ring in answer to NACKs (relay trees)
+	IHavesSent, GraftsSent uint64 // relay-tree healing (plumtree.go): IHAVE frames and GRAFT entries sent
+	PrunesSent             uint64 // PRUNE entries sent for duplicates from a sender other than the tree parent
+	GraftsAdopted          uint64 // members that repaired from us as their tree parent, made eager children (our trees disagreed)
 	HWMSent, HWMReceived   uint64
 	AcksSent, AcksReceived uint64           // flow-control progress reports
 	FlowWaits              uint64           // sender waits for receivers to catch up
@@ -160,6 +165,9 @@ type counters struct {
 	nacksSent, nacksReceived   atomic.Uint64
 	retransmitted              atomic.Uint64
 	retransmitsReceived        atomic.Uint64
+	repairsServed              atomic.Uint64
+	ihavesSent, graftsSent     atomic.Uint64
+	prunesSent, graftsAdopted  atomic.Uint64
 	hwmSent, hwmReceived       atomic.Uint64
 	acksSent, acksReceived     atomic.Uint64
 	flowWaits, flowTimeouts    atomic.Uint64
@@ -206,6 +214,9 @@ func (c *counters) snapshot(s *Stats) {
 	s.NacksReceived = c.nacksReceived.Load()
 	s.Retransmitted = c.retransmitted.Load()
 	s.RetransmitsReceived = c.retransmitsReceived.Load()
+	s.RepairsServed = c.repairsServed.Load()
+	s.IHavesSent, s.GraftsSent, s.PrunesSent = c.ihavesSent.Load(), c.graftsSent.Load(), c.prunesSent.Load()
+	s.GraftsAdopted = c.graftsAdopted.Load()
 	s.HWMSent = c.hwmSent.Load()
 	s.HWMReceived = c.hwmReceived.Load()
 	s.AcksSent, s.AcksReceived = c.acksSent.Load(), c.acksReceived.Load()

@@ -296,10 +296,10 @@ func (r *receiver) tick(now time.Time) {
 		if st.s.Open() {
 			fresh, retry := st.s.Due(clk, p, r.originGone(st, now), &t)
 			if fresh != 0 {
-				r.sendNack(st, fresh)
+				r.sendNack(st, fresh, now)
 			}
 			if retry != 0 {
-				r.sendNack(st, retry)
+				r.sendNack(st, retry, now)
 			}
 			r.settle(st, &t) // st.pending is set: nothing is appended while we iterate
 		}
@@ -341,9 +341,10 @@ func (r *receiver) originAddr(id uint64) (netip.AddrPort, bool) {
 	return r.n.members.validatedAddr(id) // never toward an unvalidated address
 }
 
-// sendNack asks the origin for the missing ranges from seq from on.
-func (r *receiver) sendNack(st *originState, from uint64) {
-	to, ok := r.originAddr(st.id)
+// sendNack asks for the missing ranges from seq from on: the origin, or
+// in a relay tree first the tree parent (repairTarget).
+func (r *receiver) sendNack(st *originState, from uint64, now time.Time) {
+	to, ok := r.repairTarget(st, from, now)
 	if !ok {
 		st.s.NoRoute() // unknown origin: the timeout will flag it
 		return

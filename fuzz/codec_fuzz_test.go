@@ -20,7 +20,7 @@ var sentinels = []error{
 	codec.ErrBadType, codec.ErrBadFlags, codec.ErrReserved, codec.ErrBadLength,
 	codec.ErrTooManyRecords, codec.ErrEmptyKey, codec.ErrKeyTooLong, codec.ErrBadRecordFlags,
 	codec.ErrBadHash, codec.ErrBadAddr, codec.ErrBadRange, codec.ErrBadState, codec.ErrBadJoin,
-	codec.ErrBadProbe, codec.ErrBadSync,
+	codec.ErrBadProbe, codec.ErrBadSync, codec.ErrBadTree,
 	codec.ErrFrameTooLarge, codec.ErrFrameTooSmall,
 }
 

@@ -280,6 +280,9 @@ var frameKinds = []frameKind{
 	},
 	challengeKind(codec.TypeChallenge),
 	challengeKind(codec.TypeResponse),
+	treeKind(codec.TypeIHave),
+	treeKind(codec.TypeGraft),
+	treeKind(codec.TypePrune),
 	{
 		typ: codec.TypeProbe,
 		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
@@ -412,6 +415,59 @@ func challengeKind(typ codec.FrameType) frameKind {
 		},
 		seeds: func() []seedPayload {
 			return []seedPayload{{0, codec.AppendChallenge(nil, &seedChallenge)}}
+		},
+	}
+}
+
+// treeKind covers IHAVE, GRAFT and PRUNE, which share a payload: Count
+// >= 1 tree entries, with a sequence except in a PRUNE.
+func treeKind(typ codec.FrameType) frameKind {
+	seqOf := func(r *reader) uint64 {
+		if typ == codec.TypePrune {
+			return 0
+		}
+		return 1 + r.u64()%(1<<62)
+	}
+	return frameKind{
+		typ: typ,
+		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
+			room := max((budget-codec.HeaderLen)/codec.TreeEntryLen, 1)
+			n := 1 + int(r.u8())%room
+			var p []byte
+			entries := make([]codec.TreeEntry, n)
+			for i := range entries {
+				entries[i] = codec.TreeEntry{Origin: r.u64(), Epoch: r.u64(), Seq: seqOf(r)}
+				p = codec.AppendTreeEntry(p, &entries[i])
+			}
+			return control(t, h, uint16(n), p), uint16(n), func(t *testing.T, p []byte) {
+				for i, we := range entries {
+					e, _, _ := codec.ParseTreeEntry(p[i*codec.TreeEntryLen:])
+					if e != we {
+						t.Fatalf("entry %d: %+v, want %+v", i, e, we)
+					}
+				}
+			}
+		},
+		reencode: func(t *testing.T, out, p []byte, count uint16) []byte {
+			for i := 0; i < int(count); i++ {
+				e, _, err := codec.ParseTreeEntry(p[i*codec.TreeEntryLen:])
+				if err != nil {
+					t.Fatalf("ParseFrame accepted a %v entry ParseTreeEntry rejects: %v", typ, err)
+				}
+				out = codec.AppendTreeEntry(out, &e)
+			}
+			return out
+		},
+		seeds: func() []seedPayload {
+			a := codec.TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 77}
+			b := codec.TreeEntry{Origin: 0xC2, Epoch: 0xD2, Seq: 1}
+			if typ == codec.TypePrune {
+				a.Seq, b.Seq = 0, 0
+			}
+			return []seedPayload{
+				{1, codec.AppendTreeEntry(nil, &a)},
+				{2, codec.AppendTreeEntry(codec.AppendTreeEntry(nil, &a), &b)},
+			}
 		},
 	}
 }

@@ -1,0 +1,304 @@
+package engine
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/plumtree"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// Healing the relay tree: Plumtree's lazy push, driven here, decided by
+// engine/internal/plumtree.
+//
+// The eager push is the origin-rooted tree of fanout.go. It is exact while
+// members' views agree; where they disagree (a member some nodes have not
+// validated yet, or cannot reach) a node may be relayed to twice, or by no
+// one. So, in meshes above DirectLimit:
+//
+//   - every node announces, at most every treeIHaveInterval, the origins
+//     whose frames it holds further than it last said (IHAVE: origin,
+//     epoch, the seq below which it holds everything) to treeLazyPeers
+//     members taken in turn over its view;
+//   - a node told of frames it lacks takes the mark like any high-water
+//     mark (the stream's repair and Gap rules then answer for them), and
+//     if they have not arrived after treeGraftTimeout it GRAFTs the
+//     announcer, which resends them from its relay ring and pushes that
+//     origin's frames to it from then on, as an extra tree child;
+//   - a node given a frame twice PRUNEs the sender when it is not its tree
+//     parent (at most once per origin per treePruneHold), which then skips
+//     it for that origin. The origin's own sends are never pruned: its
+//     sender does not take the receive lock.
+//
+// Grafts and prunes hold until the view changes; the new tree is tried
+// first. IHAVE, GRAFT and PRUNE are taken only from validated members (the
+// control path's admission), and entries about origins or epochs this
+// node has no stream for, or beyond a table's cap, are dropped and
+// counted (DropTreeRefused). All of it runs under receiver.mu.
+
+// treeState is the receiver's Plumtree driver state.
+type treeState struct {
+	m       *plumtree.Machine
+	view    *destView // the view the machine's grafts and prunes belong to
+	acts    []plumtree.Action
+	entries []codec.TreeEntry
+	graft   [1]codec.TreeEntry
+	dests   []netip.AddrPort
+	buf     []byte
+	msgs    []sockopt.Message
+	turn    int // rotation over the view for lazy peers
+}
+
+func (t *treeState) init(frameSize int) {
+	t.m = plumtree.New(plumtree.Params{
+		AnnounceInterval: treeIHaveInterval,
+		GraftTimeout:     treeGraftTimeout,
+		GraftGiveUp:      treeGraftGiveUp,
+		PruneHold:        treePruneHold,
+		MaxOrigins:       treeMaxOrigins,
+		MaxPerRound:      codec.MaxTreeEntries(frameSize, true),
+	})
+	t.acts = make([]plumtree.Action, 0, 64)
+	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, false))
+	t.dests = make([]netip.AddrPort, 0, treeLazyPeers)
+	t.buf = make([]byte, 0, frameSize)
+	t.msgs = make([]sockopt.Message, 0, treeLazyPeers)
+}
+
+// treeView returns the current view when the mesh is a relay tree (nil
+// otherwise), resetting grafts and prunes when it changed.
+func (r *receiver) treeView() *destView {
+	v := r.n.members.view.Load()
+	if len(v.live) <= r.n.cfg.DirectLimit {
+		return nil
+	}
+	if v != r.tree.view {
+		r.tree.m.Reset()
+		r.tree.m.SetGraftTimeout(treeGraftTimeout * time.Duration(1+r.n.treeDepth()))
+		r.tree.view = v
+	}
+	return v
+}
+
+// treeHeld tells the machine how far st is held after a new DATA frame
+// from from.
+func (r *receiver) treeHeld(h *codec.Header, st *originState, from netip.AddrPort) {
+	if r.treeView() == nil {
+		return
+	}
+	r.tree.m.Held(h.Origin, h.Epoch, st.cum(), from)
+	if !r.n.timers.treePending.Load() {
+		r.n.timers.treePending.Store(true)
+		r.n.timers.kick()
+	}
+}
+
+// treeDuplicate handles a second copy of a DATA frame, from from: one of
+// the two senders is PRUNEd — this one, or the sender of the first copy
+// when this one is the tree parent or the origin (never pruned: its
+// sends do not pass here) — as long as it is neither of those itself.
+func (r *receiver) treeDuplicate(h *codec.Header, from netip.AddrPort, now time.Time) {
+	v := r.treeView()
+	if v == nil || h.Flags&codec.FlagRetransmit != 0 {
+		return // a retransmission is asked for, not pushed
+	}
+	parent, _, hasParent := treeParent(v, r.n.id, h.Origin, r.n.cfg.Fanout)
+	isParent := func(a netip.AddrPort) bool { return hasParent && a == parent }
+	isOrigin := func(a netip.AddrPort) bool {
+		i := slices.Index(v.live, a)
+		return i >= 0 && v.ids[i] == h.Origin
+	}
+	prunable := func(a netip.AddrPort) bool {
+		return a.IsValid() && !isParent(a) && !isOrigin(a) && slices.Contains(v.live, a)
+	}
+	victim, d := from, plumtree.DupKeep
+	switch {
+	case prunable(from):
+		d = plumtree.DupSender
+	case isOrigin(from) || isParent(from):
+		if victim = r.tree.m.FirstFrom(h.Origin); prunable(victim) {
+			d = plumtree.DupFirst
+			if isParent(from) {
+				d = plumtree.DupFirstLow
+			}
+		}
+	}
+	if !r.tree.m.Duplicate(h.Origin, d, now) {
+		return
+	}
+	r.tree.graft[0] = codec.TreeEntry{Origin: h.Origin, Epoch: h.Epoch}
+	r.sendTree(codec.TypePrune, r.tree.graft[:], victim)
+	r.n.ctr.prunesSent.Add(1)
+}
+
+// treeDests adjusts a relay's tree children for origin: children that
+// pruned us are skipped, members that grafted onto us are added.
+func (r *receiver) treeDests(origin uint64, dests []netip.AddrPort) []netip.AddrPort {
+	m := r.tree.m
+	k := 0
+	for _, d := range dests {
+		if !m.Pruned(origin, d) {
+			dests[k] = d
+			k++
+		}
+	}
+	dests = dests[:k]
+	for _, p := range m.Eager(origin) {
+		if !slices.Contains(dests, p.Addr) {
+			dests = append(dests, p.Addr)
+		}
+	}
+	return dests
+}
+
+// treePeer is the sender of a tree frame as the machine knows it; ok is
+// false outside a relay tree or for a sender without a validated address.
+func (r *receiver) treePeer(h *codec.Header) (plumtree.Peer, bool) {
+	if r.treeView() == nil {
+		return plumtree.Peer{}, false
+	}
+	addr, ok := r.n.members.validatedAddr(h.Origin)
+	return plumtree.Peer{ID: h.Origin, Addr: addr}, ok
+}
+
+// treeEntries walks the tree entries of a validated IHAVE, GRAFT or PRUNE.
+func treeEntries(h *codec.Header, payload []byte, f func(e codec.TreeEntry)) {
+	for i := 0; i < int(h.Count); i++ {
+		e, _, err := codec.ParseTreeEntry(payload[i*codec.TreeEntryLen:])
+		if err != nil {
+			return // cannot happen after ValidatePayload
+		}
+		f(e)
+	}
+}
+
+// handleIHave takes a lazy peer's announcement: the marks go to the
+// streams (held back like any control frame's in a tree), and frames
+// missing here are wanted from the announcer.
+func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
+	from, ok := r.treePeer(h)
+	if !ok {
+		r.n.ctr.drop(DropTreeRefused)
+		return
+	}
+	treeEntries(h, payload, func(e codec.TreeEntry) {
+		st := r.origins[e.Origin]
+		if e.Origin == r.n.id || st == nil || st.epoch() != e.Epoch {
+			r.n.ctr.drop(DropTreeRefused) // no stream: nothing owed here yet
+			return
+		}
+		r.announceLater(st, e.Seq, now)
+		r.tree.m.IHave(from, plumtree.Entry{Origin: e.Origin, Epoch: e.Epoch, Seq: e.Seq}, st.cum(), now)
+	})
+	if !r.n.timers.treePending.Load() {
+		r.n.timers.treePending.Store(true)
+		r.n.timers.kick()
+	}
+}
+
+// handleGraft makes the sender an eager child for each origin it names
+// and resends it what the relay ring holds from the seq it wants.
+func (r *receiver) handleGraft(h *codec.Header, payload []byte, now time.Time) {
+	from, ok := r.treePeer(h)
+	if !ok {
+		r.n.ctr.drop(DropTreeRefused)
+		return
+	}
+	treeEntries(h, payload, func(e codec.TreeEntry) {
+		st := r.origins[e.Origin]
+		if st == nil || st.epoch() != e.Epoch ||
+			!r.tree.m.Graft(from, plumtree.Entry{Origin: e.Origin, Epoch: e.Epoch, Seq: e.Seq}) {
+			r.n.ctr.drop(DropTreeRefused)
+			return
+		}
+		r.serveSeqs(h.Origin, e.Origin, e.Epoch, e.Seq, st.s.Known(), now)
+	})
+}
+
+// handlePrune stops pushing each origin it names to the sender.
+func (r *receiver) handlePrune(h *codec.Header, payload []byte, _ time.Time) {
+	from, ok := r.treePeer(h)
+	if !ok {
+		r.n.ctr.drop(DropTreeRefused)
+		return
+	}
+	treeEntries(h, payload, func(e codec.TreeEntry) {
+		if !r.tree.m.Prune(from, e.Origin) {
+			r.n.ctr.drop(DropTreeRefused)
+		}
+	})
+}
+
+// runTreeTick runs the Plumtree schedule (from the timers goroutine) and
+// returns how long until it is due again (0: nothing pending).
+func (r *receiver) runTreeTick(now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.treeView()
+	if v == nil {
+		r.n.timers.treePending.Store(false)
+		return 0
+	}
+	acts, next := r.tree.m.Tick(now, r.tree.acts[:0])
+	r.tree.acts = acts
+	t := &r.tree
+	t.entries = t.entries[:0]
+	for _, a := range acts {
+		e := codec.TreeEntry{Origin: a.Entry.Origin, Epoch: a.Entry.Epoch, Seq: a.Entry.Seq}
+		switch a.Kind {
+		case plumtree.SendIHave:
+			t.entries = append(t.entries, e)
+			if len(t.entries) == cap(t.entries) {
+				r.sendIHave(v)
+			}
+		case plumtree.SendGraft:
+			t.graft[0] = e
+			r.sendTree(codec.TypeGraft, t.graft[:], a.To.Addr)
+			r.n.ctr.graftsSent.Add(1)
+		}
+	}
+	if len(t.entries) > 0 {
+		r.sendIHave(v)
+	}
+	if next.IsZero() {
+		r.n.timers.treePending.Store(false)
+		return 0
+	}
+	return max(next.Sub(now), time.Millisecond)
+}
+
+// sendIHave sends the pending IHAVE entries to the next treeLazyPeers
+// members of the view, in turn.
+func (r *receiver) sendIHave(v *destView) {
+	t := &r.tree
+	t.dests = t.dests[:0]
+	for range min(treeLazyPeers, len(v.live)) {
+		t.turn = (t.turn + 1) % len(v.live)
+		t.dests = append(t.dests, v.live[t.turn])
+	}
+	r.sendTree(codec.TypeIHave, t.entries, t.dests...)
+	t.entries = t.entries[:0]
+	r.n.ctr.ihavesSent.Add(1)
+}
+
+// sendTree builds, seals and sends one IHAVE, GRAFT or PRUNE frame.
+func (r *receiver) sendTree(typ codec.FrameType, entries []codec.TreeEntry, to ...netip.AddrPort) {
+	n := r.n
+	t := &r.tree
+	h := n.controlHeader(typ)
+	h.Count = uint16(len(entries))
+	h.PayloadLen = uint16(len(entries) * codec.TreeEntryLen)
+	b := codec.AppendHeader(t.buf[:0], &h)
+	for i := range entries {
+		b = codec.AppendTreeEntry(b, &entries[i])
+	}
+	b = n.sealFrame(b, &h, &r.sc)
+	t.buf = b
+	t.msgs = t.msgs[:0]
+	for _, d := range to {
+		t.msgs = append(t.msgs, sockopt.Message{Buf: b, Addr: d})
+	}
+	n.write(t.msgs)
+}
