@@ -511,7 +511,7 @@ func TestTreeRelayZeroAlloc(t *testing.T) {
 		v.ids = append(v.ids, id)
 		v.live = append(v.live, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(id - self + 2)}), 1))
 	}
-	n.members.view.Store(v)
+	n.members.view.cur.Store(v)
 	origin := self - 1
 	originAddr := v.live[slices.Index(v.ids, origin)]
 	stranger := v.live[slices.Index(v.ids, self+5)] // a member that is not our parent
