@@ -98,6 +98,13 @@ const (
 
 const maxConfirm = 8 // independent suspicion confirmations remembered
 
+// Suspects are probed ahead of the round-robin (Machine.urgent): at most
+// maxUrgent waiting, each suspicion at most urgentTries times.
+const (
+	maxUrgent   = 64
+	urgentTries = 3
+)
+
 // catchUpEvery is the push-pull interval, in periods, while members join.
 const catchUpEvery = 4
 
@@ -107,6 +114,7 @@ type member struct {
 	suspStart time.Time // when the current suspicion began
 	confirm   [maxConfirm]uint64
 	nconf     int
+	tries     uint8 // urgent probes of the current suspicion
 }
 
 type probe struct {
@@ -153,6 +161,7 @@ type Machine struct {
 	q         queue
 	dropped   uint64
 	scratch   []int32
+	urgent    []uint64 // suspects to probe next, oldest first
 }
 
 // New returns a machine for node self (its id, epoch, incarnation and
@@ -418,7 +427,9 @@ func (m *Machine) suspect(e *member, inc, from uint64, now time.Time, dst []Acti
 		m.suspects++
 	}
 	e.State, e.Incarnation, e.From, e.nconf, e.suspStart = Suspect, inc, from, 0, now
+	e.tries = 0
 	m.suspDue(e)
+	m.urgentLocked(e)
 	m.enqueue(e.Update)
 	return append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Suspect, Incarnation: inc})
 }
@@ -449,10 +460,35 @@ func (m *Machine) Leave(id, epoch uint64, dst []Action) []Action {
 	return m.settle(e, Left, e.Incarnation, dst)
 }
 
-// nextTarget returns the next member to probe in the shuffled
+// urgentLocked queues a probe of suspect e ahead of the round-robin. A
+// node that holds a suspicion, from gossip or its own failed probe, asks
+// the suspect itself at its next probe: the ping carries the suspicion
+// (the driver's buddy rule), so a live suspect's ack brings its
+// refutation straight back, instead of this node waiting for gossip to
+// carry it (in a cold start's storm of suspicions, for the longest
+// suspicion timeout); a dead one fails the probe, which confirms the
+// suspicion. No extra frames: the urgent probe takes a round-robin slot.
+func (m *Machine) urgentLocked(e *member) {
+	if e.tries >= urgentTries || len(m.urgent) >= maxUrgent {
+		return
+	}
+	e.tries++
+	m.urgent = append(m.urgent, e.ID)
+}
+
+// nextTarget returns the next member to probe: a suspect waiting for an
+// urgent probe, else the next in the shuffled
 // round-robin, reshuffling at the end of each round; -1 when nobody is
 // probeable.
 func (m *Machine) nextTarget() int32 {
+	for len(m.urgent) > 0 {
+		id := m.urgent[0]
+		copy(m.urgent, m.urgent[1:]) // at most maxUrgent: no allocation
+		m.urgent = m.urgent[:len(m.urgent)-1]
+		if i, ok := m.at[id]; ok && m.members[i].State == Suspect {
+			return i
+		}
+	}
 	for tries := 0; tries <= len(m.order); tries++ {
 		if m.cursor >= len(m.order) {
 			m.cursor = 0
@@ -625,6 +661,12 @@ func (m *Machine) HandleAck(seq uint64, dst []Action) []Action {
 	if p := &m.probe; p.active && p.seq == seq {
 		p.active = false
 		m.awareness = max(m.awareness-1, 0)
+		if i, ok := m.at[p.target]; ok && m.members[i].State == Suspect {
+			// It answered but did not refute (it may not have validated
+			// us yet, and then dropped the suspicion our ping carried):
+			// ask again soon.
+			m.urgentLocked(&m.members[i])
+		}
 		return dst
 	}
 	for i := range m.relays {

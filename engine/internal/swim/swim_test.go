@@ -509,3 +509,30 @@ func TestFailedProbePingsTheSuspect(t *testing.T) {
 		t.Fatalf("target %+v", u)
 	}
 }
+
+// A suspicion heard from gossip makes the suspect the next member probed
+// (ahead of the round-robin), and again after an ack that did not refute.
+func TestGossipedSuspectIsProbedNext(t *testing.T) {
+	m := machine(50)
+	now := t0
+	// A first probe, acked, so the machine is between probes.
+	p := kinds(m.Tick(now, nil), Ping)[0]
+	m.HandleAck(p.Seq, nil)
+	target := uint64(37)
+	if target == p.ID {
+		target = 38
+	}
+	u, _ := m.Get(target)
+	u.State, u.From = Suspect, 9
+	if o, _ := m.Apply(u, now, nil); o != Applied {
+		t.Fatalf("suspicion %v", o)
+	}
+	for round := 0; round < 2; round++ {
+		now = m.Next()
+		pings := kinds(m.Tick(now, nil), Ping)
+		if len(pings) != 1 || pings[0].ID != target {
+			t.Fatalf("round %d: probed %+v, want the suspect %d", round, pings, target)
+		}
+		m.HandleAck(pings[0].Seq, nil) // an ack without a refutation: still suspect
+	}
+}
