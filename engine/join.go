@@ -93,8 +93,7 @@ func (j *joinTable) adopt(m *membership, f *flowState, first, last uint64) *dest
 func (j *joinTable) fromFor(m *membership, member uint64) (from uint64, addr netip.AddrPort, ok bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	v := m.view.Load()
-	i, in := slices.BinarySearch(v.ids, member)
+	addr, in := m.viewMember(member) // as view.Load would say, without publishing
 	if !in {
 		return 0, netip.AddrPort{}, false
 	}
@@ -105,7 +104,7 @@ func (j *joinTable) fromFor(m *membership, member uint64) (from uint64, addr net
 		f = j.usedTo + 1
 		j.from[member] = f
 	}
-	return f, v.live[i], true
+	return f, addr, true
 }
 
 // readiness is the node's coherence state (receiver side), under r.mu

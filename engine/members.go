@@ -719,6 +719,21 @@ func (m *membership) publishLocked() {
 	m.view.stale.Store(false)
 }
 
+// viewMember reports whether id is in the fan-out view and at which
+// address, as the next Load will hold it, without publishing: a JOIN
+// answer needs only that (every flush after it loads this view or a later
+// one), and answering each ask of a join wave with an O(N) publication
+// cost more than the rest of the wave.
+func (m *membership) viewMember(id uint64) (netip.AddrPort, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i, ok := slices.BinarySearch(m.vIDs, id)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return m.vAddrs[i], true
+}
+
 // liveMembers is the number of validated members alive or suspect, as
 // the next view Load will hold them; lock-free, for readers that need only
 // the mesh's size (treeDepth on every control frame), so they do not

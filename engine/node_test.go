@@ -103,6 +103,7 @@ func TestOptionValidation(t *testing.T) {
 		{"port", Options{Port: 70000}, "Port"},
 		{"heartbeat", Options{Heartbeat: time.Microsecond}, "Heartbeat"},
 		{"dead before suspect", Options{Heartbeat: time.Second, SuspectAfter: 3 * time.Second, DeadAfter: 2 * time.Second}, "DeadAfter"},
+		{"challenge rate", Options{ChallengeRate: -1}, "ChallengeRate"},
 		{"frame", Options{MaxFrameSize: 100}, "MaxFrameSize"},
 		{"frame big", Options{MaxFrameSize: 70000}, "MaxFrameSize"},
 		{"fanout", Options{Fanout: -1}, "Fanout"},

@@ -15,16 +15,18 @@ import (
 const (
 	DefaultPort = 7946
 	// AnyPort as Options.Port binds a free port chosen by the kernel.
-	AnyPort             = -1
-	DefaultGroup        = "239.0.0.1"
-	DefaultHeartbeat    = 5 * time.Second
-	DefaultCluster      = "default"
-	DefaultFanout       = 3
-	DefaultDirectLimit  = 32
-	DefaultPublishRing  = 1 << 20 // bytes
-	DefaultBatchSize    = 64
-	DefaultSocketBuffer = 4 << 20 // bytes
-	DefaultMaxFrameSize = codec.DefaultMaxFrameSize
+	AnyPort            = -1
+	DefaultGroup       = "239.0.0.1"
+	DefaultHeartbeat   = 5 * time.Second
+	DefaultCluster     = "default"
+	DefaultFanout      = 3
+	DefaultDirectLimit = 32
+	// DefaultChallengeRate is Options.ChallengeRate's default.
+	DefaultChallengeRate = 1000
+	DefaultPublishRing   = 1 << 20 // bytes
+	DefaultBatchSize     = 64
+	DefaultSocketBuffer  = 4 << 20 // bytes
+	DefaultMaxFrameSize  = codec.DefaultMaxFrameSize
 	// DefaultHopLimit lets the relay tree reach Fanout^(HopLimit-1)
 	// members: 2187 with the default Fanout.
 	DefaultHopLimit = 8
@@ -111,6 +113,13 @@ type Options struct {
 	// Default 2 × SuspectAfter (6 × Heartbeat when SuspectAfter is left
 	// at its default); must exceed SuspectAfter.
 	DeadAfter time.Duration
+	// ChallengeRate bounds the address-validation challenges per second a
+	// node sends to addresses it learnt from others (gossip, push-pull),
+	// with a burst of half a second's worth; challenges answering a
+	// packet's own source are not counted. It bounds what forged digests
+	// can make a node send, and paces the validation of a whole mesh when
+	// a node joins. Default 1000, at most 100000.
+	ChallengeRate int
 	// PublishRing is the size in bytes of the publish ring (power of two).
 	// Default 1 MiB.
 	PublishRing int
@@ -247,6 +256,12 @@ func (o Options) resolve() (*config, error) {
 	}
 	if c.DeadAfter <= c.SuspectAfter {
 		return nil, optErr("DeadAfter", o.DeadAfter, "must exceed SuspectAfter")
+	}
+	if c.ChallengeRate == 0 {
+		c.ChallengeRate = DefaultChallengeRate
+	}
+	if c.ChallengeRate < 1 || c.ChallengeRate > 100000 {
+		return nil, optErr("ChallengeRate", o.ChallengeRate, "must be 1..100000")
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster

@@ -36,7 +36,7 @@ import (
 //     not again within challengeRetry;
 //
 // challenges to addresses other than the asking packet's source share
-// thirdPartyRate; and it answers each CHALLENGE with one RESPONSE of the
+// Options.ChallengeRate (thirdPartyRate by default); and it answers each CHALLENGE with one RESPONSE of the
 // same size, at most responseRate per second. So what it sends toward an
 // address that never answered stays below challengeCredit (3×) times what
 // was sent to it by whoever named that address, and within a small
@@ -56,18 +56,17 @@ const (
 	challengeAttempts = 4                // challenges per address per window
 	challengeWindow   = 5 * time.Second
 	challengeRetry    = 20 * time.Millisecond // between two challenges to one address
-	thirdPartyRate    = 1000                  // challenges per second to addresses a packet did not come from
+	thirdPartyRate    = DefaultChallengeRate  // challenges per second to addresses a packet did not come from (Options.ChallengeRate)
 	maxChallenged     = 8192                  // addresses tracked; expired, then arbitrary ones go when full
 	responseRate      = 2000                  // RESPONSEs per second at most
-	// The buckets' depths. In a cold start every member challenges every
-	// other within a period or two, and a node validates the mesh it
-	// learnt from a push-pull at once: a burst of a tenth of a second
-	// left most challenges unanswered until the next period (measured at
-	// N=1000: 40% of RESPONSEs suppressed). A full second's worth still
-	// bounds what a flood costs: 2000 RESPONSEs, each the size of the
-	// CHALLENGE it answers.
-	responseBurst   = responseRate
-	thirdPartyBurst = thirdPartyRate / 2
+	// The RESPONSE bucket's depth. In a cold start every member
+	// challenges every other within a period or two: a burst of a tenth
+	// of a second left most challenges unanswered until the next period
+	// (measured at N=1000: 40% of RESPONSEs suppressed). A full second's
+	// worth still bounds what a flood costs: 2000 RESPONSEs, each the size
+	// of the CHALLENGE it answers. The third-party bucket holds half a
+	// second of ChallengeRate.
+	responseBurst = responseRate
 )
 
 // challengeRec is what the validator remembers of one challenged address.
@@ -98,7 +97,7 @@ func (v *validator) init(n *Node) {
 	v.n = n
 	v.table = make(map[netip.AddrPort]*challengeRec)
 	v.responses = tokenBucket{rate: responseRate, burst: responseBurst}
-	v.third = tokenBucket{rate: thirdPartyRate, burst: thirdPartyBurst}
+	v.third = tokenBucket{rate: float64(n.cfg.ChallengeRate), burst: float64(max(n.cfg.ChallengeRate/2, 1))}
 	v.buf = make([]byte, 0, codec.HeaderLen+codec.ChallengeLen+codec.TagLen)
 	v.in = make([]byte, 0, 8+codec.AddrLen+8)
 	v.rotateLocked(time.Now())

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -98,8 +99,32 @@ const (
 
 const maxConfirm = 8 // independent suspicion confirmations remembered
 
+// Suspects are probed ahead of the round-robin (Machine.urgent): at most
+// maxUrgent waiting, each suspicion at most urgentTries times, the first
+// urgentDelay periods after it began (gossip refutes most suspicions
+// sooner: probing every suspect at once would aim every node's probes at
+// the members that are slow already), again a period after an ack that
+// did not refute.
+const (
+	maxUrgent   = 64
+	urgentTries = 3
+	urgentDelay = 4
+)
+
+type urgentProbe struct {
+	id uint64
+	at time.Time // not before
+}
+
 // catchUpEvery is the push-pull interval, in periods, while members join.
 const catchUpEvery = 4
+
+// catchUpQuiet: push-pull slows to its steady interval only after this
+// many in a row brought no news. One quiet push-pull proved little in a
+// cold start: its partner's table may have lacked the same stragglers,
+// whose news then reached the node only at the steady interval (N/2
+// periods; measured at N=1000: 2 members unknown at one node for 40 s+).
+const catchUpQuiet = 2
 
 type member struct {
 	Update
@@ -107,6 +132,7 @@ type member struct {
 	suspStart time.Time // when the current suspicion began
 	confirm   [maxConfirm]uint64
 	nconf     int
+	tries     uint8 // urgent probes of the current suspicion
 }
 
 type probe struct {
@@ -146,6 +172,7 @@ type Machine struct {
 	nextPP    time.Time
 	catchUp   time.Time // frequent push-pull until then
 	news      bool      // a member was added or learned of since the last push-pull
+	quiet     int       // push-pulls in a row since the last news
 	synced    bool      // a push-pull answer arrived since the last reset
 	suspects  int
 	suspNext  time.Time // no suspicion ends before this (Tick walks the suspects only then)
@@ -153,6 +180,7 @@ type Machine struct {
 	q         queue
 	dropped   uint64
 	scratch   []int32
+	urgent    []urgentProbe // suspects to probe next, in time order
 }
 
 // New returns a machine for node self (its id, epoch, incarnation and
@@ -286,7 +314,8 @@ func (m *Machine) Add(u Update, now time.Time) {
 // push-pull at the catch-up interval: a node push-pulls every
 // catchUpEvery periods until one push-pull interval passes without news,
 // so a cold start's stragglers are learned from the tables of others
-// rather than after the steady interval (N/2 periods). It does not pull
+// rather than after the steady interval (N/2 periods); catchUpQuiet
+// quiet push-pulls end the catch-up. It does not pull
 // in a push-pull already scheduled, so one join in a steady mesh does not
 // make every member push-pull at once.
 func (m *Machine) Learned() { m.news = true }
@@ -418,7 +447,9 @@ func (m *Machine) suspect(e *member, inc, from uint64, now time.Time, dst []Acti
 		m.suspects++
 	}
 	e.State, e.Incarnation, e.From, e.nconf, e.suspStart = Suspect, inc, from, 0, now
+	e.tries = 0
 	m.suspDue(e)
+	m.urgentLocked(e, now.Add(urgentDelay*m.cfg.Period))
 	m.enqueue(e.Update)
 	return append(dst, Action{Kind: Changed, ID: e.ID, Addr: e.Addr, State: Suspect, Incarnation: inc})
 }
@@ -449,10 +480,40 @@ func (m *Machine) Leave(id, epoch uint64, dst []Action) []Action {
 	return m.settle(e, Left, e.Incarnation, dst)
 }
 
-// nextTarget returns the next member to probe in the shuffled
+// urgentLocked queues a probe of suspect e ahead of the round-robin. A
+// node that holds a suspicion, from gossip or its own failed probe, asks
+// the suspect itself at its next probe: the ping carries the suspicion
+// (the driver's buddy rule), so a live suspect's ack brings its
+// refutation straight back, instead of this node waiting for gossip to
+// carry it (in a cold start's storm of suspicions, for the longest
+// suspicion timeout); a dead one fails the probe, which confirms the
+// suspicion. No extra frames: the urgent probe takes a round-robin slot.
+func (m *Machine) urgentLocked(e *member, at time.Time) {
+	if e.tries >= urgentTries || len(m.urgent) >= maxUrgent {
+		return
+	}
+	e.tries++
+	// Keep the queue in time order (re-queued entries are due sooner).
+	i := len(m.urgent)
+	for i > 0 && m.urgent[i-1].at.After(at) {
+		i--
+	}
+	m.urgent = slices.Insert(m.urgent, i, urgentProbe{id: e.ID, at: at})
+}
+
+// nextTarget returns the next member to probe: a suspect waiting for an
+// urgent probe, else the next in the shuffled
 // round-robin, reshuffling at the end of each round; -1 when nobody is
 // probeable.
-func (m *Machine) nextTarget() int32 {
+func (m *Machine) nextTarget(now time.Time) int32 {
+	for len(m.urgent) > 0 && !now.Before(m.urgent[0].at) {
+		id := m.urgent[0].id
+		copy(m.urgent, m.urgent[1:]) // at most maxUrgent: no allocation
+		m.urgent = m.urgent[:len(m.urgent)-1]
+		if i, ok := m.at[id]; ok && m.members[i].State == Suspect {
+			return i
+		}
+	}
 	for tries := 0; tries <= len(m.order); tries++ {
 		if m.cursor >= len(m.order) {
 			m.cursor = 0
@@ -546,7 +607,7 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 	}
 	if !p.active && !now.Before(m.nextProbe) {
 		m.nextProbe = now.Add(m.scaled(m.cfg.Period))
-		if i := m.nextTarget(); i >= 0 {
+		if i := m.nextTarget(now); i >= 0 {
 			t := &m.members[i]
 			m.seq++
 			*p = probe{active: true, seq: m.seq, target: t.ID,
@@ -579,10 +640,15 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 	}
 	if !now.Before(m.nextPP) && len(m.members) > 0 {
 		interval := m.pushPullInterval()
+		if m.news {
+			m.quiet = 0
+		} else {
+			m.quiet++
+		}
 		switch {
 		case !m.synced:
 			interval = 2 * m.cfg.Period
-		case now.Before(m.catchUp) || m.news:
+		case now.Before(m.catchUp) || m.news || m.quiet < catchUpQuiet:
 			interval = catchUpEvery * m.cfg.Period
 		}
 		m.news = false
@@ -625,6 +691,12 @@ func (m *Machine) HandleAck(seq uint64, dst []Action) []Action {
 	if p := &m.probe; p.active && p.seq == seq {
 		p.active = false
 		m.awareness = max(m.awareness-1, 0)
+		if i, ok := m.at[p.target]; ok && m.members[i].State == Suspect {
+			// It answered but did not refute (it may not have validated
+			// us yet, and then dropped the suspicion our ping carried):
+			// ask again soon.
+			m.urgentLocked(&m.members[i], p.end) // a period after it was sent
+		}
 		return dst
 	}
 	for i := range m.relays {

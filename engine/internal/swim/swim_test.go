@@ -463,15 +463,15 @@ func TestPushPullCatchesUpWhileLearning(t *testing.T) {
 	if len(got) != 4 {
 		t.Fatalf("push-pulls at %v, want one every %d periods while learning", got, catchUpEvery)
 	}
-	// The push-pull for the last news, and the one it scheduled (the
-	// first to find the interval without news), then none for the steady
-	// interval.
+	// The push-pull for the last news, then catchUpQuiet more that find
+	// nothing new, then none for the steady interval.
 	from := t0.Add(4 * catchUpEvery * period)
-	if at := pushPulls(from, from.Add(catchUpEvery*period+period)); len(at) != 2 {
-		t.Fatalf("push-pulls %v after the last news, want two", at)
+	window := time.Duration(catchUpQuiet*catchUpEvery)*period + period
+	if at := pushPulls(from, from.Add(window)); len(at) != 1+catchUpQuiet {
+		t.Fatalf("push-pulls %v after the last news, want %d", at, 1+catchUpQuiet)
 	}
 	steady := max(cfg.PushPullMin, 100*cfg.PushPullPer)
-	from = from.Add(catchUpEvery*period + period)
+	from = from.Add(window)
 	if at := pushPulls(from, from.Add(steady-2*period)); len(at) != 0 {
 		t.Fatalf("push-pulls at %v with nothing learned, want the steady interval %v", at, steady)
 	}
@@ -507,5 +507,43 @@ func TestFailedProbePingsTheSuspect(t *testing.T) {
 	}
 	if u, ok := m.Get(ping.ID); !ok || u.State != Suspect {
 		t.Fatalf("target %+v", u)
+	}
+}
+
+// A suspicion heard from gossip makes the suspect the next member probed
+// once urgentDelay periods passed (ahead of the round-robin), and again
+// after an ack that did not refute.
+func TestGossipedSuspectIsProbedNext(t *testing.T) {
+	m := machine(50)
+	now := t0
+	// A first probe, acked, so the machine is between probes.
+	p := kinds(m.Tick(now, nil), Ping)[0]
+	m.HandleAck(p.Seq, nil)
+	target := uint64(37)
+	if target == p.ID {
+		target = 38
+	}
+	u, _ := m.Get(target)
+	u.State, u.From = Suspect, 9
+	if o, _ := m.Apply(u, now, nil); o != Applied {
+		t.Fatalf("suspicion %v", o)
+	}
+	// Not at once: gossip refutes most suspicions sooner.
+	now = m.Next()
+	if pings := kinds(m.Tick(now, nil), Ping); len(pings) != 1 || pings[0].ID == target {
+		t.Fatalf("probed %+v at once, want the round-robin", pings)
+	} else {
+		m.HandleAck(pings[0].Seq, nil)
+	}
+	now = now.Add(urgentDelay * period)
+	for round := 0; round < 2; round++ {
+		if n := m.Next(); n.After(now) {
+			now = n
+		}
+		pings := kinds(m.Tick(now, nil), Ping)
+		if len(pings) != 1 || pings[0].ID != target {
+			t.Fatalf("round %d: probed %+v, want the suspect %d", round, pings, target)
+		}
+		m.HandleAck(pings[0].Seq, nil) // an ack without a refutation: still suspect
 	}
 }
