@@ -88,15 +88,18 @@ const (
 	treeLazyPeers = 2
 	// treeGraftTimeout, per relay hop of the tree: frames a lazy peer
 	// announced that have not arrived this long after are grafted for.
-	// It is the control-frame high-water hold (treeHWMDelay): a frame
-	// merely slower down the tree than the announcement must not graft,
-	// which would push that origin's frames twice until a PRUNE.
-	treeGraftTimeout = 20 * time.Millisecond
+	// It is three high-water holds (treeHWMDelay): the frames' own way
+	// down the tree, then a NACK to the tree parent (treeParentWindow,
+	// which also adopts us when its tree skips us: repair.go) come first;
+	// a graft of frames merely slow on a loaded machine would push that
+	// origin's frames twice until a PRUNE (N=100, 10 origins, TestScale:
+	// 1.03-1.09 copies per frame at one hold, 1.02 without grafts).
+	treeGraftTimeout = 60 * time.Millisecond
 	// treeGraftGiveUp: a graft that brought nothing this long after is
 	// dropped; the stream's NACKs and Gap rules answer for the frames.
 	treeGraftGiveUp = 200 * time.Millisecond
 	// treePruneHold: at most one PRUNE per origin per hold.
-	treePruneHold = 100 * time.Millisecond
+	treePruneHold = 20 * time.Millisecond
 	// treeMaxOrigins bounds the origins the Plumtree state tracks (about
 	// 600 B each); more are refused (still repaired by NACKs).
 	treeMaxOrigins = 1024

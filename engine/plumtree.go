@@ -7,6 +7,7 @@ import (
 
 	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/engine/internal/plumtree"
+	"github.com/warpmesh/warpmesh/engine/internal/stream"
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
@@ -184,9 +185,9 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
-		st := r.origins[e.Origin]
-		if e.Origin == r.n.id || st == nil || st.epoch() != e.Epoch {
-			r.n.ctr.drop(DropTreeRefused) // no stream: nothing owed here yet
+		st := r.ihaveStream(e, now)
+		if st == nil {
+			r.n.ctr.drop(DropTreeRefused)
 			return
 		}
 		r.announceLater(st, e.Seq, now)
@@ -196,6 +197,34 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 		r.n.timers.treePending.Store(true)
 		r.n.timers.kick()
 	}
+}
+
+// ihaveStream is the stream an IHAVE entry speaks of. A member's stream
+// is created here if need be, as by its DATA (and a later epoch taken):
+// in a relay tree that skips this node, and with SWIM's few control
+// frames from each member, an announcement may be the first news of an
+// origin's frames, and they are then owed here like any (no silent miss).
+// A stranger's, or an earlier epoch's, is refused.
+func (r *receiver) ihaveStream(e codec.TreeEntry, now time.Time) *originState {
+	if e.Origin == r.n.id || e.Seq > stream.MaxSeq {
+		return nil
+	}
+	st := r.origins[e.Origin]
+	if st == nil {
+		if !r.isMember(e.Origin) {
+			return nil
+		}
+		if st = r.stateFor(e.Origin, e.Epoch, r.startCum(e.Seq), now); st == nil {
+			return nil
+		}
+	}
+	switch {
+	case e.Epoch < st.epoch():
+		return nil
+	case e.Epoch > st.epoch():
+		r.newEpoch(st, e.Epoch, now)
+	}
+	return st
 }
 
 // handleGraft makes the sender an eager child for each origin it names

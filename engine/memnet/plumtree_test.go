@@ -20,6 +20,20 @@ func TestTreeHealsDisagreeingViews(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		size, warm, keys = 24, 2_000, 5_000
 	}
+	treeHealRun(t, size, warm, keys, 100*time.Millisecond)
+}
+
+// TestTreeHealsDisagreeingViews200: the same at 200 nodes (not under
+// -race or -short: 200 engine nodes on two shared cores).
+func TestTreeHealsDisagreeingViews200(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("200 nodes: not under -race or -short")
+	}
+	treeHealRun(t, 200, 3_000, 8_000, time.Second)
+}
+
+func treeHealRun(t *testing.T, size, warm, keys int, hb time.Duration) {
+	t.Helper()
 	n := newNet(t, 81)
 	blind := []int{2, 3, 4, 5, 6}
 	hidden := []int{size - 3, size - 2, size - 1}
@@ -37,17 +51,18 @@ func TestTreeHealsDisagreeingViews(t *testing.T) {
 	}
 	nodes := startMesh(t, n, size, []int{0, 1}, func(i int) engine.Options {
 		return engine.Options{
-			Heartbeat:     100 * time.Millisecond,
-			SuspectAfter:  2 * time.Second,
-			DeadAfter:     4 * time.Second,
-			RepairTimeout: 3 * time.Second,
-			DirectLimit:   8,
-			Fanout:        3,
-			EchoLocal:     i == 0,
-			PublishRing:   1 << 15,
+			Heartbeat:        hb,
+			SuspectAfter:     max(2*time.Second, 5*hb),
+			DeadAfter:        max(4*time.Second, 10*hb),
+			RepairTimeout:    3 * time.Second,
+			RetransmitBuffer: 256 << 10,
+			DirectLimit:      8,
+			Fanout:           3,
+			EchoLocal:        i == 0,
+			PublishRing:      1 << 15,
 		}
 	})
-	waitFor(t, 60*time.Second, "every node to see every member it can reach", func() bool {
+	waitFor(t, 180*time.Second, "every node to see every member it can reach", func() bool {
 		for i, node := range nodes {
 			if aliveCount(node) != size-1-cut[i] || !node.Ready() {
 				return false
