@@ -14,10 +14,18 @@ import (
 // cum applied) every ackEvery frames or ackInterval, and the origin keeps
 // at most FlowWindow frames in flight beyond its slowest live receiver's
 // report. A receiver that never reported (just joined, or an older node)
-// does not hold the origin back, and no wait lasts longer than flowMaxWait,
-// so a receiver that stops answering slows the origin but never stops it;
-// failure detection then removes it. Relay trees (meshes above DirectLimit)
-// are not flow-controlled: acknowledgements would implode on the origin.
+// does not hold the origin back, and no wait lasts longer than flowMaxWait.
+// A receiver that let a wait run out is waived: it does not hold the origin
+// back again until it reports progress. So a receiver that stops answering
+// costs the origin one flowMaxWait, not one per flush until failure
+// detection removes it — which matters when it is the origin that cannot
+// hear (an inbound-only cut on its side: every receiver's ACKs are lost,
+// and for DeadAfter every flush, every invalidation the application
+// publishes, would wait the full flowMaxWait). A receiver that is only
+// slow keeps reporting, is held to the window again from its next
+// report, and is waived again only by another timeout. Relay trees
+// (meshes above DirectLimit) are not flow-controlled: acknowledgements
+// would implode on the origin.
 
 const (
 	ackEvery    = 16                    // frames between a receiver's ACKs under load
@@ -28,20 +36,27 @@ const (
 // flowState is the origin's view of its receivers' progress.
 type flowState struct {
 	mu     sync.Mutex
-	acked  map[uint64]uint64 // member id → cum it reported for our epoch
-	signal chan struct{}     // a report arrived (cap 1)
+	acked  map[uint64]flowReport // member id → its progress on our epoch
+	signal chan struct{}         // a report arrived (cap 1)
+}
+
+// flowReport is one receiver's last progress report.
+type flowReport struct {
+	cum    uint64 // every sequence up to cum applied
+	waived bool   // a wait for it ran out; it holds no one back until it reports progress
 }
 
 func (f *flowState) init() {
-	f.acked = make(map[uint64]uint64)
+	f.acked = make(map[uint64]flowReport)
 	f.signal = make(chan struct{}, 1)
 }
 
-// report records a receiver's progress (worker goroutine).
+// report records a receiver's progress (worker goroutine). Progress ends
+// a waiver.
 func (f *flowState) report(member, cum uint64) {
 	f.mu.Lock()
-	if cum > f.acked[member] {
-		f.acked[member] = cum
+	if r, ok := f.acked[member]; !ok || cum > r.cum {
+		f.acked[member] = flowReport{cum: cum}
 	}
 	f.mu.Unlock()
 	select {
@@ -58,22 +73,36 @@ func (f *flowState) forget(member uint64) {
 }
 
 // slowest returns the lowest progress among the live members that have
-// reported, and whether any has.
+// reported and are not waived, and whether any has.
 func (f *flowState) slowest(v *destView) (uint64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var low uint64
 	found := false
 	for _, id := range v.ids {
-		if c, ok := f.acked[id]; ok && (!found || c < low) {
-			low, found = c, true
+		if r, ok := f.acked[id]; ok && !r.waived && (!found || r.cum < low) {
+			low, found = r.cum, true
 		}
 	}
 	return low, found
 }
 
+// waive exempts the live members that still hold seq back (their report
+// plus window is short of it) after a wait for them ran out.
+func (f *flowState) waive(v *destView, seq, window uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range v.ids {
+		if r, ok := f.acked[id]; ok && !r.waived && seq > r.cum+window {
+			r.waived = true
+			f.acked[id] = r
+		}
+	}
+}
+
 // awaitWindow holds the sender until sending through seq keeps the frames
-// in flight within the window, or flowMaxWait passes.
+// in flight within the window, or flowMaxWait passes; then the receivers
+// it waited for are waived (see flowState).
 func (s *sender) awaitWindow(v *destView, seq uint64) {
 	n := s.n
 	if n.cfg.FlowWindow <= 0 || len(v.live) == 0 || len(v.live) > n.cfg.DirectLimit {
@@ -92,6 +121,7 @@ func (s *sender) awaitWindow(v *destView, seq uint64) {
 		}
 		if !now.Before(deadline) {
 			n.ctr.flowTimeouts.Add(1)
+			n.flow.waive(v, seq, uint64(n.cfg.FlowWindow))
 			return
 		}
 		s.timer.Reset(deadline.Sub(now))

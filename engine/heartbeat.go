@@ -116,9 +116,10 @@ func (h *heartbeater) broadcast() {
 		h.sendAliveLocked(h.targets)
 	}
 	// Members declared dead get a challenge instead of a heartbeat, every
-	// round at first, then every few rounds (membership.deadTargets).
+	// round at first and while we publish, else every few rounds
+	// (membership.deadTargets).
 	n.members.mu.Lock()
-	h.dead = n.members.deadTargets(h.dead[:0])
+	h.dead = n.members.deadTargets(h.dead[:0], n.hwm.Load())
 	n.members.mu.Unlock()
 	now := time.Now()
 	for _, a := range h.dead {

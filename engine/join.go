@@ -24,7 +24,10 @@ import (
 //     this epoch goes to you"). From then on the receiver repairs or flags
 //     everything from J; nothing before J was meant for it.
 //   - The receiver is *ready* once it knows J for every live member (or
-//     the mesh is empty after a short discovery grace). Until then the
+//     the mesh is empty after a short discovery grace). A member that
+//     leaves the asks unanswered for SuspectAfter (killed, and listed
+//     alive by the others until DeadAfter) stops holding readiness back
+//     and is treated as an origin heard of after it (below). Until then the
 //     preset stores nothing it loads, so nothing it holds can predate an
 //     invalidation it missed. Readiness is sticky: an origin first heard of
 //     after that moment is expected from its epoch's first sequence, since
@@ -118,20 +121,21 @@ type readiness struct {
 	next      time.Time // no check before this unless the view changes or an answer arrives
 }
 
-// joinAsk is when a member was last asked, and how long until it is asked
-// again.
+// joinAsk is when a member was first and last asked, and how long until
+// it is asked again.
 type joinAsk struct {
-	at      time.Time
-	backoff time.Duration
+	first, at time.Time
+	backoff   time.Duration
 }
 
 // Ready reports whether the node is coherent with the mesh: every live
-// member has told it from which sequence it is in that member's fan-out
-// (or the mesh was empty for a short discovery grace after New). Once
-// true it stays true: origins heard of later are expected from their
-// epoch's first sequence, and what cannot be repaired raises a Gap.
-// presets stores nothing it loads while a node is not ready. It does not
-// allocate.
+// member has told it from which sequence it is in that member's fan-out,
+// or left its asks unanswered for SuspectAfter and is expected from its
+// epoch's first sequence (or the mesh was empty for a short discovery
+// grace after New). Once true it stays true: origins heard of later are
+// expected from their epoch's first sequence, and what cannot be repaired
+// raises a Gap. presets stores nothing it loads while a node is not
+// ready. It does not allocate.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
 // WaitReady blocks until the node is ready (see Ready), ctx is done, or
@@ -154,7 +158,10 @@ func (n *Node) WaitReady(ctx context.Context) error {
 
 // joinCheck runs while the node is not ready (timers goroutine): it asks
 // every live member without an answer, with backoff, and declares the node
-// ready when every one has answered.
+// ready when every one has answered — or has left its asks unanswered for
+// SuspectAfter (a killed member others still list until DeadAfter would
+// otherwise keep a new node's caches passing every load through for that
+// long).
 func (r *receiver) joinCheck(now time.Time) {
 	n := r.n
 	r.mu.Lock()
@@ -169,12 +176,27 @@ func (r *receiver) joinCheck(now time.Time) {
 	r.join.view = v
 	next := now.Add(joinAskMax)
 	missing := 0
+	wait := n.cfg.SuspectAfter
 	for i, id := range v.ids {
 		if st := r.origins[id]; st != nil && st.joined {
 			continue
 		}
-		missing++
 		a, asked := r.join.asked[id]
+		if asked && now.Sub(a.first) >= wait {
+			// Unanswered for SuspectAfter: most likely gone (killed, and
+			// still listed alive by the others until DeadAfter). It holds
+			// readiness back no longer; like an origin first heard of
+			// after readiness, it is then expected from its epoch's first
+			// sequence (becomeReady), so what it published is repaired
+			// from its ring or flagged, never taken silently.
+			continue
+		}
+		missing++
+		if asked {
+			if t := a.first.Add(wait); t.Before(next) {
+				next = t
+			}
+		}
 		last, bo := a.at, a.backoff
 		if asked && now.Sub(last) < bo {
 			if t := last.Add(bo); t.Before(next) {
@@ -183,7 +205,14 @@ func (r *receiver) joinCheck(now time.Time) {
 			continue
 		}
 		bo = min(max(2*bo, joinAskFirst), joinAskMax)
-		r.join.asked[id] = joinAsk{at: now, backoff: bo}
+		first := a.first
+		if !asked {
+			first = now
+			if t := now.Add(wait); t.Before(next) {
+				next = t
+			}
+		}
+		r.join.asked[id] = joinAsk{first: first, at: now, backoff: bo}
 		if t := now.Add(bo); t.Before(next) {
 			next = t
 		}

@@ -382,3 +382,80 @@ func TestOriginFloodBounded(t *testing.T) {
 		t.Fatalf("MembersAlive %d, want the newcomer", s.MembersAlive)
 	}
 }
+
+// joinMute is a transport that drops the JOIN frames its node writes: a
+// member that is listed, validated and publishing, but never answers a
+// JOIN ask (as a killed one that others still list until DeadAfter).
+type joinMute struct {
+	Transport
+	dropped atomic.Uint64
+}
+
+func (j *joinMute) WriteBatch(msgs []sockopt.Message) (int, error) {
+	pass := make([]sockopt.Message, 0, len(msgs)) // a test transport may allocate
+	for _, m := range msgs {
+		if h, _, err := codec.ParseHeader(m.Buf); err == nil && h.Type == codec.TypeJoin {
+			j.dropped.Add(1)
+			continue
+		}
+		pass = append(pass, m)
+	}
+	if err := writeAll(j.Transport, pass); err != nil {
+		return 0, err
+	}
+	return len(msgs), nil
+}
+
+// TestReadyDespiteUnansweredAsk: a member that never answers the JOIN ask
+// holds a new node's readiness back for SuspectAfter, not for as long as
+// it is listed; the node then expects that member's whole epoch, so what
+// it published before is repaired from its ring, not skipped.
+func TestReadyDespiteUnansweredAsk(t *testing.T) {
+	p := freePorts(t, 2)
+	conn, err := sockopt.Listen(sockopt.Config{BindAddr: netip.MustParseAddr("127.0.0.1"), Port: p[0], RecvBuffer: 1 << 20, SendBuffer: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mute := &joinMute{Transport: conn}
+	oa := unicastOptions(p[0])
+	oa.Transport, oa.BindAddr = mute, ""
+	a := startNode(t, oa)
+	waitFor(t, 5*time.Second, "a ready (empty mesh)", a.Ready)
+	const early = 50
+	for i := range early {
+		if err := a.Publish(context.Background(), []byte(fmt.Sprintf("early:%d", i)), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "a's early keys sent", func() bool { return a.Stats().RecordsSent == early })
+
+	ob := unicastOptions(p[1], p[0])
+	ob.SuspectAfter = 200 * time.Millisecond
+	ob.DeadAfter = 10 * time.Second // a stays listed alive far longer than it stays unanswered
+	var gaps gapCounter
+	ob.OnEvent = gaps.on
+	b := startNode(t, ob)
+	lb := newKeyLog(b)
+	waitFor(t, 5*time.Second, "b lists a", func() bool { return aliveCount(b) == 1 })
+	waitFor(t, 5*time.Second, "b ready though a never answered", b.Ready)
+	if mute.dropped.Load() == 0 {
+		t.Fatal("a sent no JOIN answer to drop: nothing was tested")
+	}
+	// b never had a's answer: it expects a's epoch from its first frame,
+	// so the early keys, published before b existed, are repaired.
+	waitFor(t, 5*time.Second, "a's history repaired at b", func() bool {
+		lb.mu.Lock()
+		defer lb.mu.Unlock()
+		for i := range early {
+			if lb.counts[fmt.Sprintf("early:%d", i)] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	s := b.Stats()
+	if ev, _, _ := gaps.snapshot(); ev != 0 {
+		t.Errorf("%d Gap events, want none: a's ring held its whole history", ev)
+	}
+	t.Logf("b: join asks %d, NACKs %d, retransmits received %d", s.JoinAsksSent, s.NacksSent, s.RetransmitsReceived)
+}

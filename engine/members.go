@@ -69,6 +69,7 @@ type memberEntry struct {
 	repairTokens   float64   // bytes of retransmissions it may be sent (repairBudget)
 	repairAt       time.Time // when repairTokens was last refilled
 	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
+	probedHWM      uint64    // our high-water mark in its last dead probe (deadTargets)
 	challengedAt   time.Time // last CHALLENGE it sent us (alive, but deaf to us: challengedBy)
 
 	// What the table's incremental indexes hold for it (syncLocked):
@@ -158,6 +159,7 @@ type membership struct {
 	refused     atomic.Uint64           // validations refused: pool full of live members, or a live member's id claimed elsewhere
 	evictedUnv  atomic.Uint64           // unvalidated entries evicted for room
 	evictedGone atomic.Uint64           // dead or left members evicted for room
+	isolatedAt  time.Time               // last tick that found no validated member live (tick)
 
 	// SWIM (probe.go): the machine runs while more than DirectLimit
 	// validated members are live; nil otherwise.
@@ -548,6 +550,12 @@ func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort,
 func (m *membership) tick(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// A node that hears no live member at all may be the one cut off (an
+	// inbound-only partition on its side); walkLocked keeps its dead
+	// members until it has heard others again for the reaping time.
+	if m.liveLocked() == 0 {
+		m.isolatedAt = now
+	}
 	if m.swim == nil || !now.Before(m.walkAt) {
 		m.walkLocked(now)
 	}
@@ -577,7 +585,11 @@ func (m *membership) walkLocked(now time.Time) {
 	// keeps its dead members then, and keeps sending them its challenges,
 	// which carry its high-water mark: forgetting them would leave their
 	// caches with no news of what it publishes for as long as the cut
-	// lasts. Departed members go as usual.
+	// lasts. Nor does it forget them the moment the cut heals and the
+	// first of them is back (tick records isolatedAt): the others come
+	// back within a round or two, and a member forgotten then is one it
+	// neither probes nor hears (its frames dropped as a stranger's) until
+	// it happens to greet us. Departed members go as usual.
 	isolated := m.liveLocked() == 0
 	next := now.Add(max(m.cfg.SuspectAfter, m.cfg.Heartbeat))
 	due := func(t time.Time) {
@@ -621,13 +633,16 @@ func (m *membership) walkLocked(now time.Time) {
 		case StateDead, StateLeft:
 			// A dead member still heard from (it challenges us: it is
 			// alive, only deaf to us) is kept, so its news is still taken.
-			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || (!isolated && now.Sub(e.challengedAt) >= reap)) {
+			if now.Sub(e.stateSince) >= reap && (e.State == StateLeft || (!isolated && now.Sub(e.challengedAt) >= reap && now.Sub(m.isolatedAt) >= reap)) {
 				m.removeLocked(e)
 				continue
 			}
 			at := e.stateSince
 			if e.State == StateDead && e.challengedAt.After(at) {
 				at = e.challengedAt
+			}
+			if e.State == StateDead && m.isolatedAt.After(at) {
+				at = m.isolatedAt
 			}
 			due(at.Add(reap))
 		}
@@ -830,7 +845,12 @@ func (m *membership) unicastTargets(dst []netip.AddrPort) []netip.AddrPort {
 }
 
 // Dead members are probed every heartbeat round for deadProbeRounds
-// rounds, then every deadProbeEvery rounds until they are forgotten.
+// rounds, then every deadProbeEvery rounds until they are forgotten — and
+// every round in which our high-water mark moved since their last probe:
+// a member we declared dead may be one we cannot hear (an inbound-only
+// cut on our side) that hears us, and the probe's mark is then its only
+// news of what we publish; it must come within a heartbeat for the
+// member to flag what it missed within the staleness bound.
 const (
 	deadProbeRounds = 8
 	deadProbeEvery  = 4
@@ -841,10 +861,11 @@ const (
 // heartbeat: the address may have been given to someone else since, and a
 // challenge answered is all a healed partition needs (the RESPONSE brings
 // the member back). Called under mu.
-func (m *membership) deadTargets(dst []netip.AddrPort) []netip.AddrPort {
+func (m *membership) deadTargets(dst []netip.AddrPort, hwm uint64) []netip.AddrPort {
 	for _, e := range m.dead { // not the whole table: only its dead
 		e.deadRounds++
-		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 {
+		if e.deadRounds <= deadProbeRounds || e.deadRounds%deadProbeEvery == 0 || hwm > e.probedHWM {
+			e.probedHWM = hwm
 			dst = append(dst, e.Addr)
 		}
 	}

@@ -75,6 +75,7 @@ type receiver struct {
 	bucket   tokenBucket
 	join     readiness
 	lostList []*originState // origins that gave sequences up since the last flush (one Gap each)
+	watch    gapWatch       // Gap events raised and the next repair deadline, for readers (stream.go)
 	params   stream.Params
 	missing  []stream.SeqRange
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
@@ -90,12 +91,81 @@ func (r *receiver) settle(st *originState, t *stream.Tally) {
 	}
 }
 
+// gapWatch lets a cache's read path see, without a lock, what the repair
+// timer and the event goroutine may not have acted on yet: how many Gap
+// events have been raised, and when the oldest open gap is due to be
+// given up. A process short of CPU (a loaded machine, one of its threads
+// descheduled) can run a reader while the goroutines that give the gap up
+// and deliver its event wait; the bound then still holds for what the
+// reader is served (Node.GapPending).
+type gapWatch struct {
+	raised atomic.Uint64 // Gap events raised (counted before they are queued)
+	due    atomic.Int64  // receiver clock (ns since born) when the oldest open gap expires; 0: none
+}
+
+// watchDue records when st's oldest missing sequence expires, if earlier
+// than what is recorded (a gap that opened). r.mu is held.
+func (r *receiver) watchDue(st *originState, now time.Time) {
+	if !st.s.Open() {
+		return
+	}
+	clk := r.clock(now)
+	d := int64(clk + r.repairParams().RepairTimeout - st.s.OldestMissingAge(clk))
+	d = max(d, 1)
+	if cur := r.watch.due.Load(); cur == 0 || d < cur {
+		r.watch.due.Store(d)
+	}
+}
+
+// rewatch recomputes the earliest expiry over the origins with open gaps
+// (the repair tick). r.mu is held.
+func (r *receiver) rewatch(now time.Time) {
+	clk := r.clock(now)
+	rt := r.repairParams().RepairTimeout
+	var due int64
+	for _, st := range r.pending {
+		if st.s.Open() {
+			d := max(int64(clk+rt-st.s.OldestMissingAge(clk)), 1)
+			if due == 0 || d < due {
+				due = d
+			}
+		}
+	}
+	if r.watch.due.Load() != due {
+		r.watch.due.Store(due)
+	}
+}
+
+// GapsRaised returns how many Gap events the node has raised so far. A
+// cache that flushes on every Gap event reads it before each flush and
+// passes the value to GapPending. It does not allocate.
+func (n *Node) GapsRaised() uint64 { return n.rx.watch.raised.Load() }
+
+// GapPending reports whether invalidations may have been missed that a
+// cache whose last flush began after flushed Gap events (GapsRaised) has
+// not flushed for yet: a Gap event raised since (still on its way to the
+// handlers), or an open gap that has waited RepairTimeout and is about to
+// be given up (the repair timer has not run yet). A cache must not serve
+// what it holds while it is true: the staleness bound holds for reads
+// even when the timer and event goroutines wait for a CPU. It costs two
+// atomic loads, and a clock read while a gap is open; it does not
+// allocate.
+func (n *Node) GapPending(flushed uint64) bool {
+	w := &n.rx.watch
+	if w.raised.Load() != flushed {
+		return true
+	}
+	d := w.due.Load()
+	return d != 0 && int64(time.Since(n.rx.born)) >= d
+}
+
 // flushGaps raises one Gap event per origin for the sequences given up
 // since the last flush (a batch, a tick). r.mu is held.
 func (r *receiver) flushGaps() {
 	for _, st := range r.lostList {
 		st.losing = false
 		if l, ok := st.s.TakeLoss(); ok {
+			r.watch.raised.Add(1)
 			r.n.ctr.gapsGivenUp[l.Reason].Add(1)
 			r.n.events.push(Event{Type: EventGap, Gap: Gap{
 				Origin: st.id, Epoch: l.Epoch, Missing: l.Missing, First: l.First, Last: l.Last, Reason: GapReason(l.Reason),
@@ -114,6 +184,7 @@ func (r *receiver) received(st *originState, seq uint64, now time.Time) (v strea
 		r.n.ctr.repairLatency.observe(after)
 	}
 	r.settle(st, &t)
+	r.watchDue(st, now)
 	return v, after > 0
 }
 
@@ -122,6 +193,7 @@ func (r *receiver) announced(st *originState, hwm uint64, now time.Time) {
 	var t stream.Tally
 	st.s.Announce(hwm, r.clock(now), &t)
 	r.settle(st, &t)
+	r.watchDue(st, now)
 }
 
 // giveUp abandons every missing sequence of st.
@@ -144,6 +216,7 @@ func (r *receiver) rebase(st *originState, cum uint64, now time.Time) {
 	var t stream.Tally
 	st.s.Rebase(cum, r.clock(now), &t)
 	r.settle(st, &t)
+	r.watchDue(st, now)
 }
 
 // stateFor returns the origin's state, creating it (and starting its
@@ -263,6 +336,7 @@ func (r *receiver) forget(id uint64) {
 	}
 	delete(r.origins, id)
 	r.n.ctr.origins.Add(-1)
+	r.rewatch(time.Now())
 }
 
 // newEpoch moves an origin to a later boot epoch; open gaps of the old
@@ -311,6 +385,7 @@ func (r *receiver) tick(now time.Time) {
 	}
 	clear(r.pending[len(keep):])
 	r.pending = keep
+	r.rewatch(now)
 	r.flushGaps()
 	r.n.timers.rxPending.Store(len(r.pending) > 0 || len(r.later) > 0)
 }

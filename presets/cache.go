@@ -47,6 +47,12 @@ var (
 //   - A GetOrLoad whose load started before an invalidation of its key
 //     (local Set, Delete or DeletePrefix, remote invalidation, or flush)
 //     returns the loaded value to its callers but does not store it.
+//   - While a Gap is pending — raised and not flushed for yet, or an
+//     open gap past its repair deadline whose event is late because the
+//     node's goroutines wait for a CPU (engine.Node.GapPending) — nothing
+//     held is served: Get misses and GetOrLoad passes through (counted,
+//     Stats.GapMisses, GapLoads). So the staleness bound holds for what
+//     readers are served, not only for when the flush runs.
 //   - Until the node is ready (engine.Node.Ready: every member has told
 //     it from which invalidation on it is in that member's fan-out),
 //     nothing is stored: GetOrLoad passes straight through to the loader
@@ -77,6 +83,11 @@ type Cache[T any] struct {
 	loads, loadErrors, coalesced, staleLoads atomic.Uint64
 	sets, deletes, remote, prefixes, flushes atomic.Uint64
 	notReadyLoads, notReadySets              atomic.Uint64
+	gapLoads, gapMisses                      atomic.Uint64
+	// gapsFlushed is the node's GapsRaised read before the last flush
+	// began: while the node says a Gap is pending beyond it, nothing held
+	// is served (engine.Node.GapPending).
+	gapsFlushed atomic.Uint64
 }
 
 // NewMeshEventual starts a node with opts and returns a cache that owns it:
@@ -136,6 +147,7 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 		}
 		c.shards[i].init(limit)
 	}
+	c.gapsFlushed.Store(node.GapsRaised()) // an empty cache holds nothing earlier Gaps could concern
 	c.unsubscribe = append(c.unsubscribe, node.OnInvalidate(c.onInvalidate), node.OnEvent(c.onEvent))
 	return c
 }
@@ -183,6 +195,13 @@ func (c *Cache[T]) Get(key string) (T, bool) {
 	}
 	v, ok, expired := s.lookup(key, c.nowFn)
 	st.RUnlock()
+	if ok && c.node.GapPending(c.gapsFlushed.Load()) {
+		// A Gap is on its way (raised, or overdue, and not flushed for):
+		// what we hold may be stale; the flush follows.
+		c.gapMisses.Add(1)
+		var zero T
+		return zero, false
+	}
 	if ok {
 		st.hits.Add(1)
 		return v, true

@@ -63,6 +63,17 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		}
 		return v, err
 	}
+	if c.node.GapPending(c.gapsFlushed.Load()) {
+		// A flush is on its way: what is held (or loaded by a call in
+		// flight) may be stale. Load, and leave storing to after it.
+		c.gapLoads.Add(1)
+		c.loads.Add(1)
+		v, err := callLoader(ctx, load)
+		if err != nil {
+			c.loadErrors.Add(1)
+		}
+		return v, err
+	}
 	s := c.shardOf(xxhash.Sum64String(key))
 	s.mu.Lock()
 	if v, ok, _ := s.lookup(key, c.nowFn); ok { // stored since our miss

@@ -35,8 +35,10 @@ func (c *Cache[T]) onEvent(e engine.Event) {
 	if e.Type != engine.EventGap || c.closed.Load() {
 		return
 	}
+	g := c.node.GapsRaised() // read first: a Gap raised during the flush is not covered by it
 	c.flush()
 	c.flushes.Add(1)
+	c.gapsFlushed.Store(max(g, c.gapsFlushed.Load()))
 }
 
 // stringBytes views s as bytes without copying; callers never write to it.

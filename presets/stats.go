@@ -22,6 +22,13 @@ type Stats struct {
 	// that only invalidated. See engine.Node.Ready.
 	NotReadyLoads, NotReadySets uint64
 
+	// GapLoads counts GetOrLoad loads passed straight through (not
+	// stored), and GapMisses cached entries not served, because a Gap was
+	// pending: raised but not flushed for yet, or overdue (see
+	// engine.Node.GapPending). On a machine that gives the node's timer
+	// and event goroutines a CPU, both stay near 0.
+	GapLoads, GapMisses uint64
+
 	Evictions   uint64 // entries dropped by the W-TinyLFU policy to make room (the new entry itself, when it loses admission)
 	Expirations uint64 // expired entries reclaimed
 
@@ -42,6 +49,8 @@ func (c *Cache[T]) Stats() Stats {
 		Flushes:             c.flushes.Load(),
 		NotReadyLoads:       c.notReadyLoads.Load(),
 		NotReadySets:        c.notReadySets.Load(),
+		GapLoads:            c.gapLoads.Load(),
+		GapMisses:           c.gapMisses.Load(),
 	}
 	for i := range c.shards {
 		s := &c.shards[i]

@@ -96,8 +96,12 @@ type incarnation struct {
 	bootAt, retiredAt int64        // oracle clock; retiredAt 0 while live
 	readyAt           atomic.Int64 // when EventReady was delivered; 0 before
 	recvMu            sync.Mutex
-	recv              []received // invalidations applied from other nodes
-	sent              []sentKey  // first copies of DATA frames written, per key record and destination
+	recv              []received  // invalidations applied from other nodes
+	sent              []sentKey   // first copies of DATA frames written, per key record and destination
+	ctrl              []ctrlSent  // control frames this node wrote (type, high-water mark, destination)
+	packs             []packedKey // own invalidations as the sender packed them (EchoLocal)
+	sets              []setDone   // the writer's Set/Delete calls through this node's cache
+	events            []eventAt   // membership and readiness events this node raised
 }
 
 func newCluster(t testing.TB, w workload) *cluster {
@@ -157,6 +161,14 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 			return
 		}
 		at := c.db.now()
+		if h.Type != codec.TypeData {
+			inc.recvMu.Lock()
+			if len(inc.ctrl) < maxCtrlLog {
+				inc.ctrl = append(inc.ctrl, ctrlSent{typ: h.Type, at: at, hwm: h.Seq, to: to, dropped: dropped})
+			}
+			inc.recvMu.Unlock()
+			return
+		}
 		it := codec.NewRecordIter(payload, h.Count)
 		inc.recvMu.Lock()
 		for rec, ok := it.Next(); ok; rec, ok = it.Next() {
@@ -184,6 +196,11 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 		if e.Type == engine.EventReady {
 			inc.readyAt.Store(c.db.now())
 		}
+		if e.Type != engine.EventGap {
+			inc.recvMu.Lock()
+			inc.events = append(inc.events, eventAt{at: c.db.now(), typ: e.Type, member: e.Member.ID})
+			inc.recvMu.Unlock()
+		}
 		inc.gaps.onEvent(e)
 	}
 	opts.OnInvalidate = func(inv engine.Invalidation) {
@@ -191,6 +208,12 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 		if id != 0 && inv.Origin == id {
 			if inv.Seq > inc.packed.Load() {
 				inc.packed.Store(inv.Seq) // only the sender goroutine packs
+			}
+			if k := keyIndex(inv.Key); k >= 0 {
+				at := c.db.now()
+				inc.recvMu.Lock()
+				inc.packs = append(inc.packs, packedKey{key: k, at: at, seq: inv.Seq})
+				inc.recvMu.Unlock()
 			}
 			return
 		}
@@ -436,6 +459,10 @@ func (c *cluster) writer(in *instance) {
 		} else {
 			err = inc.cache.Set(c.db.names[k], rec)
 		}
+		done := c.db.now()
+		inc.recvMu.Lock()
+		inc.sets = append(inc.sets, setDone{key: int32(k), ver: rec.Ver, at: done})
+		inc.recvMu.Unlock()
 		in.mu.RUnlock()
 		if err != nil {
 			c.t.Errorf("instance %d: write %s: %v", in.idx, c.db.names[k], err)

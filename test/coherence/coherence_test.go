@@ -114,6 +114,9 @@ func scenario(t *testing.T, w workload, settle time.Duration, fault func(c *clus
 	for _, e := range v.StallExamples {
 		t.Logf("%s", e)
 	}
+	for _, e := range v.CloseExamples {
+		t.Logf("%s", e)
+	}
 	t.Logf("%v", &tot)
 	t.Logf("writes %d, database loads %d, datagrams dropped by the fabric %d, reads refused by a closed cache %d, %s, in %v",
 		c.db.writes.Load(), c.db.loads.Load(), c.fab.dropped.Load(), c.readErrors.Load(), c.stallSummary(), elapsed.Round(time.Millisecond))
@@ -190,6 +193,14 @@ func TestCoherence(t *testing.T) {
 		// The origins were never down and their retransmit rings hold
 		// what instance 0 missed: on the heal it must NACK and be
 		// repaired, not give the gap up as origin_dead.
+		for _, l := range c.healReport() {
+			t.Logf("%s", l)
+		}
+		for _, in := range c.insts {
+			st := in.cur.Load().node.Stats()
+			t.Logf("instance %d: challenges sent %d (suppressed %d), responses sent %d (suppressed %d), validations %d",
+				in.idx, st.ChallengesSent, st.ChallengesSuppressed, st.ResponsesSent, st.ResponsesSuppressed, st.Validations)
+		}
 		g := &c.insts[0].cur.Load().gaps
 		t.Logf("instance 0 (cut off) raised %d Gap events: evicted %d, unreachable %d, origin_dead %d, new_epoch %d, too_old %d",
 			g.events.Load(), g.byReason[engine.GapEvicted].Load(), g.byReason[engine.GapUnreachable].Load(),

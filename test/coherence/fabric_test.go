@@ -72,9 +72,9 @@ type faultyConn struct {
 	mu      sync.Mutex
 	out     []sockopt.Message
 	dataSeq atomic.Uint64
-	// sends, when set, is told of every first copy of a DATA frame
-	// written (to explain stale reads): its records' keys, the sequence,
-	// to whom, and whether the fabric dropped it.
+	// sends, when set, is told of every frame written (to explain stale
+	// reads): its header and payload, to whom, and whether the fabric
+	// dropped it.
 	sends func(h *codec.Header, payload []byte, to netip.AddrPort, dropped bool)
 }
 
@@ -96,7 +96,7 @@ func (t *faultyConn) WriteBatch(msgs []sockopt.Message) (int, error) {
 			t.dataSeq.Store(h.Seq)
 		}
 		drop := t.f.drops(t.local, m.Addr)
-		if data && t.sends != nil && codec.HeaderLen+int(h.PayloadLen) <= len(m.Buf) {
+		if err == nil && t.sends != nil && codec.HeaderLen+int(h.PayloadLen) <= len(m.Buf) {
 			t.sends(&h, m.Buf[codec.HeaderLen:codec.HeaderLen+int(h.PayloadLen)], m.Addr, drop)
 		}
 		if drop {

@@ -109,6 +109,18 @@ type verdict struct {
 	Examples []string // the first few stale or invalid reads, described
 	// StallExamples are the first few reads excused by a stall.
 	StallExamples []string
+	// Close counts reads within the bound by less than the slack: the
+	// engine's own promise (Bound - slack) was missed and only the slack
+	// for scheduling kept them in; CloseExamples are the worst few.
+	Close         uint64
+	CloseExamples []string
+}
+
+// closeCall is a read within the bound by less than the slack.
+type closeCall struct {
+	r    *read
+	next commit
+	lag  int64
 }
 
 const maxExamples = 5
@@ -145,6 +157,7 @@ func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r 
 	explain func(r *read, next commit) string, bound time.Duration) verdict {
 	var v verdict
 	b := int64(bound)
+	var worst []closeCall // the closest calls, longest lag first
 	for _, rs := range reads {
 		for i := range rs {
 			r := &rs[i]
@@ -213,7 +226,28 @@ func check(d *database, reads [][]read, cuts []cut, stalls []stall, sent func(r 
 				continue
 			}
 			v.MaxLag = max(v.MaxLag, time.Duration(lag))
+			if lag > b-int64(runMax) {
+				v.Close++
+				if len(worst) < 3 || lag > worst[len(worst)-1].lag {
+					i, _ := slices.BinarySearchFunc(worst, lag, func(c closeCall, l int64) int { return int(l - c.lag) })
+					worst = slices.Insert(worst, i, closeCall{r: r, next: next, lag: lag})
+					worst = worst[:min(len(worst), 3)]
+				}
+			}
 		}
+	}
+	for _, w := range worst {
+		e := fmt.Sprintf("close call: %s read version %d on instance %d at %v; version %d committed at %v by instance %d (%v before the read)",
+			d.names[w.r.key], w.r.ver, w.r.inst, dur(w.r.start), w.r.ver+1, dur(w.next.at), w.next.by, dur(w.lag))
+		for j := range cuts {
+			if c := &cuts[j]; c.heal > w.next.at-2*b && c.start < w.r.start {
+				e += fmt.Sprintf("; a cut %v→%v from %v to %v", c.from, c.to, dur(c.start), dur(c.heal))
+			}
+		}
+		if explain != nil {
+			e += "; " + explain(w.r, w.next)
+		}
+		v.CloseExamples = append(v.CloseExamples, e)
 	}
 	return v
 }
@@ -225,8 +259,8 @@ func (v *verdict) example(s string) {
 }
 
 func (v verdict) String() string {
-	return fmt.Sprintf("reads checked %d, stale %d, invalid %d, behind within bound %d (max lag %v), excused by a cut %d, by a stall %d",
-		v.Checked, v.Stale, v.Invalid, v.Behind, v.MaxLag.Round(time.Microsecond), v.Excused, v.Starved)
+	return fmt.Sprintf("reads checked %d, stale %d, invalid %d, behind within bound %d (max lag %v; %d within the slack of it), excused by a cut %d, by a stall %d",
+		v.Checked, v.Stale, v.Invalid, v.Behind, v.MaxLag.Round(time.Microsecond), v.Close, v.Excused, v.Starved)
 }
 
 // stall is a stretch of the oracle's clock during which the test process

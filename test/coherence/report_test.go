@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/engine"
 	"github.com/warpmesh/warpmesh/presets"
 )
@@ -24,6 +25,43 @@ type sentKey struct {
 	to      netip.AddrPort
 	dropped bool
 	retrans bool
+}
+
+// ctrlSent is one control frame a node wrote: its type, the high-water
+// mark it carried (every control frame does, in Seq), to whom, and
+// whether the fabric dropped it.
+type ctrlSent struct {
+	typ     codec.FrameType
+	at      int64
+	hwm     uint64
+	to      netip.AddrPort
+	dropped bool
+}
+
+// maxCtrlLog caps a node's control-frame log (heartbeats, challenges,
+// NACKs, ACKs: a few thousand a second in all).
+const maxCtrlLog = 1 << 20
+
+// packedKey is one of a node's own invalidations as its sender packed it
+// into DATA sequence seq.
+type packedKey struct {
+	key int32
+	at  int64
+	seq uint64
+}
+
+// setDone is a writer's Set or Delete of version ver of key returning.
+type setDone struct {
+	key int32
+	ver uint32
+	at  int64
+}
+
+// eventAt is a membership or readiness event a node raised.
+type eventAt struct {
+	at     int64
+	typ    engine.EventType
+	member uint64
 }
 
 // received is one invalidation a node applied, for explaining stale reads.
@@ -258,7 +296,8 @@ func (c *cluster) explain(r *read, next commit) string {
 	if len(gaps) == 0 {
 		gaps = []string{"none"}
 	}
-	return fmt.Sprintf("reader's %s at %v; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s; reader's Gap events meanwhile: %s; the writer's node wrote the key after the commit: %s",
+	timeline := c.writerTimeline(r, next, rd, wr)
+	return timeline + fmt.Sprintf("; reader's %s at %v; writer's %s; invalidations of the key the reader's node applied from %v on: %s; other live nodes that applied it within the bound: %s; reader's Gap events meanwhile: %s; the writer's node wrote the key after the commit: %s",
 		life(rd), rd.conn.LocalAddr(), life(wr), dur(next.at-int64(Bound)), strings.Join(got, " "), strings.Join(others, " "), strings.Join(gaps, ", "), strings.Join(sends, ", "))
 }
 
@@ -292,4 +331,159 @@ func (c *cluster) stallSummary() string {
 		longest = max(longest, s.end-s.start)
 	}
 	return fmt.Sprintf("%d process stalls over %v (longest %v, %v in all)", len(c.stalls), probeMin, dur(longest), dur(total))
+}
+
+// writerTimeline follows a stale read's newer version through the
+// writer's node, phase by phase: the writer's Set returning, the sender
+// packing the invalidation (its sequence), the first DATA frame at or
+// past that sequence written to the reader's address, the control frames
+// (and the high-water marks they carried) written to it meanwhile, and
+// the membership events either node raised about the other around it.
+// Called with c.mu held.
+func (c *cluster) writerTimeline(r *read, next commit, rd, wr *incarnation) string {
+	var b strings.Builder
+	to := rd.conn.LocalAddr()
+	wr.recvMu.Lock()
+	setAt := "never"
+	for _, e := range wr.sets {
+		if e.key == int32(r.key) && e.ver == r.ver+1 {
+			setAt = dur(e.at).String()
+			break
+		}
+	}
+	var seq uint64
+	packAt := "never"
+	for _, e := range wr.packs {
+		if e.key == int32(r.key) && e.at >= next.at {
+			seq, packAt = e.seq, fmt.Sprintf("%v as seq %d", dur(e.at), e.seq)
+			break
+		}
+	}
+	firstData := "none"
+	if seq != 0 {
+		for _, e := range wr.sent {
+			if e.to == to && e.seq >= seq && e.at >= next.at {
+				firstData = fmt.Sprintf("%v seq %d", dur(e.at), e.seq)
+				if e.dropped {
+					firstData += " dropped"
+				}
+				break
+			}
+		}
+	}
+	var ctrl []string
+	covered := "never"
+	acks := 0
+	for _, e := range wr.ctrl {
+		if e.to != to || e.at < next.at-int64(heartbeat) || e.at > r.end+int64(time.Second) {
+			continue
+		}
+		if seq != 0 && e.hwm >= seq && !e.dropped && covered == "never" {
+			covered = fmt.Sprintf("%v (%v)", dur(e.at), e.typ)
+		}
+		if e.typ == codec.TypeAck {
+			acks++
+			continue
+		}
+		if len(ctrl) < 24 {
+			note := ""
+			if e.dropped {
+				note = " dropped"
+			}
+			ctrl = append(ctrl, fmt.Sprintf("%v %v hwm %d%s", dur(e.at), e.typ, e.hwm, note))
+		}
+	}
+	wr.recvMu.Unlock()
+	// The other direction: what the reader's node wrote to the writer's
+	// (challenges, responses, NACKs, heartbeats) from a second before the
+	// commit on.
+	var back []string
+	from := wr.conn.LocalAddr()
+	rd.recvMu.Lock()
+	for _, e := range rd.ctrl {
+		if e.to != from || e.typ == codec.TypeAck || e.at < next.at-int64(time.Second) || e.at > r.end+int64(time.Second) {
+			continue
+		}
+		if len(back) < 40 {
+			note := ""
+			if e.dropped {
+				note = " dropped"
+			}
+			back = append(back, fmt.Sprintf("%v %v%s", dur(e.at), e.typ, note))
+		}
+	}
+	rd.recvMu.Unlock()
+	events := func(inc *incarnation, about *incarnation) []string {
+		var out []string
+		id := about.id.Load()
+		inc.recvMu.Lock()
+		defer inc.recvMu.Unlock()
+		for _, e := range inc.events {
+			if e.member == id && e.at >= next.at-int64(10*time.Second) && e.at <= r.end+int64(2*time.Second) {
+				out = append(out, fmt.Sprintf("%v %v", dur(e.at), e.typ))
+			}
+		}
+		return out
+	}
+	fmt.Fprintf(&b, "writer's Set returned at %s; packed at %s; first DATA frame at or past it to the reader: %s; first control frame announcing it to the reader: %s; control frames but ACKs to the reader from a heartbeat before the commit to a second after the read: %s (and %d ACKs)",
+		setAt, packAt, firstData, covered, strings.Join(ctrl, ", "), acks)
+	fmt.Fprintf(&b, "; writer's events about the reader: %s; reader's events about the writer: %s; reader's control frames but ACKs to the writer from a second before the commit: %s",
+		strings.Join(events(wr, rd), ", "), strings.Join(events(rd, wr), ", "), strings.Join(back, ", "))
+	return b.String()
+}
+
+// healReport describes how each cut healed, pair by pair: for every
+// ordered pair of nodes (a, b) that were live across the heal, when a
+// last took b back (its first Join event about b after the heal), and how
+// often a declared b dead again in the ten seconds after it (flapping).
+// Pairs that took no one back within that time are listed as never.
+func (c *cluster) healReport() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, ct := range c.cuts {
+		var worst time.Duration
+		var notes []string
+		for i := range c.incs {
+			a := c.incAt(i, ct.heal)
+			if a == nil {
+				continue
+			}
+			for j := range c.incs {
+				b := c.incAt(j, ct.heal)
+				if b == nil || a == b {
+					continue
+				}
+				bid := b.id.Load()
+				a.recvMu.Lock()
+				var join int64 = -1
+				deaths, wasDead := 0, false
+				for _, e := range a.events {
+					if e.member != bid || e.at < ct.start {
+						continue
+					}
+					switch {
+					case e.typ == engine.EventDead && e.at < ct.heal:
+						wasDead = true
+					case e.typ == engine.EventJoin && e.at >= ct.heal && join < 0:
+						join = e.at
+					case e.typ == engine.EventDead && e.at >= ct.heal && e.at < ct.heal+int64(10*time.Second):
+						deaths++
+					}
+				}
+				a.recvMu.Unlock()
+				if !wasDead && deaths == 0 {
+					continue
+				}
+				lat := "never"
+				if join >= 0 {
+					lat = dur(join - ct.heal).String()
+					worst = max(worst, time.Duration(join-ct.heal))
+				}
+				notes = append(notes, fmt.Sprintf("%d→%d back after %s, dead again %d×", i, j, lat, deaths))
+			}
+		}
+		out = append(out, fmt.Sprintf("cut %v→%v %v–%v: slowest take-back %v; %s", ct.from, ct.to, dur(ct.start), dur(ct.heal), worst.Round(time.Millisecond), strings.Join(notes, "; ")))
+	}
+	return out
 }
