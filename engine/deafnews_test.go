@@ -22,6 +22,7 @@ func TestDeadProbeCarriesNews(t *testing.T) {
 	defer m.mu.Unlock()
 	e := m.members[2]
 	e.State, e.stateSince, e.deadRounds = StateDead, now, 0
+	m.syncLocked(e) // as every state change does: the dead index holds it
 	var dst []netip.AddrPort
 	probed := func(hwm uint64) bool {
 		dst = m.deadTargets(dst[:0], hwm)

@@ -122,8 +122,12 @@ func TestJoinMidStream(t *testing.T) {
 			t.Errorf("round %d: %d Gap events, %d ready events on a loss-free net (want 0, 1)", round, ev, ready)
 		}
 		s := bn.Stats()
-		if !s.Ready || s.JoinAsksSent == 0 {
-			t.Errorf("round %d: Ready %v JoinAsksSent %d", round, s.Ready, s.JoinAsksSent)
+		// Ready either from the answer to its JOIN ask or, when the
+		// publisher listed it first, from the join mark on the
+		// publisher's frames (a loaded machine does that): no ask is then
+		// needed, so JoinAsksSent may be 0.
+		if !s.Ready {
+			t.Errorf("round %d: not ready (JoinAsksSent %d)", round, s.JoinAsksSent)
 		}
 		checkRepairCounters(t, fmt.Sprintf("round %d", round), s)
 		bn.Close()
