@@ -124,7 +124,7 @@ const catchUpEvery = 4
 // cold start: its partner's table may have lacked the same stragglers,
 // whose news then reached the node only at the steady interval (N/2
 // periods; measured at N=1000: 2 members unknown at one node for 40 s+).
-const catchUpQuiet = 2
+const catchUpQuiet = 1
 
 type member struct {
 	Update
