@@ -124,7 +124,7 @@ const catchUpEvery = 4
 // cold start: its partner's table may have lacked the same stragglers,
 // whose news then reached the node only at the steady interval (N/2
 // periods; measured at N=1000: 2 members unknown at one node for 40 s+).
-const catchUpQuiet = 2
+const catchUpQuiet = 1
 
 type member struct {
 	Update
@@ -650,6 +650,12 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 			interval = 2 * m.cfg.Period
 		case now.Before(m.catchUp) || m.news || m.quiet < catchUpQuiet:
 			interval = catchUpEvery * m.cfg.Period
+		case m.quiet == catchUpQuiet:
+			// The catch-up just ended: one more push-pull after the
+			// shortest steady interval, for stragglers whose news came
+			// after it (at N=1000 a few members stayed unknown at a few
+			// nodes, who would otherwise wait N/2 periods).
+			interval = m.cfg.PushPullMin
 		}
 		m.news = false
 		m.nextPP = now.Add(interval)

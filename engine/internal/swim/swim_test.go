@@ -470,8 +470,15 @@ func TestPushPullCatchesUpWhileLearning(t *testing.T) {
 	if at := pushPulls(from, from.Add(window)); len(at) != 1+catchUpQuiet {
 		t.Fatalf("push-pulls %v after the last news, want %d", at, 1+catchUpQuiet)
 	}
+	// One more after PushPullMin, for stragglers, then the steady
+	// interval.
 	steady := max(cfg.PushPullMin, 100*cfg.PushPullPer)
+	last := from.Add(window - period) // the last catch-up push-pull
 	from = from.Add(window)
+	if at := pushPulls(from, last.Add(cfg.PushPullMin+period)); len(at) != 1 || at[0] != last.Add(cfg.PushPullMin).Sub(t0) {
+		t.Fatalf("push-pulls at %v after the catch-up, want one at %v", at, last.Add(cfg.PushPullMin).Sub(t0))
+	}
+	from = last.Add(cfg.PushPullMin + period)
 	if at := pushPulls(from, from.Add(steady-2*period)); len(at) != 0 {
 		t.Fatalf("push-pulls at %v with nothing learned, want the steady interval %v", at, steady)
 	}
