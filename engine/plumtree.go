@@ -185,6 +185,9 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
+		if e.Origin == r.n.id {
+			return // our own stream, as others hold it: nothing to do
+		}
 		st := r.ihaveStream(e, now)
 		if st == nil {
 			r.n.ctr.drop(DropTreeRefused)
@@ -206,7 +209,7 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 // origin's frames, and they are then owed here like any (no silent miss).
 // A stranger's, or an earlier epoch's, is refused.
 func (r *receiver) ihaveStream(e codec.TreeEntry, now time.Time) *originState {
-	if e.Origin == r.n.id || e.Seq > stream.MaxSeq {
+	if e.Seq > stream.MaxSeq {
 		return nil
 	}
 	st := r.origins[e.Origin]
