@@ -25,8 +25,8 @@ import (
 //     members taken in turn over its view;
 //   - a node told of frames it lacks takes the mark like any high-water
 //     mark (the stream's repair and Gap rules then answer for them), and
-//     if they have not arrived after treeGraftTimeout it GRAFTs the
-//     announcer, which resends them from its relay ring and pushes that
+//     if they have not arrived after treeGraftTimeout, or its repair gave
+//     up on its tree parent first, it GRAFTs the announcer, which resends them from its relay ring and pushes that
 //     origin's frames to it from then on, as an extra tree child;
 //   - a node given a frame twice PRUNEs the sender when it is not its tree
 //     parent (at most once per origin per treePruneHold), which then skips
@@ -49,10 +49,13 @@ type treeState struct {
 	dests   []netip.AddrPort
 	buf     []byte
 	msgs    []sockopt.Message
-	turn    int // rotation over the view for lazy peers
+	turn    int // rotation over the view for lazy peers (from a place of our own)
 }
 
-func (t *treeState) init(frameSize int) {
+func (t *treeState) init(frameSize int, self uint64) {
+	// Lazy peers are taken in turn from a place of this node's own, so
+	// that nodes do not all announce to the same few members first.
+	t.turn = int(self % 65521)
 	t.m = plumtree.New(plumtree.Params{
 		AnnounceInterval: treeIHaveInterval,
 		GraftTimeout:     treeGraftTimeout,
@@ -261,6 +264,19 @@ func (r *receiver) handlePrune(h *codec.Header, payload []byte, _ time.Time) {
 			r.n.ctr.drop(DropTreeRefused)
 		}
 	})
+}
+
+// treeFallback grafts, when its repair of st gives up on the tree parent,
+// a member that announced holding the frames (see repairTarget).
+func (r *receiver) treeFallback(st *originState, now time.Time) {
+	if r.treeView() == nil {
+		return
+	}
+	if a, ok := r.tree.m.GraftNow(st.id, now); ok {
+		r.tree.graft[0] = codec.TreeEntry{Origin: a.Entry.Origin, Epoch: a.Entry.Epoch, Seq: a.Entry.Seq}
+		r.sendTree(codec.TypeGraft, r.tree.graft[:], a.To.Addr)
+		r.n.ctr.graftsSent.Add(1)
+	}
 }
 
 // runTreeTick runs the Plumtree schedule (from the timers goroutine) and

@@ -92,7 +92,7 @@ func (r *receiver) init(n *Node) error {
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.ring.frameSize = n.cfg.MaxFrameSize
-	r.tree.init(n.cfg.MaxFrameSize)
+	r.tree.init(n.cfg.MaxFrameSize, n.id)
 	r.dests = make([]netip.AddrPort, 0, 64)
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}

@@ -581,6 +581,7 @@ func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (ne
 			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
 				return to, true
 			}
+			r.treeFallback(st, now) // the parent did not help: graft a holder
 		}
 	}
 	return r.originAddr(st.id)
