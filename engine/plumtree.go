@@ -65,7 +65,7 @@ func (t *treeState) init(frameSize int, self uint64) {
 		MaxPerRound:      codec.MaxTreeEntries(frameSize, true),
 	})
 	t.acts = make([]plumtree.Action, 0, 64)
-	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, false))
+	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, true)) // room for a tag: fits sealed or not
 	t.dests = make([]netip.AddrPort, 0, treeLazyPeers)
 	t.buf = make([]byte, 0, frameSize)
 	t.msgs = make([]sockopt.Message, 0, treeLazyPeers)
@@ -272,11 +272,30 @@ func (r *receiver) treeFallback(st *originState, now time.Time) {
 	if r.treeView() == nil {
 		return
 	}
+	if r.parentFeeds(st.id) {
+		return // slow, not silent: a graft would push its frames twice
+	}
 	if a, ok := r.tree.m.GraftNow(st.id, now); ok {
 		r.tree.graft[0] = codec.TreeEntry{Origin: a.Entry.Origin, Epoch: a.Entry.Epoch, Seq: a.Entry.Seq}
 		r.sendTree(codec.TypeGraft, r.tree.graft[:], a.To.Addr)
 		r.n.ctr.graftsSent.Add(1)
 	}
+}
+
+// parentFeeds reports whether the latest first copy of origin's frames
+// came from this node's tree parent (or from the origin, where it is the
+// parent): the tree works, if slowly, and needs no graft.
+func (r *receiver) parentFeeds(origin uint64) bool {
+	v := r.tree.view
+	if v == nil {
+		return false
+	}
+	from := r.tree.m.FirstFrom(origin)
+	if parent, _, ok := treeParent(v, r.n.id, origin, r.n.cfg.Fanout); ok {
+		return from == parent
+	}
+	i := slices.Index(v.live, from)
+	return i >= 0 && v.ids[i] == origin
 }
 
 // runTreeTick runs the Plumtree schedule (from the timers goroutine) and
@@ -302,6 +321,9 @@ func (r *receiver) runTreeTick(now time.Time) time.Duration {
 				r.sendIHave(v)
 			}
 		case plumtree.SendGraft:
+			if r.parentFeeds(e.Origin) {
+				continue // slow, not silent (see treeFallback)
+			}
 			t.graft[0] = e
 			r.sendTree(codec.TypeGraft, t.graft[:], a.To.Addr)
 			r.n.ctr.graftsSent.Add(1)

@@ -547,11 +547,14 @@ func (r *receiver) relayDown(h *codec.Header, frame []byte) {
 		return
 	}
 	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+	if len(r.dests) > 0 && h.Type == codec.TypeData {
+		r.ring.put(h, frame) // the children will NACK us for it (pruned ones too)
+	}
 	r.treeView() // grafts and prunes of an older view are forgotten first
 	r.dests = r.treeDests(h.Origin, r.dests)
 	if len(r.dests) > 0 {
-		if h.Type == codec.TypeData {
-			r.ring.put(h, frame) // the children will NACK us for it
+		if h.Type == codec.TypeData && r.ring.get(h.Origin, h.Epoch, h.Seq) == nil {
+			r.ring.put(h, frame) // grafted children only
 		}
 		r.relay.add(frame, h.Hops+1, r.dests)
 	}

@@ -341,6 +341,15 @@ func (m *Machine) Prune(from Peer, id uint64) bool {
 	return true
 }
 
+// Unprune undoes a prune by the tree child at addr for origin: it has
+// since asked us for that origin's frames as its parent (views that
+// disagreed when it pruned us agree now).
+func (m *Machine) Unprune(id uint64, addr netip.AddrPort) {
+	if o := m.origins[id]; o != nil {
+		o.nPruned = remove(o.pruned[:o.nPruned], addr)
+	}
+}
+
 // Eager returns the peers grafted onto this node for origin (a view of
 // the machine's table, valid until its next call).
 func (m *Machine) Eager(id uint64) []Peer {

@@ -162,8 +162,14 @@ func TestGraftPruneReset(t *testing.T) {
 	if !m.Graft(peerA, e) || m.Pruned(1, peerA.Addr) {
 		t.Fatal("a graft does not undo the grafter's prune")
 	}
+	m.Prune(peerB, 1)
+	m.Unprune(1, peerB.Addr)
+	if m.Pruned(1, peerB.Addr) {
+		t.Fatal("Unprune kept the prune")
+	}
+	m.Prune(peerB, 1)
 	m.Reset()
-	if len(m.Eager(1)) != 0 || m.Pruned(1, peerA.Addr) {
+	if len(m.Eager(1)) != 0 || m.Pruned(1, peerA.Addr) || m.Pruned(1, peerB.Addr) {
 		t.Fatal("Reset kept grafts or prunes")
 	}
 }
