@@ -82,7 +82,7 @@ const (
 const (
 	// treeIHaveInterval is the shortest time between two IHAVE rounds of
 	// one node; a round names every origin whose held frames advanced.
-	treeIHaveInterval = 20 * time.Millisecond
+	treeIHaveInterval = 100 * time.Millisecond
 	// treeLazyPeers is how many members each IHAVE round goes to, chosen
 	// in turn over the whole view.
 	treeLazyPeers = 2

@@ -10,8 +10,11 @@ import (
 // places them on a ring starting at the origin: position p (0 = origin)
 // forwards to positions p·F+1 … p·F+F. With consistent membership views
 // every node receives each frame exactly once (redundancy 1) within
-// ⌈log_F N⌉ hops; where views disagree, duplicates are deduplicated and
-// misses are repaired by the sequence-gap machinery.
+// ⌈log_F N⌉ hops. A receiver repairs a loss from its tree parent
+// (treeParent; repair.go), not the origin. Where views disagree,
+// duplicates are deduplicated and misses repaired, and Plumtree's lazy
+// push heals the tree itself (plumtree.go): grafts add eager children,
+// prunes remove redundant ones, until the view changes.
 
 // treeChildren appends self's children in the relay tree of origin.
 func treeChildren(v *destView, self, origin uint64, fanout int, dst []netip.AddrPort) []netip.AddrPort {

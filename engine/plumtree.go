@@ -25,8 +25,8 @@ import (
 //     members taken in turn over its view;
 //   - a node told of frames it lacks takes the mark like any high-water
 //     mark (the stream's repair and Gap rules then answer for them), and
-//     if they have not arrived after treeGraftTimeout it GRAFTs the
-//     announcer, which resends them from its relay ring and pushes that
+//     if they have not arrived after treeGraftTimeout, or its repair gave
+//     up on its tree parent first, it GRAFTs the announcer, which resends them from its relay ring and pushes that
 //     origin's frames to it from then on, as an extra tree child;
 //   - a node given a frame twice PRUNEs the sender when it is not its tree
 //     parent (at most once per origin per treePruneHold), which then skips
@@ -49,10 +49,13 @@ type treeState struct {
 	dests   []netip.AddrPort
 	buf     []byte
 	msgs    []sockopt.Message
-	turn    int // rotation over the view for lazy peers
+	turn    int // rotation over the view for lazy peers (from a place of our own)
 }
 
-func (t *treeState) init(frameSize int) {
+func (t *treeState) init(frameSize int, self uint64) {
+	// Lazy peers are taken in turn from a place of this node's own, so
+	// that nodes do not all announce to the same few members first.
+	t.turn = int(self % 65521)
 	t.m = plumtree.New(plumtree.Params{
 		AnnounceInterval: treeIHaveInterval,
 		GraftTimeout:     treeGraftTimeout,
@@ -62,7 +65,7 @@ func (t *treeState) init(frameSize int) {
 		MaxPerRound:      codec.MaxTreeEntries(frameSize, true),
 	})
 	t.acts = make([]plumtree.Action, 0, 64)
-	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, false))
+	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, true)) // room for a tag: fits sealed or not
 	t.dests = make([]netip.AddrPort, 0, treeLazyPeers)
 	t.buf = make([]byte, 0, frameSize)
 	t.msgs = make([]sockopt.Message, 0, treeLazyPeers)
@@ -185,6 +188,9 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
+		if e.Origin == r.n.id {
+			return // our own stream, as others hold it: nothing to do
+		}
 		st := r.ihaveStream(e, now)
 		if st == nil {
 			r.n.ctr.drop(DropTreeRefused)
@@ -206,7 +212,7 @@ func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 // origin's frames, and they are then owed here like any (no silent miss).
 // A stranger's, or an earlier epoch's, is refused.
 func (r *receiver) ihaveStream(e codec.TreeEntry, now time.Time) *originState {
-	if e.Origin == r.n.id || e.Seq > stream.MaxSeq {
+	if e.Seq > stream.MaxSeq {
 		return nil
 	}
 	st := r.origins[e.Origin]
@@ -260,6 +266,38 @@ func (r *receiver) handlePrune(h *codec.Header, payload []byte, _ time.Time) {
 	})
 }
 
+// treeFallback grafts, when its repair of st gives up on the tree parent,
+// a member that announced holding the frames (see repairTarget).
+func (r *receiver) treeFallback(st *originState, now time.Time) {
+	if r.treeView() == nil {
+		return
+	}
+	if r.parentFeeds(st.id) {
+		return // slow, not silent: a graft would push its frames twice
+	}
+	if a, ok := r.tree.m.GraftNow(st.id, now); ok {
+		r.tree.graft[0] = codec.TreeEntry{Origin: a.Entry.Origin, Epoch: a.Entry.Epoch, Seq: a.Entry.Seq}
+		r.sendTree(codec.TypeGraft, r.tree.graft[:], a.To.Addr)
+		r.n.ctr.graftsSent.Add(1)
+	}
+}
+
+// parentFeeds reports whether the latest first copy of origin's frames
+// came from this node's tree parent (or from the origin, where it is the
+// parent): the tree works, if slowly, and needs no graft.
+func (r *receiver) parentFeeds(origin uint64) bool {
+	v := r.tree.view
+	if v == nil {
+		return false
+	}
+	from := r.tree.m.FirstFrom(origin)
+	if parent, _, ok := treeParent(v, r.n.id, origin, r.n.cfg.Fanout); ok {
+		return from == parent
+	}
+	i := slices.Index(v.live, from)
+	return i >= 0 && v.ids[i] == origin
+}
+
 // runTreeTick runs the Plumtree schedule (from the timers goroutine) and
 // returns how long until it is due again (0: nothing pending).
 func (r *receiver) runTreeTick(now time.Time) time.Duration {
@@ -283,6 +321,9 @@ func (r *receiver) runTreeTick(now time.Time) time.Duration {
 				r.sendIHave(v)
 			}
 		case plumtree.SendGraft:
+			if r.parentFeeds(e.Origin) {
+				continue // slow, not silent (see treeFallback)
+			}
 			t.graft[0] = e
 			r.sendTree(codec.TypeGraft, t.graft[:], a.To.Addr)
 			r.n.ctr.graftsSent.Add(1)

@@ -93,7 +93,7 @@ func (r *receiver) init(n *Node) error {
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.ring.frameSize = n.cfg.MaxFrameSize
-	r.tree.init(n.cfg.MaxFrameSize)
+	r.tree.init(n.cfg.MaxFrameSize, n.id)
 	r.dests = make([]netip.AddrPort, 0, 64)
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
@@ -548,11 +548,14 @@ func (r *receiver) relayDown(h *codec.Header, frame []byte) {
 		return
 	}
 	r.dests = treeChildren(v, n.id, h.Origin, n.cfg.Fanout, r.dests[:0])
+	if len(r.dests) > 0 && h.Type == codec.TypeData {
+		r.ring.put(h, frame) // the children will NACK us for it (pruned ones too)
+	}
 	r.treeView() // grafts and prunes of an older view are forgotten first
 	r.dests = r.treeDests(h.Origin, r.dests)
 	if len(r.dests) > 0 {
-		if h.Type == codec.TypeData {
-			r.ring.put(h, frame) // the children will NACK us for it
+		if h.Type == codec.TypeData && r.ring.get(h.Origin, h.Epoch, h.Seq) == nil {
+			r.ring.put(h, frame) // grafted children only
 		}
 		r.relay.add(frame, h.Hops+1, r.dests)
 	}

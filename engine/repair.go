@@ -443,11 +443,15 @@ func (q *relayRing) get(origin, epoch, seq uint64) []byte {
 func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, now time.Time) {
 	n := r.n
 	st := r.origins[nk.Origin]
-	if st == nil || st.epoch() != nk.Epoch || r.ring.slots == nil {
+	if st == nil || st.epoch() != nk.Epoch {
 		return
 	}
 	sv, ok := r.startServe(h.Origin, now)
 	if !ok {
+		return
+	}
+	r.unpruneChild(st, sv.to)
+	if r.ring.slots == nil {
 		return
 	}
 	n.ctr.nacksReceived.Add(1)
@@ -466,6 +470,15 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	r.endServe(&sv)
 	if served {
 		r.adoptChild(h.Origin, sv.to, st)
+	}
+}
+
+// unpruneChild: a member that NACKs us takes us for its tree parent for
+// st's origin; if it pruned us while our views disagreed, push to it
+// again (a child starved by a stale prune asks, and is fed at once).
+func (r *receiver) unpruneChild(st *originState, addr netip.AddrPort) {
+	if r.treeView() != nil && r.tree.m.Pruned(st.id, addr) {
+		r.tree.m.Unprune(st.id, addr)
 	}
 }
 
@@ -581,6 +594,7 @@ func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (ne
 			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
 				return to, true
 			}
+			r.treeFallback(st, now) // the parent did not help: graft a holder
 		}
 	}
 	return r.originAddr(st.id)

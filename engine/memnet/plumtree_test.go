@@ -1,6 +1,7 @@
 package memnet_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -123,5 +124,91 @@ func treeHealRun(t *testing.T, size, warm, keys int, hb time.Duration) {
 	// few stragglers at most.
 	if detected*100 > first {
 		t.Errorf("%d of %d frames missing after warm-up: the tree did not heal", detected, first)
+	}
+}
+
+// TestTreeGraftsAroundSilentLink: in a relay-tree mesh on a loss-free
+// network, every datagram from one relay to one of its tree children is
+// dropped (views stay whole: SWIM's indirect probes vouch for both). The
+// child misses every frame its parent relays; its NACKs to the parent go
+// unanswered, fall back to the origin, and at that point it GRAFTs a
+// member that announced the frames (IHAVE), which then pushes them to it.
+// After a warm-up the child gets the origin's frames without repair, 0 Gap
+// events anywhere.
+func TestTreeGraftsAroundSilentLink(t *testing.T) {
+	size, warm, keys := 40, 3_000, 10_000
+	if raceEnabled || testing.Short() {
+		size, warm, keys = 24, 2_000, 5_000
+	}
+	const fanout = 3
+	n := newNet(t, 83)
+	nodes := startMesh(t, n, size, []int{0, 1}, func(i int) engine.Options {
+		return engine.Options{
+			Heartbeat:     100 * time.Millisecond,
+			SuspectAfter:  2 * time.Second,
+			DeadAfter:     4 * time.Second,
+			RepairTimeout: 3 * time.Second,
+			DirectLimit:   8,
+			Fanout:        fanout,
+			EchoLocal:     i == 0,
+			PublishRing:   1 << 15,
+		}
+	})
+	waitMesh(t, 60*time.Second, nodes)
+	waitFor(t, 20*time.Second, "every node ready", func() bool {
+		for _, node := range nodes {
+			if !node.Ready() {
+				return false
+			}
+		}
+		return true
+	})
+	// The origin's tree as every node computes it (engine/fanout.go): ids
+	// on a ring from the origin, position p relays to p*F+1 … p*F+F.
+	ids := make([]uint64, size)
+	for i, node := range nodes {
+		ids[i] = node.ID()
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	at := func(pos int) int { // node index at ring position pos
+		o := slices.Index(sorted, ids[0])
+		return slices.Index(ids, sorted[(o+pos)%size])
+	}
+	parent, child := at(1), at(fanout+1)
+	if err := n.SetLoss(simAddr(parent), simAddr(child), 1); err != nil {
+		t.Fatal(err)
+	}
+	pub, receivers := nodes[0], nodes[1:]
+	cov := newCoverage(pub, keys, receivers...)
+	for k, step := 0, warm/6; k < warm; k += step {
+		publishIndexed(t, pub, k, min(k+step, warm))
+		cov.waitSettled(t, 60*time.Second, k, min(k+step, warm))
+	}
+	c := nodes[child]
+	cBase, pBase := c.Stats(), pub.Stats()
+	publishIndexed(t, pub, warm, keys)
+	cov.waitSettled(t, 60*time.Second, warm, keys)
+	var gapEvents uint64
+	for r, node := range receivers {
+		if a, f, _ := cov.account(r, warm, keys); a != keys-warm {
+			t.Errorf("receiver %d applied %d of %d keys after warm-up, %d flagged", r+1, a, keys-warm, f)
+		}
+		s := node.Stats()
+		gapEvents += s.GapEvents()
+	}
+	cs, ps := c.Stats(), pub.Stats()
+	frames := cs.DataFrames - cBase.DataFrames
+	missing := cs.GapsDetected - cBase.GapsDetected
+	t.Logf("N=%d, link from relay %d to its child %d cut: after warm-up the child got %d frames, %d missing and repaired, origin received %d NACKs; whole run: the child sent %d grafts and %d NACKs; %d Gap events",
+		size, parent, child, frames, missing, ps.NacksReceived-pBase.NacksReceived, cs.GraftsSent, cs.NacksSent, gapEvents)
+	if gapEvents != 0 {
+		t.Errorf("%d Gap events on a loss-free network", gapEvents)
+	}
+	if cs.GraftsSent == 0 {
+		t.Error("the child never grafted: it lives on repairs")
+	}
+	if !raceEnabled && missing*100 > frames {
+		t.Errorf("%d of %d frames missing at the child after warm-up: the graft did not take", missing, frames)
 	}
 }

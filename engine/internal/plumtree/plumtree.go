@@ -259,6 +259,20 @@ const (
 // parent resends from its ring looks like a push, a real push repeats.
 const ParentDups = 4
 
+// GraftNow grafts, at once, the announcer of origin's frames that are
+// wanted and not yet grafted for: the driver calls it when its repair of
+// that origin gave up on the tree parent (the announcer holds the frames;
+// the parent did not send them). ok is false when there is nothing to
+// graft.
+func (m *Machine) GraftNow(id uint64, now time.Time) (Action, bool) {
+	o := m.origins[id]
+	if o == nil || o.wantSeq == 0 || !o.graftedAt.IsZero() {
+		return Action{}, false
+	}
+	o.graftedAt = now
+	return Action{Kind: SendGraft, To: o.wantFrom, Entry: Entry{Origin: o.id, Epoch: o.epoch, Seq: o.held + 1}}, true
+}
+
 // Duplicate reports whether a second copy of one of origin's frames calls
 // for a PRUNE (to the sender d names): at most one per origin per
 // PruneHold, so that two senders are not both pruned before either takes
@@ -325,6 +339,15 @@ func (m *Machine) Prune(from Peer, id uint64) bool {
 	o.pruned[o.nPruned] = from
 	o.nPruned++
 	return true
+}
+
+// Unprune undoes a prune by the tree child at addr for origin: it has
+// since asked us for that origin's frames as its parent (views that
+// disagreed when it pruned us agree now).
+func (m *Machine) Unprune(id uint64, addr netip.AddrPort) {
+	if o := m.origins[id]; o != nil {
+		o.nPruned = remove(o.pruned[:o.nPruned], addr)
+	}
 }
 
 // Eager returns the peers grafted onto this node for origin (a view of

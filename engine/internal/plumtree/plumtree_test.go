@@ -124,6 +124,27 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// TestGraftNow: a want is grafted at once when the driver's repair gave
+// up on the parent, once; without a want there is nothing to graft.
+func TestGraftNow(t *testing.T) {
+	m := New(params)
+	if _, ok := m.GraftNow(1, t0); ok {
+		t.Fatal("graft without a want")
+	}
+	m.Held(1, 1, 3, peerA.Addr)
+	m.IHave(peerB, Entry{Origin: 1, Epoch: 1, Seq: 9}, 3, t0)
+	a, ok := m.GraftNow(1, at(1))
+	if want := (Action{Kind: SendGraft, To: peerB, Entry: Entry{Origin: 1, Epoch: 1, Seq: 4}}); !ok || a != want {
+		t.Fatalf("GraftNow = %+v, %v; want %+v", a, ok, want)
+	}
+	if _, ok := m.GraftNow(1, at(2)); ok {
+		t.Fatal("grafted twice")
+	}
+	if acts, next := m.Tick(at(2), nil); len(acts) != 1 || acts[0].Kind != SendIHave || !next.Equal(at(1).Add(params.GraftGiveUp)) {
+		t.Fatalf("Tick after GraftNow: %+v, next %v", acts, next.Sub(t0))
+	}
+}
+
 func TestGraftPruneReset(t *testing.T) {
 	m := New(params)
 	e := Entry{Origin: 1, Epoch: 1, Seq: 5}
@@ -141,8 +162,14 @@ func TestGraftPruneReset(t *testing.T) {
 	if !m.Graft(peerA, e) || m.Pruned(1, peerA.Addr) {
 		t.Fatal("a graft does not undo the grafter's prune")
 	}
+	m.Prune(peerB, 1)
+	m.Unprune(1, peerB.Addr)
+	if m.Pruned(1, peerB.Addr) {
+		t.Fatal("Unprune kept the prune")
+	}
+	m.Prune(peerB, 1)
 	m.Reset()
-	if len(m.Eager(1)) != 0 || m.Pruned(1, peerA.Addr) {
+	if len(m.Eager(1)) != 0 || m.Pruned(1, peerA.Addr) || m.Pruned(1, peerB.Addr) {
 		t.Fatal("Reset kept grafts or prunes")
 	}
 }
