@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -208,4 +209,46 @@ func TestGapPendingWhenOverdue(t *testing.T) {
 	if n.GapPending(1) {
 		t.Fatal("GapPending true for a cache that flushed for every Gap, with no gap open")
 	}
+}
+
+// TestDeafOriginOneFlushPerEpisode: a member the origin has declared dead
+// (it probes us every round while it publishes) gives up, once the oldest
+// missing sequence expires, everything missing at once — one Gap event
+// per RepairTimeout or so, not one per announcement. Counted on a's
+// heartbeat rounds: per-batch expiry raised about one Gap event per round
+// after the first timeout (here 15 of 20 rounds).
+func TestDeafOriginOneFlushPerEpisode(t *testing.T) {
+	tune := func(o *Options) { o.RepairTimeout = 200 * time.Millisecond }
+	a, atr, _ := faultNode(t, tune)
+	b, _, bgaps := faultNode(t, tune, a.Addr())
+	waitFor(t, 5*time.Second, "mesh ready", func() bool {
+		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
+	})
+	atr.block(b.Addr()) // a hears nothing from b
+	rounds := func() int {
+		a.members.mu.Lock()
+		defer a.members.mu.Unlock()
+		if e := a.members.members[b.ID()]; e != nil && e.State == StateDead {
+			return e.deadRounds
+		}
+		return -1
+	}
+	waitFor(t, 10*time.Second, "a declares b dead", func() bool { return rounds() > 0 })
+	ev0, _, _ := bgaps.snapshot()
+	const publishRounds = 20
+	for i := range publishRounds {
+		r0 := rounds()
+		if err := a.Publish(context.Background(), []byte(fmt.Sprintf("deaf:%d", i)), false); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "a heartbeat round", func() bool { return rounds() > r0 })
+	}
+	ev, _, _ := bgaps.snapshot()
+	events := ev - ev0
+	// 20 rounds of 40 ms are 800 ms, four RepairTimeouts: one event per
+	// timeout plus a round of announcement each is 3 or 4.
+	if events == 0 || events > publishRounds/3 {
+		t.Fatalf("%d Gap events over %d rounds of publishing to a member the origin declared dead; want 1..%d", events, publishRounds, publishRounds/3)
+	}
+	t.Logf("%d Gap events over %d rounds", events, publishRounds)
 }

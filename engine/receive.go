@@ -441,6 +441,7 @@ func (r *receiver) challenged(h *codec.Header, payload []byte, from netip.AddrPo
 		return
 	}
 	n.members.challengedBy(h.Origin, now)
+	st.probedAt = now
 	st.heard = now
 	r.announced(st, h.Seq, now)
 }

@@ -41,6 +41,7 @@ type originState struct {
 	losing    bool      // in receiver.lostList
 	laterHWM  uint64    // a control frame's mark held in a relay tree (receiver.announceLater); 0: none
 	laterAt   time.Time
+	probedAt  time.Time // last CHALLENGE from this origin: it has declared us dead (receiver.challenged)
 }
 
 func (st *originState) epoch() uint64 { return st.s.Epoch() }
@@ -367,6 +368,17 @@ func (r *receiver) tick(now time.Time) {
 	var t stream.Tally
 	keep := r.pending[:0]
 	for _, st := range r.pending {
+		if st.s.Open() && r.unheard(st, now) && st.s.OldestMissingAge(clk) >= p.RepairTimeout {
+			// The origin has declared us dead (it probes us): it sends us
+			// no DATA and, while it cannot hear us, answers no NACK; what
+			// is missing will expire unrepaired batch by batch, one Gap —
+			// one flush — per announcement. Once the oldest has expired,
+			// give it all up: a flush covers every sequence known missing
+			// when it runs (each was published before we heard of it, so
+			// what is loaded after the flush is newer).
+			st.s.GiveUpAll(stream.Unreachable, clk, &t)
+			r.settle(st, &t)
+		}
 		if st.s.Open() {
 			fresh, retry := st.s.Due(clk, p, r.originGone(st, now), &t)
 			if fresh != 0 {
@@ -388,6 +400,14 @@ func (r *receiver) tick(now time.Time) {
 	r.rewatch(now)
 	r.flushGaps()
 	r.n.timers.rxPending.Store(len(r.pending) > 0 || len(r.later) > 0)
+}
+
+// unheard reports whether the origin has declared us dead: it probed us
+// with a CHALLENGE within the last two heartbeats (it probes its dead
+// members every round while it publishes). Only in a direct mesh: in a
+// relay tree other relays may still list us, and the frames still come.
+func (r *receiver) unheard(st *originState, now time.Time) bool {
+	return r.n.treeDepth() == 0 && !st.probedAt.IsZero() && now.Sub(st.probedAt) < 2*r.n.cfg.Heartbeat
 }
 
 // originGone reports whether an origin's open gaps are beyond repair

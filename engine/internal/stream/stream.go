@@ -66,7 +66,6 @@ type Stream struct {
 	backoff  time.Duration
 	nackedTo uint64        // highest sequence already asked for
 	newSince time.Duration // when sequences above nackedTo were first noticed missing; -1: none
-	repaired time.Duration // when a missing sequence last arrived; -1: never
 	lost     Loss
 	lostOpen bool
 }
@@ -80,7 +79,7 @@ func (s *Stream) Reset(epoch, cum uint64) {
 	}
 	s.win.base, s.win.high = cum+1, 0
 	s.gapSince, s.lastNack, s.backoff = -1, -1, 0
-	s.nackedTo, s.newSince, s.repaired = cum, -1, -1
+	s.nackedTo, s.newSince = cum, -1
 	if s.noticed != nil {
 		*s.noticed = [WindowSize]uint32{}
 	}
@@ -141,7 +140,6 @@ func (s *Stream) Observe(seq uint64, now time.Duration, t *Tally) (v Verdict, re
 			if n := s.noticed[seq%WindowSize]; n != 0 {
 				s.noticed[seq%WindowSize] = 0
 				t.Repaired++
-				s.repaired = now
 				repairedAfter = max(age(now, n), time.Microsecond)
 			}
 		}
@@ -404,20 +402,7 @@ func (s *Stream) Due(now time.Duration, p *Params, gone bool, t *Tally) (fresh, 
 	}
 	switch {
 	case s.OldestMissingAge(now) >= p.RepairTimeout:
-		if s.repaired >= 0 && now-s.repaired < p.RepairTimeout {
-			// Repairs are arriving: the younger sequences may still
-			// come, and each goes only once it has waited as long.
-			s.giveUpExpired(now, p.RepairTimeout, t)
-			return 0, 0
-		}
-		// Nothing repaired for a whole timeout: the origin does not hear
-		// our NACKs (it may be cut off from us, or we from it), and what
-		// is missing now will expire unrepaired batch by batch, one Gap
-		// event — one flush — per announcement. Give it all up at once: a
-		// flush covers every sequence known missing when it happens (each
-		// was published before this node heard of it, so whatever is
-		// loaded after the flush is newer).
-		s.GiveUpAll(Unreachable, now, t)
+		s.giveUpExpired(now, p.RepairTimeout, t)
 		return 0, 0
 	case gone:
 		s.GiveUpAll(OriginDead, now, t)

@@ -168,44 +168,6 @@ func TestGiveUpPaths(t *testing.T) {
 	}
 }
 
-// When the oldest missing sequence expires and nothing was repaired for
-// a whole timeout (the origin does not hear our NACKs), every missing
-// sequence goes with it, the younger ones too: one loss, one Gap event,
-// one flush, rather than one per batch as each batch expires in turn.
-// While repairs arrive, only the expired ones go.
-func TestExpiryTakesEverythingMissing(t *testing.T) {
-	t.Run("repairs arriving", func(t *testing.T) {
-		s := newStream(0)
-		var tl Tally
-		s.Observe(1, 0, &tl)
-		s.Observe(4, 0, &tl)                         // 2, 3 missing since 0
-		s.Announce(6, params.RepairTimeout/2, &tl)   // 5, 6 missing since half the timeout
-		s.Observe(3, params.RepairTimeout/2+ms, &tl) // 3 repaired
-		s.Due(params.RepairTimeout+ms, &params, false, &tl)
-		l, ok := s.TakeLoss()
-		if !ok || l.First != 2 || l.Last != 2 || l.Missing != 1 || !s.Open() {
-			t.Fatalf("loss %+v (ok %v), open %v: want only 2 given up, 5 and 6 still awaited", l, ok, s.Open())
-		}
-	})
-	s := newStream(0)
-	var tl Tally
-	s.Observe(1, 0, &tl)
-	s.Observe(3, 0, &tl)                       // 2 missing since 0
-	s.Announce(6, params.RepairTimeout/2, &tl) // 4..6 missing since half the timeout, never repaired
-	s.Due(params.RepairTimeout+ms, &params, false, &tl)
-	l, ok := s.TakeLoss()
-	if !ok || l.Reason != Unreachable || l.First != 2 || l.Last != 6 || l.Missing != 4 {
-		t.Fatalf("loss %+v (ok %v), want 2..6 unreachable with 4 missing (2, 4, 5, 6)", l, ok)
-	}
-	if s.Open() || s.Cum() != 6 {
-		t.Fatalf("after the loss: open %v, cum %d, want closed at 6", s.Open(), s.Cum())
-	}
-	if _, again := s.TakeLoss(); again {
-		t.Fatal("a second loss: the younger sequences were given up apart")
-	}
-	balanced(t, s, tl)
-}
-
 // Losses given up together are one run: one Gap event.
 func TestLossesCoalesce(t *testing.T) {
 	s := newStream(0)
