@@ -63,6 +63,7 @@ func (t *treeState) init(frameSize int, self uint64) {
 		PruneHold:        treePruneHold,
 		MaxOrigins:       treeMaxOrigins,
 		MaxPerRound:      codec.MaxTreeEntries(frameSize, true),
+		Reannounce:       treeReannounce,
 	})
 	t.acts = make([]plumtree.Action, 0, 64)
 	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, true)) // room for a tag: fits sealed or not

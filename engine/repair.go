@@ -451,10 +451,8 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 		return
 	}
 	r.unpruneChild(st, sv.to)
-	if r.ring.slots == nil {
-		return
-	}
 	n.ctr.nacksReceived.Add(1)
+	holds := false // we have (some of) what it asks for
 	for i := 0; i < int(h.Count); i++ {
 		rg, m, err := codec.ParseSeqRange(ranges)
 		if err != nil {
@@ -462,13 +460,17 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 			break
 		}
 		ranges = ranges[m:]
-		if !r.serveRange(&sv, st, rg.First, rg.Last, now) {
+		holds = holds || rg.First <= st.cum() || st.s.Seen(rg.First)
+		if r.ring.slots != nil && !r.serveRange(&sv, st, rg.First, rg.Last, now) {
 			break
 		}
 	}
 	served := sv.spent > 0
 	r.endServe(&sv)
-	if served {
+	if served || holds {
+		// Even without the frames in our ring (our own tree may make us
+		// a leaf for this origin), a holder adopts: the next frames are
+		// pushed, and kept for it.
 		r.adoptChild(h.Origin, sv.to, st)
 	}
 }

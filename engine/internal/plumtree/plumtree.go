@@ -26,6 +26,11 @@ type Params struct {
 	PruneHold        time.Duration // at most one PRUNE per origin per hold
 	MaxOrigins       int           // origins tracked; more are refused
 	MaxPerRound      int           // IHAVE entries per round; the rest wait
+	// Reannounce: an origin whose held mark advanced is announced again,
+	// unchanged, every round for this long after, to the next peers in
+	// turn: one round reaches only a few members, and a node no tree
+	// reaches may hear of the frames only this way.
+	Reannounce time.Duration
 }
 
 // MaxEager is the most peers that may graft onto this node for one
@@ -52,6 +57,7 @@ type origin struct {
 	id, epoch uint64
 	held      uint64         // highest seq below which every frame arrived (as reported)
 	announced uint64         // held as of the last IHAVE entry
+	changedAt time.Time      // when announced last advanced
 	dirty     bool           // in Machine.dirty
 	lastFrom  netip.AddrPort // sender of the latest first copy
 
@@ -78,6 +84,7 @@ type Machine struct {
 	dirty     []*origin // held advanced since announced
 	wants     []*origin // announced frames not held
 	lastRound time.Time
+	reUntil   time.Time // some origin is re-announced until then
 	refused   uint64
 }
 
@@ -118,6 +125,7 @@ func (m *Machine) get(id, epoch uint64) *origin {
 		return nil
 	case epoch > o.epoch:
 		o.epoch, o.held, o.announced, o.wantSeq = epoch, 0, 0, 0
+		o.changedAt = time.Time{}
 		o.graftedAt = time.Time{}
 	}
 	return o
@@ -207,32 +215,51 @@ func (m *Machine) Tick(now time.Time, dst []Action) ([]Action, time.Time) {
 	clear(m.wants[len(keep):])
 	m.wants = keep
 
-	if len(m.dirty) > 0 {
+	if len(m.dirty) > 0 || now.Before(m.reUntil) {
 		if due := m.lastRound.Add(m.p.AnnounceInterval); now.Before(due) {
 			later(due)
 		} else {
-			m.lastRound = now
-			k := 0
-			for _, o := range m.dirty {
-				if k == m.p.MaxPerRound {
-					break
-				}
-				k++
-				o.dirty = false
-				if o.held > o.announced {
-					o.announced = o.held
-					dst = append(dst, Action{Kind: SendIHave, Entry: Entry{Origin: o.id, Epoch: o.epoch, Seq: o.held}})
-				}
-			}
-			n := copy(m.dirty, m.dirty[k:])
-			clear(m.dirty[n:])
-			m.dirty = m.dirty[:n]
-			if n > 0 {
+			dst = m.round(now, dst)
+			if len(m.dirty) > 0 || now.Before(m.reUntil) {
 				later(now.Add(m.p.AnnounceInterval))
 			}
 		}
 	}
 	return dst, next
+}
+
+// round is one IHAVE round: the origins whose held mark advanced, then
+// those re-announced, at most MaxPerRound entries.
+func (m *Machine) round(now time.Time, dst []Action) []Action {
+	m.lastRound = now
+	k := 0
+	for _, o := range m.dirty {
+		if k == m.p.MaxPerRound {
+			break
+		}
+		k++
+		o.dirty = false
+		if o.held > o.announced {
+			o.announced, o.changedAt = o.held, now
+			m.reUntil = now.Add(m.p.Reannounce)
+			dst = append(dst, Action{Kind: SendIHave, Entry: Entry{Origin: o.id, Epoch: o.epoch, Seq: o.held}})
+		}
+	}
+	n := copy(m.dirty, m.dirty[k:])
+	clear(m.dirty[n:])
+	m.dirty = m.dirty[:n]
+	if now.Before(m.reUntil) {
+		for _, o := range m.origins {
+			if k == m.p.MaxPerRound {
+				break
+			}
+			if o.announced > 0 && o.changedAt.Before(now) && now.Sub(o.changedAt) < m.p.Reannounce {
+				k++
+				dst = append(dst, Action{Kind: SendIHave, Entry: Entry{Origin: o.id, Epoch: o.epoch, Seq: o.announced}})
+			}
+		}
+	}
+	return dst
 }
 
 // FirstFrom is the sender of the latest first copy of origin's frames.

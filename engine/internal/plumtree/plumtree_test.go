@@ -259,3 +259,43 @@ func TestSteadyStateZeroAlloc(t *testing.T) {
 		t.Fatalf("%v allocs per step, want 0", allocs)
 	}
 }
+
+// TestReannounce: an advanced mark is announced again, unchanged, every
+// round for Reannounce after it last advanced, then no more; rounds stay
+// allocation-free.
+func TestReannounce(t *testing.T) {
+	p := params
+	p.Reannounce = 35 * time.Millisecond
+	m := New(p)
+	m.Held(1, 1, 5, peerA.Addr)
+	ihave := []Action{{Kind: SendIHave, Entry: Entry{1, 1, 5}}}
+	for _, tc := range []struct {
+		at   int
+		want []Action
+		next int // -1: none
+	}{
+		{0, ihave, 10},
+		{10, ihave, 20}, // again, unchanged
+		{20, ihave, 30},
+		{30, ihave, 40},
+		{40, nil, -1}, // 35 ms after it last advanced: quiet
+	} {
+		got, next := m.Tick(at(tc.at), nil)
+		if len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
+			t.Fatalf("at %d ms: %+v, want %+v", tc.at, got, tc.want)
+		}
+		if want := at(tc.next); (tc.next < 0 && !next.IsZero()) || (tc.next >= 0 && !next.Equal(want)) {
+			t.Fatalf("at %d ms: next %v, want %d ms", tc.at, next.Sub(t0), tc.next)
+		}
+	}
+	m.Held(1, 1, 6, peerA.Addr)
+	now := at(100)
+	dst := make([]Action, 0, 4)
+	allocs := testing.AllocsPerRun(100, func() {
+		now = now.Add(10 * time.Millisecond)
+		dst, _ = m.Tick(now, dst[:0])
+	})
+	if allocs != 0 {
+		t.Fatalf("re-announcing rounds: %v allocs, want 0", allocs)
+	}
+}
