@@ -224,8 +224,14 @@ func healAll(t *testing.T, size int, tm deafTiming, rounds int) {
 							break
 						}
 					}
-					t.Errorf("node %d: node %d's key %d (seq %d) published at %v, applied at %v, no Gap covering it by %v (flagged: %s)",
-						r, o, i, on.seqOf[i].Load(), dur(on.pubAt[i].Load()), dur(g), dur(d), flagged)
+					phase := "outside the cuts"
+					for _, c := range cuts {
+						if p := on.pubAt[i].Load(); p >= c.start-bound && p < c.heal+bound {
+							phase = fmt.Sprintf("cut %v–%v", dur(c.start), dur(c.heal))
+						}
+					}
+					t.Errorf("node %d: node %d's key %d (seq %d) published at %v (%s), applied at %v, no Gap covering it by %v (flagged: %s)",
+						r, o, i, on.seqOf[i].Load(), dur(on.pubAt[i].Load()), phase, dur(g), dur(d), flagged)
 				}
 			}
 			if late+never > 0 {
