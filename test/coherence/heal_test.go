@@ -217,12 +217,25 @@ func healAll(t *testing.T, size int, tm deafTiming, rounds int) {
 					worst = max(worst, time.Duration(g-d))
 				}
 				if late+never <= 3 {
-					t.Errorf("node %d: node %d's key %d (seq %d) published at %v, applied at %v, no Gap covering it by %v",
-						r, o, i, on.seqOf[i].Load(), dur(on.pubAt[i].Load()), dur(g), dur(d))
+					flagged := "never"
+					for _, gp := range rn.gaps {
+						if gp.gap.Origin == on.node.ID() && gp.gap.First <= on.seqOf[i].Load() && on.seqOf[i].Load() <= gp.gap.Last {
+							flagged = fmt.Sprintf("%v (%v, %d..%d)", dur(gp.at), gp.gap.Reason, gp.gap.First, gp.gap.Last)
+							break
+						}
+					}
+					phase := "outside the cuts"
+					for _, c := range cuts {
+						if p := on.pubAt[i].Load(); p >= c.start-bound && p < c.heal+bound {
+							phase = fmt.Sprintf("cut %v–%v", dur(c.start), dur(c.heal))
+						}
+					}
+					t.Errorf("node %d: node %d's key %d (seq %d) published at %v (%s), applied at %v, no Gap covering it by %v (flagged: %s)",
+						r, o, i, on.seqOf[i].Load(), dur(on.pubAt[i].Load()), phase, dur(g), dur(d), flagged)
 				}
 			}
 			if late+never > 0 {
-				t.Errorf("node %d: %d of node %d's keys applied late (worst %v past the deadline), %d never applied nor flagged", r, late+never, o, worst.Round(time.Millisecond), never)
+				t.Errorf("node %d: %d of node %d's keys neither applied nor flagged by their deadline: %d applied late (worst %v past it), %d never applied", r, late+never, o, late, worst.Round(time.Millisecond), never)
 			}
 			total += late + never
 		}
