@@ -173,6 +173,12 @@ func TestPauseCountersAddUp(t *testing.T) {
 			s.DataFrames+s.FramesLost >= a.Stats().SendBatches // a sent at least one frame per flush
 	})
 	s := b.Stats()
+	// Gap events reach the handler asynchronously (the event queue): wait
+	// until those raised so far cover what the counters call lost.
+	waitFor(t, 5*time.Second, "Gap events covering FramesLost", func() bool {
+		_, m, _ := bgaps.snapshot()
+		return m >= s.FramesLost
+	})
 	ev, missing, _ := bgaps.snapshot()
 	t.Logf("pause: detected %d repaired %d lost %d in %d Gap events (%v); NACKs %d, retransmits %d",
 		s.GapsDetected, s.GapsRepaired, s.FramesLost, ev, s.GapsGivenUp, s.NacksSent, s.RetransmitsReceived)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/engine"
+	"github.com/warpmesh/warpmesh/internal/testnet"
 )
 
 func adminNode(t *testing.T) *engine.Node {
@@ -101,33 +103,30 @@ func TestAdminBodyCheckedWhole(t *testing.T) {
 	}
 }
 
-// blockingBody is a request body that delivers nothing until released.
-type blockingBody struct{ release chan struct{} }
-
-func (b blockingBody) Read(p []byte) (int, error) { <-b.release; return 0, io.EOF }
-
 func TestAdminConcurrency(t *testing.T) {
 	n := adminNode(t)
 	srv := httptest.NewServer(adminHandler(n, adminConfig{}))
 	defer srv.Close()
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	defer unblock() // before srv.Close: a failed test must not leave requests blocked in it
-	var wg sync.WaitGroup
+	// maxInvalidateRequests requests whose bodies never finish: each is
+	// sent on a raw connection, headers and the first byte of a
+	// 1000-byte body, so its handler holds a slot while it waits for the
+	// rest. (An http.Client with a body that blocks in Read sometimes
+	// never reached the handler: the third request then got 200.)
+	var held []net.Conn
+	defer func() { // before srv.Close: closing ends the handlers' reads
+		for _, c := range held {
+			c.Close()
+		}
+	}()
 	for range maxInvalidateRequests {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("POST", srv.URL+"/invalidate", blockingBody{release})
-			// A client of its own each: the shared one's connection pool
-			// once left a request waiting for a connection, not holding a
-			// slot.
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			if resp, err := c.Do(req); err == nil {
-				resp.Body.Close()
-			}
-		}()
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if _, err := io.WriteString(c, "POST /invalidate HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Once both slots are taken, a third request is turned away at once.
 	deadline := time.Now().Add(20 * time.Second)
@@ -141,8 +140,16 @@ func TestAdminConcurrency(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond) // poll interval
 	}
-	unblock()
-	wg.Wait()
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	// The slots come back once the held requests end.
+	testnet.WaitFor(t, 10*time.Second, "an invalidation accepted after the held ones ended", func() bool {
+		got, _ := do(t, "POST", srv.URL+"/invalidate", "", strings.NewReader(`{"keys":["y"]}`))
+		return got == http.StatusOK
+	})
+	var wg sync.WaitGroup
 
 	// The global bound, on a handler that blocks.
 	hold := make(chan struct{})

@@ -26,8 +26,16 @@ func originFlood(t *testing.T, origins int, build func(a *attacker, origin uint6
 	s := tg.Stats()
 	t.Logf("figure: origin flood: %d origins (%d B): heap %.1f → %.1f MiB; newcomer joined in %v, applied in %v; drops unknown_member %d too_many_origins %d",
 		origins, a.sent.Load(), heap0, heap1, join, apply, s.Drops[engine.DropUnknownMember], s.Drops[engine.DropTooManyOrigins])
-	if join > time.Second || apply > time.Second {
-		t.Errorf("newcomer joined in %v, invalidation applied in %v (bound 1s each)", join, apply)
+	// The bound is the normal build's (SECURITY.md: joined in 250 ms);
+	// under the race detector the join after 20,000 forged origins took
+	// 0.49-0.87 s on a quiet machine, at 3bc4f64 as now, and 1.16 s in a
+	// loaded CI run.
+	bound := time.Second
+	if raceEnabled {
+		bound = 3 * time.Second
+	}
+	if join > bound || apply > bound {
+		t.Errorf("newcomer joined in %v, invalidation applied in %v (bound %v each)", join, apply, bound)
 	}
 	if heap1-heap0 > 64 {
 		t.Errorf("heap grew %.1f MiB under the origin flood (bound 64)", heap1-heap0)
