@@ -252,11 +252,20 @@ func TestStandbyTakesOver(t *testing.T) {
 	b.load(t, "k")
 	leader.Close()
 	b.bridges = []*Bridge{standby}
-	waitFor(t, 5*time.Second, "the standby imports", func() bool { return standby.Leader() })
-	if s := standby.Stats(); s.Flushes[FlushTakeover] == 0 {
-		t.Fatalf("standby flushes %v, want a takeover flush", s.Flushes)
-	}
-	b.load(t, "k2")
+	// The takeover flush follows the switch to leader (bridge.go): wait
+	// for both, rather than read the counter the moment Leader turns.
+	waitFor(t, 5*time.Second, "the standby to import and flush for the takeover", func() bool {
+		return standby.Leader() && standby.Stats().Flushes[FlushTakeover] != 0
+	})
+	// The takeover's Gap reaches B's cache asynchronously; until it has
+	// flushed for it, loads pass through uncached (presets: nothing is
+	// stored while a Gap is pending).
+	waitFor(t, 5*time.Second, "B to cache k2 once the takeover's Gap is flushed", func() bool {
+		if _, err := b.cache.GetOrLoad(context.Background(), "k2", func(context.Context) (string, error) { return "v", nil }); err != nil {
+			t.Fatal(err)
+		}
+		return b.cached("k2")
+	})
 	if err := a.app.Invalidate("k2"); err != nil {
 		t.Fatal(err)
 	}
