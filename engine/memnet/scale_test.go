@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ import (
 // membership is SWIM with Lifeguard (engine/probe.go).
 //
 // Without WARPMESH_SCALE it runs a short variant: N=100 with a 250 ms
-// period, or under -race (as CI runs it) N=48 with a 1 s period, settling
+// period, or under -race (CI runs both) N=48 with a 1 s period, settling
 // and measuring steady state over 10 periods each.
 // WARPMESH_SCALE=100,1000 runs the long suite with a 1 s period
 // (WARPMESH_SCALE_PERIOD overrides it, e.g. 500ms; WARPMESH_SCALE_STAGGER=k
@@ -361,12 +362,30 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 
 	// A 10% restart wave: crash a tenth of the nodes (no seed), start new
 	// ones at their addresses, and wait for the mesh to be whole again.
-	wave := max(size/10, 1)
-	for i := 0; i < wave; i++ {
-		m.nodes[3+i*(size-3)/wave].Abort()
+	// The wave spares the nodes that just published: a node started in
+	// the wave that hears (from an IHAVE re-announced for 2 s) of a
+	// crashed origin's frames it never got cannot tell they predate its
+	// cache, and rightly raises a Gap for them (joining without a window)
+	// — a loss, not the loss-free case this suite bounds (at 4ad6eb3 that
+	// gave 1 of 2 runs two `unreachable` Gaps covering node 3's stream).
+	published := map[int]bool{size / 2: true}
+	for _, o := range ten {
+		published[o] = true
 	}
+	wave := max(size/10, 1)
+	waved := make([]int, 0, wave)
 	for i := 0; i < wave; i++ {
-		m.start(3 + i*(size-3)/wave)
+		j := 3 + i*(size-3)/wave
+		for published[j] || slices.Contains(waved, j) {
+			j = 3 + (j-3+1)%(size-3)
+		}
+		waved = append(waved, j)
+	}
+	for _, j := range waved {
+		m.nodes[j].Abort()
+	}
+	for _, j := range waved {
+		m.start(j)
 	}
 	restart := m.converge("restart wave", limit)
 
@@ -422,10 +441,10 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	// race detector (CI's N=48 smoke run, a data-race check) a spurious
 	// Gap and copies above 1.15 are reported, not failed: 1 of 3 runs at
 	// 952f385 raised one `unreachable` Gap of 4 frames on a quiet
-	// machine, and 3bc4f64 did too (issue #14's note). The normal build's
-	// N=100 variant keeps every bound (`go test -run 'TestScale$'
-	// ./engine/memnet/`); it too raised spurious Gaps in 1 of 2 runs at
-	// 4ad6eb3, which is why CI does not run it yet (issue #14's note).
+	// machine, and 3bc4f64 did too; with the restart wave sparing the
+	// publishers, 1 of 3 runs still raised two Gaps of 8-10 frames at a
+	// stream's tail, with 1.17-1.20 copies (issue #14's note). The normal
+	// build's N=100 variant keeps every bound, and CI runs it.
 	check := t.Errorf
 	if raceEnabled {
 		check = t.Logf
