@@ -62,15 +62,7 @@ func ValidatePayload(h *Header, payload []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := exactEntries(payload[n:], count, DigestEntryLen); err != nil {
-			return err
-		}
-		for b := payload[n:]; len(b) > 0; b = b[DigestEntryLen:] {
-			if _, _, err := ParseDigestEntry(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return entries(payload[n:], count, DigestEntryLen, digestEntryOK)
 	case TypeLeave:
 		if count != 0 {
 			return ErrTooManyRecords
@@ -90,15 +82,7 @@ func ValidatePayload(h *Header, payload []byte) error {
 		if count == 0 {
 			return ErrBadRange
 		}
-		if err := exactEntries(payload[n:], count, SeqRangeLen); err != nil {
-			return err
-		}
-		for b := payload[n:]; len(b) > 0; b = b[SeqRangeLen:] {
-			if _, _, err := ParseSeqRange(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return entries(payload[n:], count, SeqRangeLen, seqRangeOK)
 	case TypeHWM:
 		if count != 0 {
 			return ErrTooManyRecords
@@ -108,74 +92,64 @@ func ValidatePayload(h *Header, payload []byte) error {
 		}
 		return nil
 	case TypeChallenge, TypeResponse:
-		if count != 0 {
-			return ErrTooManyRecords
-		}
 		_, n, err := ParseChallenge(payload)
-		if err != nil {
-			return err
-		}
-		if n != len(payload) {
-			return ErrBadLength
-		}
-		return nil
+		return single(count, n, err, payload)
 	case TypeAck:
-		if count != 0 {
-			return ErrTooManyRecords
-		}
 		_, n, err := ParseAck(payload)
-		if err != nil {
-			return err
-		}
-		if n != len(payload) {
-			return ErrBadLength
-		}
-		return nil
+		return single(count, n, err, payload)
 	case TypeProbe:
 		_, n, err := ParseProbe(payload)
 		if err != nil {
 			return err
 		}
-		if err := exactEntries(payload[n:], count, UpdateLen); err != nil {
-			return err
-		}
-		for b := payload[n:]; len(b) > 0; b = b[UpdateLen:] {
-			if _, _, err := ParseUpdate(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return entries(payload[n:], count, UpdateLen, updateOK)
 	case TypeSync:
 		_, n, err := ParseSync(payload)
 		if err != nil {
 			return err
 		}
-		if err := exactEntries(payload[n:], count, DigestEntryLen); err != nil {
-			return err
-		}
-		for b := payload[n:]; len(b) > 0; b = b[DigestEntryLen:] {
-			if _, _, err := ParseDigestEntry(b); err != nil {
-				return err
-			}
-		}
-		return nil
+		return entries(payload[n:], count, DigestEntryLen, digestEntryOK)
 	case TypeIHave, TypeGraft, TypePrune:
 		return validateTree(h.Type, payload, count)
 	case TypeJoin:
-		if count != 0 {
-			return ErrTooManyRecords
-		}
 		_, n, err := ParseJoin(payload)
-		if err != nil {
-			return err
-		}
-		if n != len(payload) {
-			return ErrBadLength
-		}
-		return nil
+		return single(count, n, err, payload)
 	}
 	return ErrBadType
 }
+
+// single checks a payload that is one fixed part and nothing else: no
+// entries (count 0, else ErrTooManyRecords), a part that parsed (n, err
+// from its parser), and no bytes after it (ErrBadLength).
+func single(count, n int, err error, payload []byte) error {
+	switch {
+	case count != 0:
+		return ErrTooManyRecords
+	case err != nil:
+		return err
+	case n != len(payload):
+		return ErrBadLength
+	}
+	return nil
+}
+
+// entries checks that b is exactly count entries of size bytes and that
+// ok accepts each.
+func entries(b []byte, count, size int, ok func([]byte) error) error {
+	if err := exactEntries(b, count, size); err != nil {
+		return err
+	}
+	for ; len(b) > 0; b = b[size:] {
+		if err := ok(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func digestEntryOK(b []byte) error { _, _, err := ParseDigestEntry(b); return err }
+func seqRangeOK(b []byte) error    { _, _, err := ParseSeqRange(b); return err }
+func updateOK(b []byte) error      { _, _, err := ParseUpdate(b); return err }
 
 // exactEntries checks that b holds exactly count fixed-size entries.
 func exactEntries(b []byte, count, size int) error {
