@@ -159,12 +159,17 @@ func (r *receiver) treeDests(origin uint64, dests []netip.AddrPort) []netip.Addr
 }
 
 // treePeer is the sender of a tree frame as the machine knows it; ok is
-// false outside a relay tree or for a sender without a validated address.
+// false outside a relay tree or for a sender without a validated address
+// (the frame is then dropped and counted as DropTreeRefused).
 func (r *receiver) treePeer(h *codec.Header) (plumtree.Peer, bool) {
 	if r.treeView() == nil {
+		r.n.ctr.drop(DropTreeRefused)
 		return plumtree.Peer{}, false
 	}
 	addr, ok := r.n.members.validatedAddr(h.Origin)
+	if !ok {
+		r.n.ctr.drop(DropTreeRefused)
+	}
 	return plumtree.Peer{ID: h.Origin, Addr: addr}, ok
 }
 
@@ -185,7 +190,6 @@ func treeEntries(h *codec.Header, payload []byte, f func(e codec.TreeEntry)) {
 func (r *receiver) handleIHave(h *codec.Header, payload []byte, now time.Time) {
 	from, ok := r.treePeer(h)
 	if !ok {
-		r.n.ctr.drop(DropTreeRefused)
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
@@ -239,7 +243,6 @@ func (r *receiver) ihaveStream(e codec.TreeEntry, now time.Time) *originState {
 func (r *receiver) handleGraft(h *codec.Header, payload []byte, now time.Time) {
 	from, ok := r.treePeer(h)
 	if !ok {
-		r.n.ctr.drop(DropTreeRefused)
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
@@ -257,7 +260,6 @@ func (r *receiver) handleGraft(h *codec.Header, payload []byte, now time.Time) {
 func (r *receiver) handlePrune(h *codec.Header, payload []byte, _ time.Time) {
 	from, ok := r.treePeer(h)
 	if !ok {
-		r.n.ctr.drop(DropTreeRefused)
 		return
 	}
 	treeEntries(h, payload, func(e codec.TreeEntry) {
