@@ -77,14 +77,7 @@ func TestDeafOriginNewsEveryRound(t *testing.T) {
 		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
 	})
 	atr.block(b.Addr()) // a hears nothing from b
-	rounds := func() int {
-		a.members.mu.Lock()
-		defer a.members.mu.Unlock()
-		if e := a.members.members[b.ID()]; e != nil && e.State == StateDead {
-			return e.deadRounds
-		}
-		return -1
-	}
+	rounds := func() int { return deadRounds(a, b.ID()) }
 	waitFor(t, 10*time.Second, "a probes b sparsely", func() bool { return rounds() > deadProbeRounds+deadProbeEvery })
 	known := func() uint64 {
 		b.rx.mu.Lock()
@@ -225,14 +218,7 @@ func TestDeafOriginOneFlushPerEpisode(t *testing.T) {
 		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
 	})
 	atr.block(b.Addr()) // a hears nothing from b
-	rounds := func() int {
-		a.members.mu.Lock()
-		defer a.members.mu.Unlock()
-		if e := a.members.members[b.ID()]; e != nil && e.State == StateDead {
-			return e.deadRounds
-		}
-		return -1
-	}
+	rounds := func() int { return deadRounds(a, b.ID()) }
 	waitFor(t, 10*time.Second, "a declares b dead", func() bool { return rounds() > 0 })
 	ev0, _, _ := bgaps.snapshot()
 	const publishRounds = 20
@@ -251,4 +237,15 @@ func TestDeafOriginOneFlushPerEpisode(t *testing.T) {
 		t.Fatalf("%d Gap events over %d rounds of publishing to a member the origin declared dead; want 1..%d", events, publishRounds, publishRounds/3)
 	}
 	t.Logf("%d Gap events over %d rounds", events, publishRounds)
+}
+
+// deadRounds is how many heartbeat rounds n has counted since it declared
+// member id dead, or -1 while id is not dead there.
+func deadRounds(n *Node, id uint64) int {
+	n.members.mu.Lock()
+	defer n.members.mu.Unlock()
+	if e := n.members.members[id]; e != nil && e.State == StateDead {
+		return e.deadRounds
+	}
+	return -1
 }
