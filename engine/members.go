@@ -160,6 +160,7 @@ type membership struct {
 	evictedUnv  atomic.Uint64           // unvalidated entries evicted for room
 	evictedGone atomic.Uint64           // dead or left members evicted for room
 	isolatedAt  time.Time               // last tick that found no validated member live (tick)
+	lease       newsLease               // what the node can vouch for, for caches' read paths (lease.go)
 
 	// SWIM (probe.go): the machine runs while more than DirectLimit
 	// validated members are live; nil otherwise.
@@ -181,6 +182,7 @@ func newMembership(self uint64, cfg *config, events *eventQueue) *membership {
 		maxValid: MaxMembers, maxPending: MaxUnvalidatedMembers, cfg: cfg, events: events}
 	m.view.m = m
 	m.view.cur.Store(&destView{})
+	m.lease.init()
 	return m
 }
 
@@ -569,6 +571,7 @@ func (m *membership) tick(now time.Time) {
 		m.pendingQ = q
 	}
 	m.swimModeLocked(m.liveLocked(), len(m.members)-m.validatedN, now)
+	m.leaseLocked(now)
 }
 
 // walkLocked is tick's walk of the table. It sets walkAt, the earliest

@@ -53,6 +53,13 @@ var (
 //     held is served: Get misses and GetOrLoad passes through (counted,
 //     Stats.GapMisses, GapLoads). So the staleness bound holds for what
 //     readers are served, not only for when the flush runs.
+//   - While a member has not been heard for SuspectAfter
+//     (engine.Node.Silent: crashed, cut off, or a process not scheduled,
+//     this one or the member's), nothing held is served either
+//     (Stats.SilentMisses, SilentLoads): it may have published what the
+//     node has not heard of. A member stops counting once heard again,
+//     and after DeadAfter + RepairTimeout of silence, when the mesh gives
+//     it up as gone. Above engine.DirectLimit members this does not apply.
 //   - Until the node is ready (engine.Node.Ready: every member has told
 //     it from which invalidation on it is in that member's fan-out),
 //     nothing is stored: GetOrLoad passes straight through to the loader
@@ -84,6 +91,7 @@ type Cache[T any] struct {
 	sets, deletes, remote, prefixes, flushes atomic.Uint64
 	notReadyLoads, notReadySets              atomic.Uint64
 	gapLoads, gapMisses                      atomic.Uint64
+	silentLoads, silentMisses                atomic.Uint64
 	// gapsFlushed is the node's GapsRaised read before the last flush
 	// began: while the node says a Gap is pending beyond it, nothing held
 	// is served (engine.Node.GapPending).
@@ -199,6 +207,13 @@ func (c *Cache[T]) Get(key string) (T, bool) {
 		// A Gap is on its way (raised, or overdue, and not flushed for):
 		// what we hold may be stale; the flush follows.
 		c.gapMisses.Add(1)
+		var zero T
+		return zero, false
+	}
+	if ok && c.node.Silent() {
+		// A member has not been heard for SuspectAfter: it may have
+		// published what the node has not heard of.
+		c.silentMisses.Add(1)
 		var zero T
 		return zero, false
 	}

@@ -63,10 +63,16 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		}
 		return v, err
 	}
-	if c.node.GapPending(c.gapsFlushed.Load()) {
-		// A flush is on its way: what is held (or loaded by a call in
-		// flight) may be stale. Load, and leave storing to after it.
-		c.gapLoads.Add(1)
+	gap := c.node.GapPending(c.gapsFlushed.Load())
+	if gap || c.node.Silent() {
+		// A flush is on its way, or a member has not been heard for
+		// SuspectAfter: what is held (or loaded by a call in flight) may
+		// be stale. Load, and leave storing to after it.
+		if gap {
+			c.gapLoads.Add(1)
+		} else {
+			c.silentLoads.Add(1)
+		}
 		c.loads.Add(1)
 		v, err := callLoader(ctx, load)
 		if err != nil {

@@ -29,6 +29,14 @@ type Stats struct {
 	// and event goroutines a CPU, both stay near 0.
 	GapLoads, GapMisses uint64
 
+	// SilentLoads counts GetOrLoad loads passed straight through, and
+	// SilentMisses cached entries not served, because a member had not
+	// been heard for SuspectAfter (engine.Node.Silent): it may have
+	// published invalidations the node has not heard of. They follow a
+	// member's crash (for about DeadAfter + RepairTimeout − SuspectAfter),
+	// a partition, and stalls of this process or another member's.
+	SilentLoads, SilentMisses uint64
+
 	Evictions   uint64 // entries dropped by the W-TinyLFU policy to make room (the new entry itself, when it loses admission)
 	Expirations uint64 // expired entries reclaimed
 
@@ -51,6 +59,8 @@ func (c *Cache[T]) Stats() Stats {
 		NotReadySets:        c.notReadySets.Load(),
 		GapLoads:            c.gapLoads.Load(),
 		GapMisses:           c.gapMisses.Load(),
+		SilentLoads:         c.silentLoads.Load(),
+		SilentMisses:        c.silentMisses.Load(),
 	}
 	for i := range c.shards {
 		s := &c.shards[i]

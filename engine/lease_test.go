@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"testing"
+	"time"
+)
+
+// TestLeaseRules: the news lease counts every validated member that has not
+// left and has been silent for less than DeadAfter + RepairTimeout, each
+// vouched for until its news (heartbeat or challenge) + SuspectAfter; it
+// never runs out with no member to count, nor in SWIM mode.
+func TestLeaseRules(t *testing.T) {
+	m := capTable()
+	m.cfg.RepairTimeout = 500 * time.Millisecond
+	sa, hold := m.cfg.SuspectAfter, m.cfg.DeadAfter+m.cfg.RepairTimeout
+	t0 := time.Now()
+	tickAt := func(now time.Time) {
+		m.mu.Lock()
+		m.leaseLocked(now)
+		m.mu.Unlock()
+	}
+	tickAt(t0)
+	if m.lease.expiredAt(t0.Add(time.Hour)) {
+		t.Fatal("lease ran out with no member to wait for")
+	}
+
+	m.validated(2, 1, phantom(2), phantom(2), 10, t0)
+	tickAt(t0)
+	if m.lease.expiredAt(t0.Add(sa - time.Millisecond)) {
+		t.Fatal("member heard at t0: lease out before SuspectAfter")
+	}
+	if !m.lease.expiredAt(t0.Add(sa)) {
+		t.Fatal("member heard at t0: lease still held at SuspectAfter")
+	}
+
+	// A second member heard later does not extend the first one's lease.
+	m.validated(3, 1, phantom(3), phantom(3), 10, t0.Add(sa/2))
+	tickAt(t0.Add(sa / 2))
+	if !m.lease.expiredAt(t0.Add(sa)) {
+		t.Fatal("the earliest news bounds the lease")
+	}
+
+	// Silent for DeadAfter (declared dead by the walk) the first still
+	// counts; past DeadAfter + RepairTimeout it no longer does.
+	later := t0.Add(hold - time.Millisecond)
+	m.mu.Lock()
+	m.members[3].LastHeard = later
+	m.walkLocked(later)
+	dead := m.members[2].State == StateDead
+	m.mu.Unlock()
+	if !dead {
+		t.Fatal("member 2 silent past DeadAfter is not dead")
+	}
+	tickAt(later)
+	if !m.lease.expiredAt(later) {
+		t.Fatal("a member dead for less than RepairTimeout holds the lease")
+	}
+	gone := t0.Add(hold)
+	tickAt(gone)
+	if m.lease.expiredAt(gone) {
+		t.Fatal("member 2 silent for DeadAfter + RepairTimeout still holds the lease")
+	}
+
+	// A dead member that challenges us (alive, deaf to us) is vouched for
+	// by its challenges, which carry its high-water mark.
+	m.challengedBy(2, gone)
+	tickAt(gone)
+	if m.lease.expiredAt(gone) || !m.lease.expiredAt(gone.Add(sa)) {
+		t.Fatal("a dead member's challenge at t vouches for it until t + SuspectAfter, no longer")
+	}
+
+	// A member that left counts no more.
+	m.mu.Lock()
+	for _, e := range m.members {
+		e.State = StateLeft
+		m.syncLocked(e)
+	}
+	m.mu.Unlock()
+	tickAt(gone)
+	if m.lease.expiredAt(gone.Add(time.Hour)) {
+		t.Fatal("departed members hold the lease")
+	}
+}
+
+// TestLeaseAllocs: the tick's lease computation and the readers' check do
+// not allocate.
+func TestLeaseAllocs(t *testing.T) {
+	m := capTable()
+	now := time.Now()
+	for i := 2; i < 34; i++ {
+		m.validated(uint64(i), 1, phantom(i), phantom(i), 10, now)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		m.mu.Lock()
+		m.leaseLocked(now)
+		m.mu.Unlock()
+		_ = m.lease.expired()
+	}); a != 0 {
+		t.Fatalf("%v allocations per lease tick and check", a)
+	}
+}

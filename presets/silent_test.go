@@ -1,0 +1,73 @@
+package presets
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/warpmesh/warpmesh/engine"
+)
+
+// TestSilentServesNothing: once a member has not been heard for
+// SuspectAfter (here: killed, so it never says goodbye), the cache serves
+// nothing it holds — the member may have published invalidations this
+// node never heard of — until the mesh gives the member up as gone, after
+// DeadAfter + RepairTimeout of silence. Loads meanwhile pass through,
+// unstored; both are counted.
+func TestSilentServesNothing(t *testing.T) {
+	ports := freePorts(t, 2)
+	ao := loopback(ports[0])
+	a, err := engine.New(ao)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	bo := loopback(ports[1], ports[0])
+	bo.RepairTimeout = 200 * time.Millisecond
+	b, err := engine.New(bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, 5*time.Second, "mesh", func() bool {
+		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready() && !b.Silent()
+	})
+	c, err := New[int](b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set("k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.Get("k"); !ok || v != 1 {
+		t.Fatalf("Get with every member heard: %v %v", v, ok)
+	}
+
+	if err := a.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b to find a silent", b.Silent)
+	if v, ok := c.Get("k"); ok {
+		t.Fatalf("Get served %v while a member was silent", v)
+	}
+	v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
+	if err != nil || v != 2 {
+		t.Fatalf("GetOrLoad while a member was silent: %v, %v; want the loader's 2", v, err)
+	}
+	s := c.Stats()
+	if s.SilentMisses < 2 || s.SilentLoads != 1 || s.GapLoads != 0 {
+		t.Fatalf("while silent: silent misses %d (want ≥ 2), silent loads %d (want 1), gap loads %d (want 0)", s.SilentMisses, s.SilentLoads, s.GapLoads)
+	}
+
+	// The mesh gives a up after DeadAfter + RepairTimeout of silence: by
+	// then b has declared it dead, and the cache serves again.
+	waitFor(t, 5*time.Second, "b to give a up", func() bool { return !b.Silent() })
+	st := b.Members()
+	if len(st) != 1 || st[0].State != engine.StateDead {
+		t.Fatalf("b stopped waiting for a while a was %+v; want it dead first", st)
+	}
+	if v, ok := c.Get("k"); !ok || v != 1 {
+		t.Fatalf("Get after a was given up: %v %v, want the 1 held", v, ok)
+	}
+}
