@@ -30,6 +30,27 @@ func BenchmarkGetHit(b *testing.B) {
 	}
 }
 
+// BenchmarkGetHitMeshed is BenchmarkGetHit on a node with a live member:
+// the read path then also checks the node's news lease (engine.Node.Silent:
+// an atomic load and a clock read), which a node alone skips.
+func BenchmarkGetHitMeshed(b *testing.B) {
+	cs := newMesh[int](b, 2)
+	c := cs[1]
+	keys := benchKeys(4096)
+	for i, k := range keys {
+		c.Set(k, i)
+	}
+	b.ReportAllocs()
+	i, missed := 0, 0
+	for b.Loop() {
+		if _, ok := c.Get(keys[i&4095]); !ok {
+			missed++ // a member silent for SuspectAfter (a stalled machine): counted, not fatal
+		}
+		i++
+	}
+	b.ReportMetric(float64(missed)/float64(max(i, 1)), "misses/op")
+}
+
 func BenchmarkGetHitTTL(b *testing.B) {
 	c := newLocal[int](b, WithTTL(time.Hour))
 	keys := benchKeys(4096)
