@@ -51,6 +51,11 @@ type PrefixInvalidator interface {
 //     node may not have been sent every invalidation, so whatever the cache
 //     stored before may be stale.
 //
+// The attachment cannot keep the application from serving what the cache
+// holds while invalidations may be missing (a Gap not flushed for yet, a
+// member silent for SuspectAfter); Trusted says when it may, for an
+// application that wants Cache's staleness bound.
+//
 // With WithNamespace, only mesh keys in the namespace apply, stripped of
 // it; Invalidate and InvalidatePrefix publish in it.
 //
@@ -73,6 +78,9 @@ type Attachment struct {
 	// flushOnReady is set while the node was not ready at Attach and the
 	// flush it owes on becoming ready has not happened.
 	flushOnReady atomic.Bool
+	// gapsFlushed is the node's GapsRaised read before the last flush on
+	// a Gap began (Trusted).
+	gapsFlushed atomic.Uint64
 
 	remote, prefixes, flushes atomic.Uint64
 }
@@ -106,6 +114,7 @@ func Attach(node *engine.Node, cache Invalidator, options ...Option) (*Attachmen
 		return nil, err
 	}
 	a := &Attachment{node: node, nodeID: node.ID(), cache: cache}
+	a.gapsFlushed.Store(node.GapsRaised())
 	a.prefix, _ = cache.(PrefixInvalidator)
 	if cfg.namespace != "" {
 		a.wire = cfg.namespace + string(rune(NamespaceSeparator))
@@ -125,6 +134,20 @@ func Attach(node *engine.Node, cache Invalidator, options ...Option) (*Attachmen
 // WaitReady blocks until the node is ready (engine.Node.WaitReady), ctx is
 // done or the node closes. The cache is flushed as the node becomes ready.
 func (a *Attachment) WaitReady(ctx context.Context) error { return a.node.WaitReady(ctx) }
+
+// Trusted reports whether what the attached cache holds may be served now
+// within the mesh's staleness bound, as Cache serves it: the node is ready,
+// no Gap is pending that the attachment has not flushed for (raised, or an
+// open gap overdue: engine.Node.GapPending), and no member has been silent
+// for SuspectAfter (engine.Node.Silent). The attachment cannot see the
+// application's reads; an application that wants Cache's promise checks
+// Trusted before serving a hit and, when it is false, reads the source of
+// truth instead (what it then stores is dropped by the flush that follows
+// a Gap, or by the invalidations that follow a silence). It does not
+// allocate: a few atomic loads and, with members, a clock read.
+func (a *Attachment) Trusted() bool {
+	return a.node.Ready() && !a.node.GapPending(a.gapsFlushed.Load()) && !a.node.Silent()
+}
 
 // Node returns the node the attachment listens and publishes on.
 func (a *Attachment) Node() *engine.Node { return a.node }
@@ -212,7 +235,9 @@ func (a *Attachment) onEvent(e engine.Event) {
 	}
 	switch {
 	case e.Type == engine.EventGap:
+		g := a.node.GapsRaised() // read first: a Gap raised during the flush is not covered by it
 		a.flush()
+		a.gapsFlushed.Store(max(g, a.gapsFlushed.Load()))
 	case e.Type == engine.EventReady && a.flushOnReady.CompareAndSwap(true, false):
 		a.flush()
 	}

@@ -331,3 +331,65 @@ func TestAttachReadyEventFlushesOnce(t *testing.T) {
 		t.Fatal("a cache attached to a ready node was flushed by EventReady")
 	}
 }
+
+// TestAttachTrusted: an attachment vouches for its cache (Trusted) only
+// while the node is ready, no Gap is pending that it has not flushed for,
+// and no member is silent: false from a Gap until its flush, true again
+// after it; false once a killed member has been silent for SuspectAfter,
+// true again once the mesh gives it up.
+func TestAttachTrusted(t *testing.T) {
+	p := freePorts(t, 2)
+	a, err := engine.New(loopback(p[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	bo := loopback(p[1], p[0])
+	bo.RepairTimeout = 200 * time.Millisecond
+	b, err := engine.New(bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// A handler subscribed before the attachment's holds the Gap event
+	// up, as a slow handler or an event goroutine without a CPU would.
+	seen, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unsub := b.OnEvent(func(e engine.Event) {
+		if e.Type == engine.EventGap {
+			once.Do(func() { close(seen) })
+			<-release
+		}
+	})
+	defer unsub()
+	c := newMapCache("k")
+	at, err := Attach(b, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer at.Close()
+	waitFor(t, 5*time.Second, "the attachment to be trusted", at.Trusted)
+	before := at.Stats().Flushes // the flush on becoming ready, if b was not at Attach
+
+	if err := a.DeclareLoss(); err != nil { // b raises a Gap for a's skipped sequence
+		t.Fatal(err)
+	}
+	<-seen
+	if at.Trusted() {
+		t.Fatal("trusted while a Gap was raised and not flushed for")
+	}
+	close(release)
+	waitFor(t, 5*time.Second, "trusted again after the Gap's flush", at.Trusted)
+	if n := at.Stats().Flushes - before; n != 1 || c.len() != 0 {
+		t.Fatalf("%d flushes (%d entries left) after one Gap, want 1 flush and none", n, c.len())
+	}
+
+	if err := a.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "distrust once a is silent", func() bool { return !at.Trusted() })
+	waitFor(t, 5*time.Second, "trust once a is given up", at.Trusted)
+	if m := b.Members(); len(m) != 1 || m[0].State != engine.StateDead {
+		t.Fatalf("trusted again while a was %+v; want it dead first", m)
+	}
+}
