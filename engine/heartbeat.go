@@ -42,9 +42,7 @@ func (h *heartbeater) run() {
 	h.n.wg.Add(1) // the probe loop; Close waits for both
 	go h.pr.run()
 	cfg := h.n.cfg
-	tick := min(cfg.Heartbeat, cfg.SuspectAfter/3) / 2
-	tick = max(tick, 2*time.Millisecond)
-	t := time.NewTicker(tick)
+	t := time.NewTicker(tickInterval(cfg))
 	defer t.Stop()
 	var last time.Time
 	for {
@@ -60,6 +58,12 @@ func (h *heartbeater) run() {
 		case <-t.C:
 		}
 	}
+}
+
+// tickInterval is the period of the heartbeat loop's membership tick:
+// half the smaller of Heartbeat and SuspectAfter/3, at least 2 ms.
+func tickInterval(cfg *config) time.Duration {
+	return max(min(cfg.Heartbeat, cfg.SuspectAfter/3)/2, 2*time.Millisecond)
 }
 
 // resolveSeeds takes this round's seeds from the seed resolver (resolve.go;

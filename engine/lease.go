@@ -88,7 +88,11 @@ func (m *membership) leaseLocked(now time.Time) {
 		if e.challengedAt.After(news) {
 			news = e.challengedAt
 		}
-		if now.Sub(news) >= hold {
+		silent := now.Sub(news)
+		if news.Before(m.resumedAt) {
+			silent = now.Sub(m.resumedAt) // our stall is not its silence (tick); nor does the resume vouch for it
+		}
+		if silent >= hold {
 			continue
 		}
 		if t := news.Add(m.cfg.SuspectAfter); !any || t.Before(until) {

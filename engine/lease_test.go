@@ -119,3 +119,46 @@ func BenchmarkSilent(b *testing.B) {
 		b.Fatalf("lease ran out %d times", silent)
 	}
 }
+
+// TestOwnStallIsNotSilence: a tick that comes late (this node was not
+// scheduled) counts its members' silence from the resume: none is
+// suspected or declared dead for the stall, and none is given up by the
+// lease, which stays out until they are heard again.
+func TestOwnStallIsNotSilence(t *testing.T) {
+	m := capTable()
+	m.cfg.Heartbeat, m.cfg.RepairTimeout = 100*time.Millisecond, 500*time.Millisecond
+	t0 := time.Now()
+	m.validated(2, 1, phantom(2), phantom(2), 10, t0)
+	m.tick(t0)
+	// Frozen for longer than DeadAfter + RepairTimeout.
+	resume := t0.Add(m.cfg.DeadAfter + m.cfg.RepairTimeout + time.Second)
+	m.tick(resume)
+	m.mu.Lock()
+	st := m.members[2].State
+	m.mu.Unlock()
+	if st != StateAlive {
+		t.Fatalf("after our own stall the member is %v, want alive", st)
+	}
+	if !m.lease.expiredAt(resume) {
+		t.Fatal("the lease vouches for a member not heard since before our stall")
+	}
+	// Still silent DeadAfter after the resume: dead now, and held.
+	later := resume.Add(m.cfg.DeadAfter)
+	for at := resume; !at.After(later); at = at.Add(tickInterval(m.cfg)) {
+		m.tick(at)
+	}
+	m.mu.Lock()
+	st = m.members[2].State
+	m.mu.Unlock()
+	if st != StateDead || !m.lease.expiredAt(later) {
+		t.Fatalf("silent DeadAfter past the resume: %v, lease out %v; want dead and out", st, m.lease.expiredAt(later))
+	}
+	// Heard again: vouched for.
+	m.mu.Lock()
+	m.members[2].LastHeard = later
+	m.mu.Unlock()
+	m.tick(later.Add(tickInterval(m.cfg)))
+	if m.lease.expiredAt(later.Add(tickInterval(m.cfg))) {
+		t.Fatal("a member heard again after the stall is not vouched for")
+	}
+}

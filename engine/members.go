@@ -160,6 +160,8 @@ type membership struct {
 	evictedUnv  atomic.Uint64           // unvalidated entries evicted for room
 	evictedGone atomic.Uint64           // dead or left members evicted for room
 	isolatedAt  time.Time               // last tick that found no validated member live (tick)
+	tickAt      time.Time               // last tick (tick)
+	resumedAt   time.Time               // last tick that came late: this node was not scheduled (tick)
 	lease       newsLease               // what the node can vouch for, for caches' read paths (lease.go)
 
 	// SWIM (probe.go): the machine runs while more than DirectLimit
@@ -552,6 +554,15 @@ func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort,
 func (m *membership) tick(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Our own stall is not our members' silence. A tick that comes long
+	// after the last one means this node's goroutines were not scheduled
+	// (a loaded host, a paused process): what its members sent meanwhile
+	// is still queued, unread. Their silence is counted from the resume
+	// (walkLocked, leaseLocked), not from their last frame we read.
+	if !m.tickAt.IsZero() && now.Sub(m.tickAt) >= max(m.cfg.SuspectAfter/4, 2*tickInterval(m.cfg)) {
+		m.resumedAt = now
+	}
+	m.tickAt = now
 	// A node that hears no live member at all may be the one cut off (an
 	// inbound-only partition on its side); walkLocked keeps its dead
 	// members until it has heard others again for the reaping time.
@@ -602,6 +613,9 @@ func (m *membership) walkLocked(now time.Time) {
 	}
 	for _, e := range m.members {
 		silent := now.Sub(e.LastHeard)
+		if e.LastHeard.Before(m.resumedAt) {
+			silent = now.Sub(m.resumedAt) // our stall is not its silence (tick)
+		}
 		if !e.validated {
 			if silent >= m.cfg.SuspectAfter {
 				m.removeLocked(e)
