@@ -92,6 +92,7 @@ type Cache[T any] struct {
 	notReadyLoads, notReadySets              atomic.Uint64
 	gapLoads, gapMisses                      atomic.Uint64
 	silentLoads, silentMisses                atomic.Uint64
+	heedSilence                              bool // not WithServeWhileSilent(true)
 	// gapsFlushed is the node's GapsRaised read before the last flush
 	// began: while the node says a Gap is pending beyond it, nothing held
 	// is served (engine.Node.GapPending).
@@ -142,6 +143,7 @@ func newCache[T any](node *engine.Node, cfg *config, owns bool) *Cache[T] {
 		shards:    make([]shard[T], n),
 		shardMask: uint64(n - 1),
 	}
+	c.heedSilence = !cfg.ignoreSilence
 	if cfg.namespace != "" {
 		c.wire = cfg.namespace + string(rune(NamespaceSeparator))
 	}
@@ -210,7 +212,7 @@ func (c *Cache[T]) Get(key string) (T, bool) {
 		var zero T
 		return zero, false
 	}
-	if ok && c.node.Silent() {
+	if ok && c.heedSilence && c.node.Silent() {
 		// A member has not been heard for SuspectAfter: it may have
 		// published what the node has not heard of.
 		c.silentMisses.Add(1)

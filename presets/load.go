@@ -64,7 +64,7 @@ func (c *Cache[T]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 		return v, err
 	}
 	gap := c.node.GapPending(c.gapsFlushed.Load())
-	if gap || c.node.Silent() {
+	if gap || (c.heedSilence && c.node.Silent()) {
 		// A flush is on its way, or a member has not been heard for
 		// SuspectAfter: what is held (or loaded by a call in flight) may
 		// be stale. Load, and leave storing to after it.

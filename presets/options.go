@@ -50,7 +50,8 @@ type systemClock struct{}
 func (systemClock) Now() time.Time { return time.Now() }
 
 // Option configures a cache. Build one with WithTTL, WithMaxEntries,
-// WithClock or WithNamespace; the zero Option is rejected.
+// WithClock, WithNamespace or WithServeWhileSilent; the zero Option is
+// rejected.
 type Option struct {
 	name  string
 	apply func(*config) error
@@ -58,10 +59,11 @@ type Option struct {
 
 // config is the cache options resolved and validated.
 type config struct {
-	ttl        time.Duration
-	maxEntries int
-	clock      Clock
-	namespace  string
+	ttl           time.Duration
+	maxEntries    int
+	clock         Clock
+	namespace     string
+	ignoreSilence bool
 }
 
 // WithTTL sets the default time to live of entries stored by Set and
@@ -118,6 +120,23 @@ func WithNamespace(ns string) Option {
 			return &OptionError{"WithNamespace", ns, "leaves no room for keys"}
 		}
 		c.namespace = ns
+		return nil
+	}}
+}
+
+// WithServeWhileSilent(true) makes the cache serve what it holds even
+// while a member has not been heard for SuspectAfter (engine.Node.Silent),
+// instead of passing reads through to the loader (the default, false).
+// It trades the staleness bound for load on the source of truth: with it
+// the bound holds against lost packets (Gaps) but not against a member's
+// crash, a partition or a stalled process — a cache may then serve a value
+// an unheard member has already invalidated, for as long as that member
+// stays silent (until DeadAfter + RepairTimeout). Without it, every
+// member's crash passes every instance's reads through for about
+// DeadAfter + RepairTimeout − SuspectAfter (Stats.SilentLoads).
+func WithServeWhileSilent(serve bool) Option {
+	return Option{"WithServeWhileSilent", func(c *config) error {
+		c.ignoreSilence = serve
 		return nil
 	}}
 }

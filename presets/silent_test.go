@@ -44,6 +44,16 @@ func TestSilentServesNothing(t *testing.T) {
 		t.Fatalf("Get with every member heard: %v %v", v, ok)
 	}
 
+	// A cache that chose availability serves through the silence.
+	lax, err := New[int](b, WithNamespace("lax"), WithServeWhileSilent(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lax.Close()
+	if err := lax.Set("k", 5); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := a.Abort(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +64,12 @@ func TestSilentServesNothing(t *testing.T) {
 	v, err := c.GetOrLoad(context.Background(), "k", func(context.Context) (int, error) { return 2, nil })
 	if err != nil || v != 2 {
 		t.Fatalf("GetOrLoad while a member was silent: %v, %v; want the loader's 2", v, err)
+	}
+	if v, ok := lax.Get("k"); !ok || v != 5 {
+		t.Fatalf("WithServeWhileSilent(true): Get while a member was silent: %v %v, want the 5 held", v, ok)
+	}
+	if ls := lax.Stats(); ls.SilentMisses != 0 || ls.SilentLoads != 0 {
+		t.Fatalf("WithServeWhileSilent(true) counted %d silent misses, %d silent loads", ls.SilentMisses, ls.SilentLoads)
 	}
 	s := c.Stats()
 	if s.SilentMisses < 2 || s.SilentLoads != 1 || s.GapLoads != 0 {
