@@ -71,6 +71,10 @@ type memberEntry struct {
 	deadRounds     int       // heartbeat rounds since it was declared dead (deadTargets)
 	probedHWM      uint64    // our high-water mark in its last dead probe (deadTargets)
 	challengedAt   time.Time // last CHALLENGE it sent us (alive, but deaf to us: challengedBy)
+	// vouched: validated on an authenticated member's word (vouchLocked),
+	// not by its own RESPONSE; its packet numbers are not known yet, so
+	// the first trusted frame sets lastPacket.
+	vouched bool
 
 	// What the table's incremental indexes hold for it (syncLocked):
 	// the state it is counted under (0: not counted, unvalidated or
@@ -159,6 +163,7 @@ type membership struct {
 	refused     atomic.Uint64           // validations refused: pool full of live members, or a live member's id claimed elsewhere
 	evictedUnv  atomic.Uint64           // unvalidated entries evicted for room
 	evictedGone atomic.Uint64           // dead or left members evicted for room
+	vouchedN    atomic.Uint64           // members validated on an authenticated member's word (vouchLocked)
 	isolatedAt  time.Time               // last tick that found no validated member live (tick)
 	tickAt      time.Time               // last tick (tick)
 	resumedAt   time.Time               // last tick that came late: this node was not scheduled (tick)
@@ -324,6 +329,10 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.validatedLocked(id, epoch, addr, src, packet, now)
+}
+
+func (m *membership) validatedLocked(id, epoch uint64, addr, src netip.AddrPort, packet uint64, now time.Time) (accepted, greet bool) {
 	e, ok := m.members[id]
 	if ok && epoch < e.Epoch {
 		return false, false // a stale answer
@@ -355,9 +364,10 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	} else if e.Addr == addr && e.Epoch == epoch && e.State != StateDead && e.State != StateLeft {
 		// Already validated there: a late or repeated RESPONSE.
 		e.src, e.LastHeard = src, now
-		if packet > e.lastPacket {
+		if packet > e.lastPacket || e.vouched {
 			e.lastPacket, e.packetAt = packet, now
 		}
+		e.vouched = false
 		return true, false
 	} else if epoch > e.Epoch {
 		e.Epoch, e.Incarnation = epoch, 0
@@ -368,7 +378,7 @@ func (m *membership) validated(id, epoch uint64, addr, src netip.AddrPort, packe
 	}
 	m.validAt[addr] = id
 	e.Addr, e.src, e.LastHeard = addr, src, now
-	e.lastPacket, e.packetAt = packet, now
+	e.lastPacket, e.packetAt, e.vouched = packet, now, false
 	e.State, e.stateSince = StateAlive, now
 	if m.swim != nil {
 		m.swim.Add(entrySwim(e), now)
@@ -416,6 +426,43 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 	}
 }
 
+// vouches reports whether the members h's frame names may be vouched for
+// (vouchLocked): it was authenticated (a tag the keyring verified: receive
+// drops it otherwise) and it is the newest frame heard from its validated
+// sender, so an authentic frame captured earlier and replayed adds nobody.
+func (m *membership) vouches(h *codec.Header) bool {
+	if h.Flags&codec.FlagAuth == 0 {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.members[h.Origin]
+	return e != nil && e.validated && e.Epoch == h.Epoch && e.lastPacket == h.Packet
+}
+
+// vouchLocked takes a member first heard of from an authenticated
+// member's digest, update or push-pull as validated at the address given,
+// without a challenge of our own: every entry a member gossips is one it
+// validated itself, and with a keyring only a key holder can have sent
+// it, so its word is as good as a RESPONSE. (In plaintext anyone can
+// forge the frame, and the address must answer a challenge first, which
+// makes a cold start of N nodes cost ~6 N² frames; with a keyring a
+// cold start spreads by gossip alone.) Only a newcomer is vouched for: a
+// validated member's comeback, new epoch or move still waits for its
+// RESPONSE. It reports whether the member was taken.
+func (m *membership) vouchLocked(id, epoch, inc uint64, addr netip.AddrPort, now time.Time) bool {
+	if e, ok := m.members[id]; ok && e.validated {
+		return false
+	}
+	if ok, _ := m.validatedLocked(id, epoch, addr, addr, 0, now); !ok {
+		return false
+	}
+	e := m.members[id]
+	e.vouched, e.Incarnation = true, max(e.Incarnation, inc)
+	m.vouchedN.Add(1)
+	return true
+}
+
 // gossip applies a digest entry about a third party (or about us), from
 // the heartbeat of a validated member. It returns refute when the entry
 // says we are suspected or dead, so the caller refutes with a higher
@@ -423,13 +470,15 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 // time, or news that a validated member lives at a new address or is back.
 // Gossip alone never revives, moves or adds a member: the address must
 // answer first.
-func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
+func (m *membership) gossip(d *codec.DigestEntry, selfEpoch, selfInc uint64, authed bool, now time.Time) (refute bool, challenge netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.gossipLocked(d, selfEpoch, selfInc, now)
+	return m.gossipLocked(d, selfEpoch, selfInc, authed, now)
 }
 
-func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint64, now time.Time) (refute bool, challenge netip.AddrPort) {
+// gossipLocked is gossip; authed says the entry came in a frame that
+// vouches (membership.vouches) for the newcomers it names.
+func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint64, authed bool, now time.Time) (refute bool, challenge netip.AddrPort) {
 	if d.ID == m.self {
 		return (d.State == StateSuspect || d.State == StateDead) &&
 			d.Epoch == selfEpoch && d.Incarnation >= selfInc, netip.AddrPort{}
@@ -440,6 +489,9 @@ func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint6
 	e, ok := m.members[d.ID]
 	if !ok || !e.validated {
 		if d.State != StateAlive {
+			return false, netip.AddrPort{}
+		}
+		if authed && m.vouchLocked(d.ID, d.Epoch, d.Incarnation, d.Addr, now) {
 			return false, netip.AddrPort{}
 		}
 		if ok && !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
@@ -526,6 +578,13 @@ func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort,
 		return false, DropUnvalidated, challenge
 	}
 	trusted := authed || from == e.Addr || (e.src.IsValid() && from == e.src)
+	if e.vouched && trusted {
+		// Validated on another member's word: its packet numbers are
+		// news to us. The first trusted frame sets the baseline.
+		e.vouched = false
+		e.lastPacket, e.packetAt = h.Packet, now
+		return true, 0, netip.AddrPort{}
+	}
 	var limit uint64
 	if trusted {
 		limit = e.lastPacket + windowSize + uint64(max(now.Sub(e.packetAt).Seconds(), 0)*maxPacketRate)
@@ -807,6 +866,7 @@ func (m *membership) count(s *Stats) {
 	m.mu.Unlock()
 	s.MembersRefused = m.refused.Load()
 	s.MembersEvicted = m.evictedUnv.Load() + m.evictedGone.Load()
+	s.Vouched = m.vouchedN.Load()
 }
 
 // digestEntries fills m.digest with up to max validated members, rotating

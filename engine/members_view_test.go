@@ -77,7 +77,7 @@ func TestIncrementalView(t *testing.T) {
 				m.mu.Unlock()
 			case 6:
 				d := codec.DigestEntry{ID: id, Epoch: epochs[id] + 1, Incarnation: uint64(step), Addr: addr, State: StateLeft}
-				m.gossip(&d, 1, 0, now)
+				m.gossip(&d, 1, 0, false, now)
 			case 7:
 				if group {
 					now = now.Add(cfg.SuspectAfter / 2) // group reception expires

@@ -284,6 +284,7 @@ func (p *prober) handleProbe(h *codec.Header, payload []byte, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	credit := challengeCredit * codec.FrameLen(h)
+	vouch := n.members.vouches(h)
 	rest := payload[off:]
 	for i := 0; i < int(h.Count); i++ {
 		u, m, err := codec.ParseUpdate(rest)
@@ -292,7 +293,7 @@ func (p *prober) handleProbe(h *codec.Header, payload []byte, now time.Time) {
 			break
 		}
 		rest = rest[m:]
-		p.applyLocked(&u, &credit, now)
+		p.applyLocked(&u, vouch, &credit, now)
 	}
 	switch pr.Kind {
 	case codec.ProbePing:
@@ -318,10 +319,11 @@ func (p *prober) handleProbe(h *codec.Header, payload []byte, now time.Time) {
 }
 
 // applyLocked applies one membership update (piggybacked or from a
-// push-pull), challenging what must be validated first.
-func (p *prober) applyLocked(u *codec.Update, credit *int, now time.Time) {
+// push-pull), challenging what must be validated first; authed says it
+// came in an authenticated frame (a newcomer is then vouched for).
+func (p *prober) applyLocked(u *codec.Update, authed bool, credit *int, now time.Time) {
 	n := p.n
-	inc, challenge := n.members.update(u, now)
+	inc, challenge := n.members.update(u, authed, now)
 	if inc != 0 {
 		raiseInc(&n.inc, inc)
 	}
@@ -344,6 +346,7 @@ func (p *prober) handleSync(h *codec.Header, payload []byte, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	credit := challengeCredit * codec.FrameLen(h)
+	vouch := n.members.vouches(h)
 	rest := payload[off:]
 	for i := 0; i < int(h.Count); i++ {
 		d, m, err := codec.ParseDigestEntry(rest)
@@ -353,7 +356,7 @@ func (p *prober) handleSync(h *codec.Header, payload []byte, now time.Time) {
 		}
 		rest = rest[m:]
 		u := codec.Update{ID: d.ID, Epoch: d.Epoch, Incarnation: d.Incarnation, Addr: d.Addr, State: d.State, From: h.Origin}
-		p.applyLocked(&u, &credit, now)
+		p.applyLocked(&u, vouch, &credit, now)
 	}
 	switch s.Kind {
 	case codec.SyncPush:
@@ -652,7 +655,7 @@ func (m *membership) randomValidated(rng *rand.Rand) (netip.AddrPort, bool) {
 // SYNC. It returns an incarnation to raise ours to (a refutation; 0 for
 // none) and an address to challenge: a member new, moved or back. In a
 // mesh at or below DirectLimit it is read like a digest entry.
-func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, challenge netip.AddrPort) {
+func (m *membership) update(u *codec.Update, authed bool, now time.Time) (refute uint64, challenge netip.AddrPort) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	selfInc := uint64(0)
@@ -661,7 +664,7 @@ func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, chal
 	}
 	if m.swim == nil {
 		d := codec.DigestEntry{ID: u.ID, Epoch: u.Epoch, Incarnation: u.Incarnation, Addr: u.Addr, State: u.State}
-		ref, ch := m.gossipLocked(&d, m.selfEpoch, selfInc, now)
+		ref, ch := m.gossipLocked(&d, m.selfEpoch, selfInc, authed, now)
 		if ref {
 			return selfInc + 1, ch
 		}
@@ -684,6 +687,10 @@ func (m *membership) update(u *codec.Update, now time.Time) (refute uint64, chal
 	e, ok := m.members[u.ID]
 	if !ok || !e.validated {
 		if u.State != StateAlive {
+			return 0, netip.AddrPort{}
+		}
+		if authed && m.vouchLocked(u.ID, u.Epoch, u.Incarnation, u.Addr, now) {
+			m.swim.Learned() // push-pull keeps catching up while tables teach us members
 			return 0, netip.AddrPort{}
 		}
 		if ok && !newer(u.Epoch, u.Incarnation, e.Epoch, e.Incarnation) {

@@ -591,6 +591,7 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 		n.hb.reply(addr) // above DirectLimit only who misses us heartbeats us (probe.go)
 	}
 	refute := false
+	vouch := n.members.vouches(h)
 	rest := payload[off:]
 	for i := 0; i < int(h.Count); i++ {
 		e, m, err := codec.ParseDigestEntry(rest)
@@ -599,7 +600,7 @@ func (r *receiver) alive(h *codec.Header, payload []byte, from netip.AddrPort, v
 			break
 		}
 		rest = rest[m:]
-		ref, ch := n.members.gossip(&e, n.epoch, n.inc.Load(), now)
+		ref, ch := n.members.gossip(&e, n.epoch, n.inc.Load(), vouch, now)
 		refute = refute || ref
 		if ch.IsValid() {
 			n.val.challenge(ch, false, &credit, now)

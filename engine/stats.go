@@ -130,6 +130,10 @@ type Stats struct {
 	ChallengesSent, ChallengesSuppressed uint64 // suppressed: credit or pacing said no
 	ResponsesSent, ResponsesSuppressed   uint64 // suppressed: over responseRate
 	Validations                          uint64 // RESPONSEs with a good cookie
+	// Vouched counts members taken as validated on an authenticated
+	// member's word (with a keyring: its digest, update or push-pull
+	// named them), without a challenge of our own.
+	Vouched uint64
 
 	// Effective socket buffer sizes granted by the kernel.
 	RecvBuffer, SendBuffer int

@@ -47,6 +47,7 @@ var statCounters = []statCounter{
 	{"challenges_suppressed_total", "Challenges not sent: credit or pacing said no.", func(s *engine.Stats) uint64 { return s.ChallengesSuppressed }},
 	{"responses_sent_total", "Answers to other nodes' challenges.", func(s *engine.Stats) uint64 { return s.ResponsesSent }},
 	{"validations_total", "Addresses validated (a response with a good cookie).", func(s *engine.Stats) uint64 { return s.Validations }},
+	{"vouched_total", "Members taken as validated on an authenticated member's word (keyring), without a challenge.", func(s *engine.Stats) uint64 { return s.Vouched }},
 }
 
 // statGauge maps one engine.Stats level to a gauge.

@@ -98,6 +98,7 @@ type statsDoc struct {
 	ResponsesSent       uint64            `json:"responses_sent"`
 	ResponsesSkipped    uint64            `json:"responses_suppressed"`
 	Validations         uint64            `json:"validations"`
+	Vouched             uint64            `json:"vouched"`
 	RecvBuffer          int               `json:"recv_buffer"`
 	SendBuffer          int               `json:"send_buffer"`
 }
@@ -164,8 +165,8 @@ func statsDocOf(n *engine.Node) statsDoc {
 		MembersEvicted: s.MembersEvicted, MembersRefused: s.MembersRefused,
 		ChallengesSent: s.ChallengesSent, ChallengesSkipped: s.ChallengesSuppressed,
 		ResponsesSent: s.ResponsesSent, ResponsesSkipped: s.ResponsesSuppressed,
-		Validations: s.Validations,
-		RecvBuffer:  s.RecvBuffer, SendBuffer: s.SendBuffer,
+		Validations: s.Validations, Vouched: s.Vouched,
+		RecvBuffer: s.RecvBuffer, SendBuffer: s.SendBuffer,
 	}
 	for _, r := range engine.DropReasons() {
 		d.Drops[r.String()] = s.Drops[r]
