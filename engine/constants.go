@@ -43,6 +43,10 @@ const (
 	// alive is left to push-pull (see swim.Machine.enqueue); suspicions,
 	// deaths and leaves are always queued.
 	swimQueueCap = 32
+	// swimGossipMax: while more than a frame of membership updates is
+	// queued, a period sends up to this many extra pings to random
+	// members, one per queued frame, to spread them (swim.Config.GossipMax).
+	swimGossipMax = 6
 	// swimAskBatch: members heard of but not validated that the probe loop
 	// challenges per wake-up (see prober.askPendingLocked).
 	swimAskBatch = 64

@@ -87,6 +87,8 @@ func swimConfig(cfg *config) swim.Config {
 		MaxRelays:        swimMaxRelays,
 		QueueCap:         swimQueueCap,
 		SuspicionMin:     cfg.DeadAfter,
+		GossipMax:        swimGossipMax,
+		UpdatesPerFrame:  probeRoom(cfg),
 	}
 }
 
@@ -187,11 +189,36 @@ func raiseInc(inc *atomic.Uint64, v uint64) {
 	}
 }
 
+// refuteFromStranger reads the updates of an authenticated ping from a
+// member not validated yet and applies those about this node (a
+// suspicion to refute); the rest waits for the sender's validation.
+func (p *prober) refuteFromStranger(h *codec.Header, rest []byte, now time.Time) {
+	n := p.n
+	for i := 0; i < int(h.Count); i++ {
+		u, m, err := codec.ParseUpdate(rest)
+		if err != nil {
+			return
+		}
+		rest = rest[m:]
+		if u.ID != n.id {
+			continue
+		}
+		if inc, _ := n.members.update(&u, false, now); inc != 0 {
+			raiseInc(&n.inc, inc)
+		}
+	}
+}
+
+// probeRoom is how many membership updates one PROBE frame carries.
+func probeRoom(cfg *config) int {
+	return (cfg.MaxFrameSize - codec.HeaderLen - codec.ProbeFixedLen - codec.TagLen) / codec.UpdateLen
+}
+
 // sendProbeLocked sends one PROBE frame to a validated address, with as
 // many queued membership updates as fit. It does not allocate.
 func (p *prober) sendProbeLocked(to netip.AddrPort, pr codec.Probe) {
 	n := p.n
-	room := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.ProbeFixedLen - codec.TagLen) / codec.UpdateLen
+	room := probeRoom(n.cfg)
 	buddy := uint64(0)
 	if pr.Kind == codec.ProbePing {
 		buddy = pr.Target
@@ -500,6 +527,14 @@ func (m *membership) touch(id uint64, now time.Time, probed bool) {
 func (m *membership) swimming() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.swim == nil {
+		// A table that grew past DirectLimit since the last tick (one
+		// push-pull names the whole mesh; with a keyring its members are
+		// taken at once) switches now: heartbeating every member until the
+		// next tick would have a cold start of N nodes send N² heartbeats
+		// at once (1.09 M frames in the first second at N=1000).
+		m.swimModeLocked(m.liveLocked(), len(m.members)-m.validatedN, time.Now())
+	}
 	return m.swim != nil
 }
 

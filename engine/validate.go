@@ -335,8 +335,16 @@ func (n *Node) admit(h *codec.Header, payload []byte, from netip.AddrPort, authe
 		// ping's credit: the member then does not suspect us for being
 		// slower to validate it than it was to validate us, which in a
 		// cold start or a restart wave is most of its first probes.
-		if pr, _, err := codec.ParseProbe(payload); err == nil && pr.Kind == codec.ProbePing && pr.Target == n.id {
+		if pr, off, err := codec.ParseProbe(payload); err == nil && pr.Kind == codec.ProbePing && pr.Target == n.id {
 			n.hb.pr.ackStranger(from, pr.Seq, &credit)
+			if authed {
+				// A key holder that knows us first may be telling us we
+				// are suspected (Lifeguard's buddy rule puts that first
+				// in a ping to a suspect): refute now, not when gossip
+				// brings the suspicion round. Only news about ourselves
+				// is read from a stranger.
+				n.hb.pr.refuteFromStranger(h, payload[off:], now)
+			}
 		}
 	}
 	if challenge.IsValid() {

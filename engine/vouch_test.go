@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -113,5 +114,66 @@ func TestVouchesOnlyFreshAuthenticated(t *testing.T) {
 		if got := m.vouches(&c.h); got != c.want {
 			t.Errorf("%s: vouches %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestStrangerPingRefutes: with a keyring, a ping from a key holder this
+// node has not validated yet (it learned of us first) that says we are
+// suspected makes us refute at once: a higher incarnation. In plaintext
+// the same ping is acked and its news ignored.
+func TestStrangerPingRefutes(t *testing.T) {
+	for _, keyed := range []bool{true, false} {
+		ports := freePorts(t, 1)
+		key := testKey(5)
+		o := unicastOptions(ports[0])
+		if keyed {
+			o = keyedOptions(t, ports[0], key)
+		}
+		a := startNode(t, o)
+		inc0 := a.inc.Load()
+		h := codec.Header{Type: codec.TypeProbe, Origin: 0xbeef, Epoch: 1, Packet: 1, Count: 1, HopLimit: 1}
+		pay := func(dst []byte) []byte {
+			dst = codec.AppendProbe(dst, &codec.Probe{Kind: codec.ProbePing, Seq: 9, Target: a.ID()})
+			return codec.AppendUpdate(dst, &codec.Update{ID: a.ID(), Epoch: a.Epoch(), Incarnation: inc0, Addr: a.Addr(), State: StateSuspect, From: 0xbeef})
+		}
+		k := key
+		if !keyed {
+			k = nil
+		}
+		dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(ports[0]))
+		if keyed {
+			sendRaw(t, dst, forge(a.cfg.cluster, k, h, pay))
+			waitFor(t, 5*time.Second, "the refutation", func() bool { return a.inc.Load() > inc0 })
+			continue
+		}
+		// Plaintext: the ping is acked (a drop is counted for the
+		// stranger) and the suspicion is not read.
+		before := a.Stats().Drops[DropUnknownMember]
+		sendRaw(t, dst, forge(a.cfg.cluster, nil, h, pay))
+		waitFor(t, 5*time.Second, "the stranger's ping to be handled", func() bool { return a.Stats().Drops[DropUnknownMember] > before })
+		if a.inc.Load() != inc0 {
+			t.Fatalf("plaintext stranger's ping raised the incarnation %d -> %d", inc0, a.inc.Load())
+		}
+	}
+}
+
+// TestSwimModeWithoutTick: a table that grew past DirectLimit since the
+// last tick (one push-pull names the whole mesh, and with a keyring its
+// members are taken at once) is in SWIM mode when the heartbeat loop next
+// asks, not a tick later: else that round heartbeats every member.
+func TestSwimModeWithoutTick(t *testing.T) {
+	m := capTable()
+	m.cfg.DirectLimit, m.cfg.Heartbeat = 4, 100*time.Millisecond
+	now := time.Now()
+	m.tick(now)
+	if m.swimming() {
+		t.Fatal("empty table in SWIM mode")
+	}
+	for i := 2; i < 12; i++ {
+		d := codec.DigestEntry{ID: uint64(i), Epoch: 1, Addr: phantom(i), State: StateAlive}
+		m.gossip(&d, 1, 0, true, now)
+	}
+	if !m.swimming() {
+		t.Fatal("10 live members over a DirectLimit of 4, no tick since: not in SWIM mode")
 	}
 }

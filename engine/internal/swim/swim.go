@@ -50,6 +50,16 @@ type Config struct {
 	CatchUp          int           // periods of frequent push-pull after a member joins
 	MaxRelays        int           // indirect probes relayed for others at once
 	QueueCap         int           // queued updates beyond which news of a live member is left to push-pull
+	// GossipMax bounds the extra pings a period sends, to random members,
+	// while more updates are queued than UpdatesPerFrame: each carries a
+	// frame of updates and its ack brings one back. Piggybacking on the
+	// probe alone carries about two frames of news a period, so a burst
+	// of hundreds of suspicions and refutations (a cold start on a
+	// saturated host) took tens of periods to drain and the suspicions
+	// outlived their timeouts. 0 disables it; with an empty queue nothing
+	// extra is sent.
+	GossipMax       int
+	UpdatesPerFrame int // updates one probe frame carries (the driver's frame size)
 	SuspicionMin     time.Duration // floor of the shortest suspicion
 }
 
@@ -177,6 +187,7 @@ type Machine struct {
 	suspects  int
 	suspNext  time.Time // no suspicion ends before this (Tick walks the suspects only then)
 	awareness int
+	gossiped  uint64 // extra pings sent for a deep queue (gossipLocked)
 	q         queue
 	dropped   uint64
 	scratch   []int32
@@ -195,12 +206,12 @@ func New(cfg Config, self Update, seed uint64) *Machine {
 }
 
 // enqueue queues u for piggybacking. Past QueueCap queued updates, news
-// that a member is alive (a join, a higher incarnation) is not queued
-// unless it refutes a suspicion: in a join wave every node
+// that a member joined is not queued: in a join wave every node
 // learns every member, and N joins retransmitted λ·log N times by every
 // node would keep probe frames full for O(N) periods, while push-pull
-// spreads the same news in O(log N). Suspicions, deaths and leaves are
-// always queued (at most one per member).
+// spreads the same news in O(log N). Suspicions, deaths, leaves and
+// refutations (a higher incarnation: Apply) are always queued, at most one
+// per member.
 func (m *Machine) enqueue(u Update) {
 	if u.State == Alive && u.ID != m.self.ID && m.q.len() >= m.cfg.QueueCap {
 		if _, queued := m.q.at[u.ID]; !queued {
@@ -395,7 +406,13 @@ func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Actio
 		}
 		e.Incarnation = u.Incarnation
 		if e.State != Suspect {
-			m.enqueue(e.Update)
+			// A higher incarnation is a refutation somewhere: it must
+			// spread at least as well as the suspicion it answers, which
+			// is always queued. Through the QueueCap (a join wave's full
+			// queues) it spread only from nodes that had held the
+			// suspicion, and lost the race: at N=1000, 64 members stayed
+			// suspected at hundreds of nodes for 10 s, then died.
+			m.q.push(e.Update)
 			return Applied, dst
 		}
 		e.State, e.nconf = Alive, 0
@@ -613,6 +630,7 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 			*p = probe{active: true, seq: m.seq, target: t.ID,
 				timeout: now.Add(m.scaled(m.cfg.ProbeTimeout)), end: now.Add(m.scaled(m.cfg.Period))}
 			dst = append(dst, Action{Kind: Ping, ID: t.ID, Addr: t.Addr, Seq: m.seq})
+			dst = m.gossipLocked(t.ID, dst)
 		}
 	}
 	for i := range m.relays {
@@ -666,6 +684,30 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 	}
 	return dst
 }
+
+// gossipLocked appends the period's extra pings (Config.GossipMax) when
+// the update queue holds more than a frame: one per frame of queued
+// updates beyond the probe's, to random members other than the probe's
+// target. Their sequence 0 answers no probe: an ack to one is only its
+// updates.
+func (m *Machine) gossipLocked(target uint64, dst []Action) []Action {
+	if m.cfg.GossipMax <= 0 || m.cfg.UpdatesPerFrame <= 0 {
+		return dst
+	}
+	extra := min(m.q.len()/m.cfg.UpdatesPerFrame, m.cfg.GossipMax)
+	if extra <= 0 {
+		return dst
+	}
+	for _, i := range m.pickOthers(extra, target) {
+		o := &m.members[i]
+		dst = append(dst, Action{Kind: Ping, ID: o.ID, Addr: o.Addr})
+		m.gossiped++
+	}
+	return dst
+}
+
+// Gossiped counts the extra pings sent to spread a deep update queue.
+func (m *Machine) Gossiped() uint64 { return m.gossiped }
 
 // Next is when Tick next has something to do.
 func (m *Machine) Next() time.Time {

@@ -413,6 +413,13 @@ func TestQueueCapLeavesJoinsToPushPull(t *testing.T) {
 	if o != Applied || m.Queued() != 7 {
 		t.Fatalf("own refutation: %v, %d queued", o, m.Queued())
 	}
+	// A refutation reaching a node that never held the suspicion (the
+	// member alive here at a lower incarnation) spreads too: else the
+	// suspicion, always queued, outruns it through full queues.
+	o, _ = m.Apply(Update{ID: 11, Epoch: 1, Incarnation: 1, Addr: addr(11), State: Alive}, t0, nil)
+	if o != Applied || m.Queued() != 8 {
+		t.Fatalf("a higher incarnation of a member alive here: %v, %d queued, want applied and 8", o, m.Queued())
+	}
 }
 
 func TestOwnFailedProbeConfirmsSuspicion(t *testing.T) {
@@ -552,5 +559,55 @@ func TestGossipedSuspectIsProbedNext(t *testing.T) {
 			t.Fatalf("round %d: probed %+v, want the suspect %d", round, pings, target)
 		}
 		m.HandleAck(pings[0].Seq, nil) // an ack without a refutation: still suspect
+	}
+}
+
+// TestDeepQueueGossips: while more than a frame of updates is queued, a
+// period's probe comes with extra pings to random members (sequence 0,
+// answering no probe), one per queued frame up to GossipMax; with a short
+// queue, none; an ack to one changes no probe.
+func TestDeepQueueGossips(t *testing.T) {
+	c := cfg
+	c.GossipMax, c.UpdatesPerFrame = 3, 10
+	m := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 101; i++ {
+		m.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	// 100 joins queued: ten frames' worth, so the cap of 3 applies.
+	acts := m.Tick(t0, nil)
+	pings := kinds(acts, Ping)
+	if len(pings) != 4 {
+		t.Fatalf("%d pings with 100 updates queued, want the probe and 3 extra: %+v", len(pings), pings)
+	}
+	probe := pings[0]
+	seen := map[uint64]bool{probe.ID: true}
+	for _, p := range pings[1:] {
+		if p.Seq != 0 || seen[p.ID] {
+			t.Fatalf("extra ping %+v: want sequence 0 and a member not pinged yet this period", p)
+		}
+		seen[p.ID] = true
+	}
+	if m.Gossiped() != 3 {
+		t.Fatalf("Gossiped %d, want 3", m.Gossiped())
+	}
+	if out := m.HandleAck(0, nil); len(out) != 0 || !m.probe.active {
+		t.Fatalf("an ack to an extra ping answered the probe: %+v, probe active %v", out, m.probe.active)
+	}
+	// Drain to less than a frame: the next period sends the probe alone.
+	for m.Queued() >= c.UpdatesPerFrame {
+		m.Take(nil, 100)
+	}
+	m.HandleAck(probe.Seq, nil)
+	if pings := kinds(m.Tick(t0.Add(period), nil), Ping); len(pings) != 1 {
+		t.Fatalf("%d pings with %d updates queued, want the probe alone", len(pings), m.Queued())
+	}
+	// Disabled: never.
+	c.GossipMax = 0
+	m = New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 101; i++ {
+		m.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if pings := kinds(m.Tick(t0, nil), Ping); len(pings) != 1 {
+		t.Fatalf("GossipMax 0: %d pings", len(pings))
 	}
 }
