@@ -59,8 +59,8 @@ type Config struct {
 	// outlived their timeouts. 0 disables it; with an empty queue nothing
 	// extra is sent.
 	GossipMax       int
-	UpdatesPerFrame int // updates one probe frame carries (the driver's frame size)
-	SuspicionMin     time.Duration // floor of the shortest suspicion
+	UpdatesPerFrame int           // updates one probe frame carries (the driver's frame size)
+	SuspicionMin    time.Duration // floor of the shortest suspicion
 }
 
 // Kind says what an Action asks the driver to do.
