@@ -288,11 +288,26 @@
 //
 //	kind    1 push: the sender's member table; answer with yours.
 //	        2 reply: the answer to a push; not answered.
+//	        3 digest: a summary of the sender's table (below, Count = 0,
+//	          part 0 of 1); a receiver whose table sums differently
+//	          pushes its own.
 //	        else ErrBadSync. part < parts, else ErrBadSync.
 //
 // A push-pull sends the whole member table, part 0 first, in as many
 // frames as it takes (digest entries as in ALIVE); the receiver of a push
-// answers once, when part 0 arrives.
+// answers once, when part 0 arrives. A periodic push-pull between nodes
+// that already agree starts with a digest and ends there:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+---------------------------------------------------------------+
+//	|                     table hash (u64)                          |  8
+//	+-------------------------------+-------------------------------+
+//	|         members (u32)         |       reserved (u32) = 0      | 16
+//	+-------------------------------+-------------------------------+
+//
+//	(offsets from the start of the payload; SyncSumLen = 16 after the
+//	fixed part; reserved set, ErrBadSync)
 //
 // # IHAVE, GRAFT and PRUNE payload: Count >= 1 tree entries
 //

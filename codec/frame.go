@@ -104,9 +104,13 @@ func ValidatePayload(h *Header, payload []byte) error {
 		}
 		return entries(payload[n:], count, UpdateLen, updateOK)
 	case TypeSync:
-		_, n, err := ParseSync(payload)
+		sy, n, err := ParseSync(payload)
 		if err != nil {
 			return err
+		}
+		if sy.Kind == SyncDigest {
+			_, m, err := ParseSyncSum(payload[n:])
+			return single(count, n+m, err, payload)
 		}
 		return entries(payload[n:], count, DigestEntryLen, digestEntryOK)
 	case TypeIHave, TypeGraft, TypePrune:

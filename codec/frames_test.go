@@ -104,6 +104,7 @@ func goldenFrames() map[string][]byte {
 		"probe_ping":      probeFrame(Probe{Kind: ProbePing, Seq: 41, Target: 0xA1}, nil),
 		"probe_ack":       probeFrame(Probe{Kind: ProbeAck, Seq: 42, Target: 0xA1, TargetAddr: testAddr4}, testUpdates),
 		"sync_push":       syncFrame(Sync{Kind: SyncPush, Part: 1, Parts: 3}, testDigest),
+		"sync_digest":     digestFrame(SyncSum{Hash: 0x0123456789ABCDEF, Members: 999}),
 		"ihave":           treeFrame(TypeIHave, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 77}, TreeEntry{Origin: 0xC2, Epoch: 0xD2, Seq: 1}),
 		"graft":           treeFrame(TypeGraft, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 42}),
 		"prune":           treeFrame(TypePrune, TreeEntry{Origin: 0xC1, Epoch: 0xD1}),

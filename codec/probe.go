@@ -17,6 +17,9 @@ const (
 	// SyncFixedLen is the fixed part of a SYNC payload, before its
 	// digest entries: kind, reserved, part, parts, reserved u16.
 	SyncFixedLen = 1 + 1 + 2 + 2 + 2
+	// SyncSumLen is the body of a SyncDigest SYNC, after its fixed part:
+	// table hash u64, members u32, reserved u32.
+	SyncSumLen = 8 + 4 + 4
 )
 
 // PROBE fixed part offsets (see "PROBE payload" in doc.go).
@@ -171,7 +174,40 @@ type SyncKind uint8
 const (
 	SyncPush  SyncKind = 1 // the initiator's table: answer with yours
 	SyncReply SyncKind = 2 // the answer: do not answer it
+	// SyncDigest: a summary of the initiator's table (a SyncSum, no
+	// entries); a receiver whose table sums differently pushes its own
+	// (SyncPush), and the exchange goes on as a full push-pull. Tables
+	// that agree cost one small frame.
+	SyncDigest SyncKind = 3
 )
+
+// SyncSum summarises a member table for a SyncDigest: a hash over every
+// entry a push would carry, and how many there are.
+type SyncSum struct {
+	Hash    uint64
+	Members uint32
+}
+
+// AppendSyncSum appends the SyncSumLen-byte body of a SyncDigest SYNC.
+// It does not allocate when dst has the room.
+func AppendSyncSum(dst []byte, s *SyncSum) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, s.Hash)
+	dst = binary.BigEndian.AppendUint32(dst, s.Members)
+	return binary.BigEndian.AppendUint32(dst, 0)
+}
+
+// ParseSyncSum decodes the body of a SyncDigest SYNC; n == SyncSumLen.
+// Errors: ErrShort, ErrBadSync (reserved bytes set). It does not
+// allocate.
+func ParseSyncSum(b []byte) (s SyncSum, n int, err error) {
+	if len(b) < SyncSumLen {
+		return SyncSum{}, 0, ErrShort
+	}
+	if binary.BigEndian.Uint32(b[12:]) != 0 {
+		return SyncSum{}, 0, ErrBadSync
+	}
+	return SyncSum{Hash: binary.BigEndian.Uint64(b), Members: binary.BigEndian.Uint32(b[8:])}, SyncSumLen, nil
+}
 
 // Sync is the fixed part of a SYNC frame (push-pull of the whole member
 // table). A table that does not fit one frame travels in Parts frames,
@@ -193,7 +229,8 @@ func AppendSync(dst []byte, s *Sync) []byte {
 
 // ParseSync decodes the fixed part of a SYNC payload; n == SyncFixedLen.
 // Errors: ErrShort, ErrBadSync (unknown kind, reserved bytes set, Part
-// not below Parts). It does not allocate.
+// not below Parts, a SyncDigest in more than one part). It does not
+// allocate.
 func ParseSync(b []byte) (s Sync, n int, err error) {
 	if len(b) < SyncFixedLen {
 		return Sync{}, 0, ErrShort
@@ -201,8 +238,9 @@ func ParseSync(b []byte) (s Sync, n int, err error) {
 	s.Kind = SyncKind(b[offSyncKind])
 	s.Part = binary.BigEndian.Uint16(b[offSyncPart:])
 	s.Parts = binary.BigEndian.Uint16(b[offSyncParts:])
-	if (s.Kind != SyncPush && s.Kind != SyncReply) || b[offSyncReserved1] != 0 ||
-		binary.BigEndian.Uint16(b[offSyncReserved2:]) != 0 || s.Part >= s.Parts {
+	if (s.Kind != SyncPush && s.Kind != SyncReply && s.Kind != SyncDigest) || b[offSyncReserved1] != 0 ||
+		binary.BigEndian.Uint16(b[offSyncReserved2:]) != 0 || s.Part >= s.Parts ||
+		(s.Kind == SyncDigest && s.Parts != 1) {
 		return Sync{}, 0, ErrBadSync
 	}
 	return s, SyncFixedLen, nil

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"testing"
@@ -118,14 +119,60 @@ func TestSyncRoundTripAndRejects(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		"short":      {good[:SyncFixedLen-1], ErrShort},
-		"kind 3":     {set(offSyncKind, 3), ErrBadSync},
-		"reserved 1": {set(offSyncReserved1, 1), ErrBadSync},
-		"reserved 2": {set(offSyncReserved2, 1), ErrBadSync},
-		"part=parts": {AppendSync(nil, &Sync{Kind: SyncPush, Part: 2, Parts: 2}), ErrBadSync},
-		"no parts":   {AppendSync(nil, &Sync{Kind: SyncReply}), ErrBadSync},
+		"short":             {good[:SyncFixedLen-1], ErrShort},
+		"kind 4":            {set(offSyncKind, 4), ErrBadSync},
+		"digest in 2 parts": {AppendSync(nil, &Sync{Kind: SyncDigest, Part: 0, Parts: 2}), ErrBadSync},
+		"reserved 1":        {set(offSyncReserved1, 1), ErrBadSync},
+		"reserved 2":        {set(offSyncReserved2, 1), ErrBadSync},
+		"part=parts":        {AppendSync(nil, &Sync{Kind: SyncPush, Part: 2, Parts: 2}), ErrBadSync},
+		"no parts":          {AppendSync(nil, &Sync{Kind: SyncReply}), ErrBadSync},
 	} {
 		if _, _, err := ParseSync(c.b); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+}
+
+// digestFrame is a SyncDigest SYNC frame summarising a table.
+func digestFrame(sum SyncSum) []byte {
+	b := AppendSync(nil, &Sync{Kind: SyncDigest, Part: 0, Parts: 1})
+	return payloadFrame(testHeader, TypeSync, 0, AppendSyncSum(b, &sum))
+}
+
+// TestSyncDigest: a digest SYNC round-trips, carries exactly its sum (no
+// entries, nothing after it), and its reserved word must be zero.
+func TestSyncDigest(t *testing.T) {
+	want := SyncSum{Hash: 0x0123456789ABCDEF, Members: 999}
+	f, err := ParseFrame(digestFrame(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, n, err := ParseSync(f.Payload)
+	if err != nil || s.Kind != SyncDigest {
+		t.Fatalf("fixed part: %+v %v", s, err)
+	}
+	got, m, err := ParseSyncSum(f.Payload[n:])
+	if err != nil || got != want || n+m != len(f.Payload) {
+		t.Fatalf("sum: %+v %d %v, want %+v", got, m, err, want)
+	}
+	fixed := AppendSync(nil, &Sync{Kind: SyncDigest, Part: 0, Parts: 1})
+	body := AppendSyncSum(nil, &want)
+	hdr := func(count uint16, payload []byte) error {
+		_, err := ParseFrame(payloadFrame(testHeader, TypeSync, count, payload))
+		return err
+	}
+	for name, c := range map[string]struct {
+		payload []byte
+		count   uint16
+		want    error
+	}{
+		"no sum":         {fixed, 0, ErrShort},
+		"short sum":      {append(bytes.Clone(fixed), body[:SyncSumLen-1]...), 0, ErrShort},
+		"trailing bytes": {append(append(bytes.Clone(fixed), body...), 0), 0, ErrBadLength},
+		"with entries":   {append(bytes.Clone(fixed), body...), 1, ErrTooManyRecords},
+		"reserved set":   {append(append(bytes.Clone(fixed), body[:12]...), 0, 0, 0, 1), 0, ErrBadSync},
+	} {
+		if err := hdr(c.count, c.payload); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
@@ -141,6 +188,7 @@ func TestProbeSyncDoNotAllocate(t *testing.T) {
 		ParseProbe(b)
 		ParseUpdate(b[ProbeFixedLen:])
 		ParseSync(AppendSync(buf[:0], &s))
+		ParseSyncSum(AppendSyncSum(buf[:0], &SyncSum{Hash: 1, Members: 2}))
 	})
 	if a != 0 {
 		t.Fatalf("%.1f allocations", a)

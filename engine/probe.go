@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/warpmesh/warpmesh/codec"
 	"github.com/warpmesh/warpmesh/engine/internal/swim"
 	"github.com/warpmesh/warpmesh/sockopt"
@@ -172,7 +173,11 @@ func (p *prober) sendLocked(acts []swim.Action, now time.Time) {
 		case swim.Nack:
 			p.sendProbeLocked(a.Addr, codec.Probe{Kind: codec.ProbeNack, Seq: a.Seq, Target: a.Target})
 		case swim.PushPull:
-			p.sendSyncLocked(codec.SyncPush, a.Addr)
+			if p.synced.Load() {
+				p.sendDigestLocked(a.Addr) // the table only if the peer's differs
+			} else {
+				p.sendSyncLocked(codec.SyncPush, a.Addr)
+			}
 		case swim.Refuted:
 			raiseInc(&p.n.inc, a.Incarnation)
 		}
@@ -296,6 +301,42 @@ func (p *prober) sendSyncLocked(kind codec.SyncKind, to netip.AddrPort) {
 	}
 }
 
+// tableSum summarises what sendSyncLocked would send (this node's entry
+// and every validated member's), independent of order: a sum of one hash
+// per entry. O(N), once per periodic push-pull sent or received, as the
+// table itself was. It does not allocate.
+func (p *prober) tableSum() codec.SyncSum {
+	n := p.n
+	p.digest = append(p.digest[:0], codec.DigestEntry{ID: n.id, Epoch: n.epoch, Incarnation: n.inc.Load(), Addr: n.cfg.advertise, State: StateAlive})
+	p.digest = n.members.syncEntries(p.digest)
+	var sum uint64
+	var buf [codec.DigestEntryLen]byte
+	for i := range p.digest {
+		sum += xxhash.Sum64(codec.AppendDigestEntry(buf[:0], &p.digest[i]))
+	}
+	return codec.SyncSum{Hash: sum, Members: uint32(len(p.digest))}
+}
+
+// sendDigestLocked begins a periodic push-pull with a summary of the
+// table: a peer whose table sums differently answers with its table
+// (SyncPush) and gets ours back; one that agrees answers nothing. So a
+// push-pull between nodes that agree, the steady state, costs one small
+// frame instead of two tables (about 70 KB at N=1000).
+func (p *prober) sendDigestLocked(to netip.AddrPort) {
+	n := p.n
+	sum := p.tableSum()
+	hdr := n.controlHeader(codec.TypeSync)
+	hdr.PayloadLen = uint16(codec.SyncFixedLen + codec.SyncSumLen)
+	b := codec.AppendHeader(p.buf[:0], &hdr)
+	b = codec.AppendSync(b, &codec.Sync{Kind: codec.SyncDigest, Part: 0, Parts: 1})
+	b = codec.AppendSyncSum(b, &sum)
+	b = n.sealFrame(b, &hdr, &p.sc)
+	p.buf = b
+	p.msgs = append(p.msgs[:0], sockopt.Message{Buf: b, Addr: to})
+	n.write(p.msgs)
+	n.ctr.syncDigests.Add(1)
+}
+
 // handleProbe handles a PROBE from a validated member (admit and the
 // replay window have passed it): its piggybacked updates first, then the
 // probe itself. A ping is answered whatever the mode (a member of a big
@@ -386,6 +427,19 @@ func (p *prober) handleSync(h *codec.Header, payload []byte, now time.Time) {
 		p.applyLocked(&u, vouch, &credit, now)
 	}
 	switch s.Kind {
+	case codec.SyncDigest:
+		theirs, _, err := codec.ParseSyncSum(payload[off:])
+		if err != nil {
+			n.ctr.drop(DropMalformed)
+			return
+		}
+		if theirs == p.tableSum() {
+			n.ctr.syncAgreed.Add(1)
+			return
+		}
+		if to, ok := n.members.validatedAddr(h.Origin); ok {
+			p.sendSyncLocked(codec.SyncPush, to) // and its reply brings theirs
+		}
 	case codec.SyncPush:
 		if s.Part == 0 {
 			if to, ok := n.members.validatedAddr(h.Origin); ok {

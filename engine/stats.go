@@ -114,7 +114,12 @@ type Stats struct {
 	GapsNotOwed     uint64
 	JoinAsksSent    uint64 // JOIN asks sent while not ready
 	JoinAnswersSent uint64 // JOIN answers sent to members asking
-	Ready           bool   // Node.Ready at the time of the snapshot
+	// SyncDigestsSent counts periodic push-pulls begun with a summary of
+	// the table (SYNC digest) instead of the table; SyncDigestsAgreed,
+	// digests received that matched this node's table, so no table was
+	// sent either way.
+	SyncDigestsSent, SyncDigestsAgreed uint64
+	Ready                              bool // Node.Ready at the time of the snapshot
 	// OriginsEvicted counts per-origin receive states forgotten to stay
 	// within the origin table's caps (strangers first, then silent
 	// non-members); Origins is the table's size now.
@@ -179,6 +184,7 @@ type counters struct {
 	gapsNotOwed                atomic.Uint64
 	joinAsksSent               atomic.Uint64
 	joinAnswersSent            atomic.Uint64
+	syncDigests, syncAgreed    atomic.Uint64
 	originsEvicted             atomic.Uint64
 	origins                    atomic.Int64 // size of the receiver's origin table
 
@@ -228,6 +234,7 @@ func (c *counters) snapshot(s *Stats) {
 	c.repairLatency.snapshot(&s.RepairLatency)
 	s.GapsNotOwed = c.gapsNotOwed.Load()
 	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
+	s.SyncDigestsSent, s.SyncDigestsAgreed = c.syncDigests.Load(), c.syncAgreed.Load()
 	s.OriginsEvicted = c.originsEvicted.Load()
 	s.Origins = int(c.origins.Load())
 	s.ChallengesSent, s.ChallengesSuppressed = c.challengesSent.Load(), c.challengesSuppressed.Load()

@@ -340,7 +340,19 @@ var frameKinds = []frameKind{
 	{
 		typ: codec.TypeSync,
 		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
-			s := codec.Sync{Kind: codec.SyncKind(1 + r.u8()%2), Parts: 1 + uint16(r.u8())}
+			s := codec.Sync{Kind: codec.SyncKind(1 + r.u8()%3), Parts: 1 + uint16(r.u8())}
+			if s.Kind == codec.SyncDigest {
+				s.Parts = 1
+				sum := codec.SyncSum{Hash: r.u64(), Members: uint32(r.u64())}
+				p := codec.AppendSyncSum(codec.AppendSync(nil, &s), &sum)
+				return control(t, h, 0, p), 0, func(t *testing.T, p []byte) {
+					got, n, _ := codec.ParseSync(p)
+					gs, _, err := codec.ParseSyncSum(p[n:])
+					if got != s || gs != sum || err != nil {
+						t.Fatalf("digest %+v %+v %v, want %+v %+v", got, gs, err, s, sum)
+					}
+				}
+			}
 			s.Part = uint16(r.u8()) % s.Parts
 			room := (budget - codec.HeaderLen - codec.SyncFixedLen) / codec.DigestEntryLen
 			n := int(r.u8()) % (max(room, 0) + 1)
@@ -371,6 +383,13 @@ var frameKinds = []frameKind{
 				t.Fatalf("ParseFrame accepted a SYNC ParseSync rejects: %v", err)
 			}
 			out = codec.AppendSync(out, &s)
+			if s.Kind == codec.SyncDigest {
+				sum, _, err := codec.ParseSyncSum(p[n:])
+				if err != nil {
+					t.Fatalf("ParseFrame accepted a digest ParseSyncSum rejects: %v", err)
+				}
+				return codec.AppendSyncSum(out, &sum)
+			}
 			for i := 0; i < int(count); i++ {
 				e, m, err := codec.ParseDigestEntry(p[n:])
 				if err != nil {
@@ -385,6 +404,7 @@ var frameKinds = []frameKind{
 			return []seedPayload{
 				{uint16(len(seedDigest)), seedSyncPayload(codec.Sync{Kind: codec.SyncPush, Part: 0, Parts: 2}, seedDigest...)},
 				{0, seedSyncPayload(codec.Sync{Kind: codec.SyncReply, Part: 0, Parts: 1})},
+				{0, codec.AppendSyncSum(seedSyncPayload(codec.Sync{Kind: codec.SyncDigest, Part: 0, Parts: 1}), &codec.SyncSum{Hash: 7, Members: 3})},
 			}
 		},
 	},

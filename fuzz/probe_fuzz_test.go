@@ -84,19 +84,22 @@ func FuzzParseProbe(f *testing.F) {
 }
 
 // FuzzParseSync: ParseSync never panics, rejects only with a sentinel,
-// never accepts a part at or beyond its count, and what it accepts
-// re-encodes to the same bytes; a SYNC frame around a fixed part alone
-// parses exactly when the fixed part does.
+// never accepts a part at or beyond its count (or a digest in more than
+// one part), and what it accepts re-encodes to the same bytes; a SYNC
+// frame around a fixed part alone parses exactly when the fixed part does
+// and is no digest, one around a digest exactly when its sum does.
 func FuzzParseSync(f *testing.F) {
 	f.Add(seedSyncPayload(codec.Sync{Kind: codec.SyncPush, Part: 0, Parts: 1}))
 	f.Add(seedSyncPayload(codec.Sync{Kind: codec.SyncReply, Part: 2, Parts: 3}))
+	f.Add(codec.AppendSyncSum(seedSyncPayload(codec.Sync{Kind: codec.SyncDigest, Part: 0, Parts: 1}), &codec.SyncSum{Hash: 7, Members: 3}))
 	f.Add(make([]byte, codec.SyncFixedLen))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, n, err := codec.ParseSync(b)
 		if err != nil {
 			checkSentinel(t, err)
 		} else {
-			if n != codec.SyncFixedLen || s.Part >= s.Parts || (s.Kind != codec.SyncPush && s.Kind != codec.SyncReply) {
+			if n != codec.SyncFixedLen || s.Part >= s.Parts || (s.Kind != codec.SyncPush && s.Kind != codec.SyncReply && s.Kind != codec.SyncDigest) ||
+				(s.Kind == codec.SyncDigest && s.Parts != 1) {
 				t.Fatalf("accepted n=%d %+v", n, s)
 			}
 			if got := codec.AppendSync(nil, &s); !bytes.Equal(got, b[:n]) {
@@ -106,8 +109,15 @@ func FuzzParseSync(f *testing.F) {
 		if len(b) > codec.MaxFrameSize-codec.HeaderLen {
 			return
 		}
+		// A frame of count 0 parses when the fixed part does and nothing
+		// follows it, or, for a digest, exactly a good sum follows.
 		_, ferr := codec.ParseFrame(seedFrame(seedHeader, codec.TypeSync, 0, b))
-		if (ferr == nil) != (err == nil && len(b) == codec.SyncFixedLen) {
+		want := err == nil && len(b) == codec.SyncFixedLen && s.Kind != codec.SyncDigest
+		if err == nil && s.Kind == codec.SyncDigest {
+			_, _, serr := codec.ParseSyncSum(b[n:])
+			want = serr == nil && len(b) == codec.SyncFixedLen+codec.SyncSumLen
+		}
+		if (ferr == nil) != want {
 			t.Fatalf("SYNC frame: ParseFrame %v, ParseSync %v, %d bytes", ferr, err, len(b))
 		}
 	})

@@ -47,6 +47,8 @@ var statCounters = []statCounter{
 	{"challenges_suppressed_total", "Challenges not sent: credit or pacing said no.", func(s *engine.Stats) uint64 { return s.ChallengesSuppressed }},
 	{"responses_sent_total", "Answers to other nodes' challenges.", func(s *engine.Stats) uint64 { return s.ResponsesSent }},
 	{"validations_total", "Addresses validated (a response with a good cookie).", func(s *engine.Stats) uint64 { return s.Validations }},
+	{"sync_digests_sent_total", "Periodic push-pulls begun with a summary of the member table.", func(s *engine.Stats) uint64 { return s.SyncDigestsSent }},
+	{"sync_digests_agreed_total", "Push-pull summaries received that matched this node's table (no table sent).", func(s *engine.Stats) uint64 { return s.SyncDigestsAgreed }},
 	{"vouched_total", "Members taken as validated on an authenticated member's word (keyring), without a challenge.", func(s *engine.Stats) uint64 { return s.Vouched }},
 }
 
