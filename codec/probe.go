@@ -181,8 +181,9 @@ const (
 	SyncDigest SyncKind = 3
 )
 
-// SyncSum summarises a member table for a SyncDigest: a hash over every
-// entry a push would carry, and how many there are.
+// SyncSum summarises a member table for a SyncDigest: a hash over the
+// entries a push would carry (the engine sums its live members'), and how
+// many there are.
 type SyncSum struct {
 	Hash    uint64
 	Members uint32

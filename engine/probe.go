@@ -301,20 +301,30 @@ func (p *prober) sendSyncLocked(kind codec.SyncKind, to netip.AddrPort) {
 	}
 }
 
-// tableSum summarises what sendSyncLocked would send (this node's entry
-// and every validated member's), independent of order: a sum of one hash
-// per entry. O(N), once per periodic push-pull sent or received, as the
-// table itself was. It does not allocate.
+// tableSum summarises the live part of what sendSyncLocked would send
+// (this node's entry and every validated member alive or suspect),
+// independent of order: a sum of one hash per entry. Dead and departed
+// members are left out: nodes forget them at different times, and a
+// push of one to a node that forgot it changes nothing there (gossip
+// never adds a member that is not alive), while a member dead here and
+// alive there still makes the sums differ. O(N), once per periodic
+// push-pull sent or received, as the table itself was. It does not
+// allocate.
 func (p *prober) tableSum() codec.SyncSum {
 	n := p.n
 	p.digest = append(p.digest[:0], codec.DigestEntry{ID: n.id, Epoch: n.epoch, Incarnation: n.inc.Load(), Addr: n.cfg.advertise, State: StateAlive})
 	p.digest = n.members.syncEntries(p.digest)
 	var sum uint64
+	var live uint32
 	var buf [codec.DigestEntryLen]byte
 	for i := range p.digest {
+		if st := p.digest[i].State; st == StateDead || st == StateLeft {
+			continue
+		}
 		sum += xxhash.Sum64(codec.AppendDigestEntry(buf[:0], &p.digest[i]))
+		live++
 	}
-	return codec.SyncSum{Hash: sum, Members: uint32(len(p.digest))}
+	return codec.SyncSum{Hash: sum, Members: live}
 }
 
 // sendDigestLocked begins a periodic push-pull with a summary of the
