@@ -687,14 +687,17 @@ func (m *Machine) Tick(now time.Time, dst []Action) []Action {
 
 // gossipLocked appends the period's extra pings (Config.GossipMax) when
 // the update queue holds more than a frame: one per frame of queued
-// updates beyond the probe's, to random members other than the probe's
-// target. Their sequence 0 answers no probe: an ack to one is only its
+// updates, divided by the local health multiplier, to random members
+// other than the probe's target. Their sequence 0 answers no probe: an ack to one is only its
 // updates.
 func (m *Machine) gossipLocked(target uint64, dst []Action) []Action {
 	if m.cfg.GossipMax <= 0 || m.cfg.UpdatesPerFrame <= 0 {
 		return dst
 	}
-	extra := min(m.q.len()/m.cfg.UpdatesPerFrame, m.cfg.GossipMax)
+	// Lifeguard: a node whose probes go unanswered may be the slow one
+	// (its host saturated); it gossips less, as it probes less, so the
+	// extra frames do not feed the overload that raised the suspicions.
+	extra := min(m.q.len()/m.cfg.UpdatesPerFrame, m.cfg.GossipMax) / (m.awareness + 1)
 	if extra <= 0 {
 		return dst
 	}

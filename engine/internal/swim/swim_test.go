@@ -601,6 +601,16 @@ func TestDeepQueueGossips(t *testing.T) {
 	if pings := kinds(m.Tick(t0.Add(period), nil), Ping); len(pings) != 1 {
 		t.Fatalf("%d pings with %d updates queued, want the probe alone", len(pings), m.Queued())
 	}
+	// A node in poor local health (its probes unanswered) gossips less:
+	// at awareness 2, a third.
+	m2 := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 101; i++ {
+		m2.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	m2.awareness = 2
+	if pings := kinds(m2.Tick(t0, nil), Ping); len(pings) != 2 {
+		t.Fatalf("awareness 2: %d pings, want the probe and 3/3 = 1 extra", len(pings))
+	}
 	// Disabled: never.
 	c.GossipMax = 0
 	m = New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
