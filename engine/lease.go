@@ -33,6 +33,15 @@ import (
 // Above DirectLimit, membership is SWIM: a node hears a few members per
 // period, not every member every round, so the lease does not apply
 // (Node.Silent is false) and reads rely on relay repair and Gaps alone.
+//
+// Known limits: news is stamped when read, not when sent, so frames
+// queued behind a read heartbeat are not vouched against (after our own
+// stall nothing is vouched for a Heartbeat, which covers the queue a
+// stall builds); and a member heard again after a silence longer than
+// SuspectAfter + RepairTimeout vouches at once, while the gaps its mark
+// reveals are repaired (GapPending holds reads only once they are
+// overdue). A node cut off for longer than DeadAfter + RepairTimeout
+// serves again, as the mesh has given its members up.
 type newsLease struct {
 	base  time.Time    // the lease's clock: ns since base
 	until atomic.Int64 // clock until which every member's news is vouched; math.MaxInt64: no member to wait for
@@ -78,6 +87,14 @@ func (m *membership) leaseLocked(now time.Time) {
 		return
 	}
 	hold := m.cfg.DeadAfter + m.cfg.RepairTimeout
+	if !m.resumedAt.IsZero() && now.Before(m.resumedAt.Add(m.cfg.Heartbeat+tickInterval(m.cfg))) {
+		// Just back from a stall: the first frames read are the oldest
+		// queued (and an overflowing queue dropped the newest), so news
+		// read now may be as old as the stall. Nothing is vouched for
+		// until a Heartbeat's worth of current news has had time to come.
+		m.lease.set(now, true)
+		return
+	}
 	var until time.Time
 	any := false
 	for _, e := range m.members {
@@ -88,11 +105,7 @@ func (m *membership) leaseLocked(now time.Time) {
 		if e.challengedAt.After(news) {
 			news = e.challengedAt
 		}
-		silent := now.Sub(news)
-		if news.Before(m.resumedAt) {
-			silent = now.Sub(m.resumedAt) // our stall is not its silence (tick); nor does the resume vouch for it
-		}
-		if silent >= hold {
+		if silent := m.silenceLocked(news, now); silent >= hold { // our stall is not its silence (tick)
 			continue
 		}
 		if t := news.Add(m.cfg.SuspectAfter); !any || t.Before(until) {
@@ -107,7 +120,10 @@ func (m *membership) leaseLocked(now time.Time) {
 // node has not heard of. A cache must not serve what it holds while it is
 // true (presets passes reads through then). A member stops counting once
 // heard again, once it left, or after DeadAfter + RepairTimeout of
-// silence, when the mesh gives it up as gone (see newsLease). Silent is
-// always false above DirectLimit live members (SWIM mode). It costs one
-// atomic load and a clock read; it does not allocate.
+// silence, when the mesh gives it up as gone (see newsLease); for a
+// Heartbeat after this node's own stall nothing is vouched for. Silent is
+// always false while membership runs SWIM: more than DirectLimit live
+// members and members a validated member named, or probes from two
+// members (swimModeLocked). It costs one atomic load and a clock read; it
+// does not allocate.
 func (n *Node) Silent() bool { return n.members.lease.expired() }

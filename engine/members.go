@@ -74,7 +74,11 @@ type memberEntry struct {
 	// vouched: validated on an authenticated member's word (vouchLocked),
 	// not by its own RESPONSE; its packet numbers are not known yet, so
 	// the first trusted frame sets lastPacket.
-	vouched bool
+	vouched     bool
+	vouchedTill time.Time // end of its grace: authenticated frames raise its baseline until then
+	// named: an unvalidated entry a validated member named (namedN); a
+	// stranger's own ALIVE names nobody.
+	named bool
 
 	// What the table's incremental indexes hold for it (syncLocked):
 	// the state it is counted under (0: not counted, unvalidated or
@@ -167,6 +171,7 @@ type membership struct {
 	isolatedAt  time.Time               // last tick that found no validated member live (tick)
 	tickAt      time.Time               // last tick (tick)
 	resumedAt   time.Time               // last tick that came late: this node was not scheduled (tick)
+	stallFrom   time.Time               // the tick before it: the stall is (stallFrom, resumedAt)
 	lease       newsLease               // what the node can vouch for, for caches' read paths (lease.go)
 
 	// SWIM (probe.go): the machine runs while more than DirectLimit
@@ -179,6 +184,9 @@ type membership struct {
 	swimUps   []swim.Update   // scratch, under mu
 	swimCur   int             // rotates digests in SWIM mode
 	probedAt  time.Time       // last ping or ping-req from a member
+	probedBy  uint64          // the member that sent it
+	probedPrv time.Time       // the last one before it from another member (swimModeLocked wants two)
+	namedN    int             // unvalidated members a validated member named (gossip, updates, push-pull)
 	swimSince time.Time       // when SWIM last started
 	synced    bool            // a push-pull answer arrived once
 }
@@ -204,7 +212,7 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 	defer m.mu.Unlock()
 	e, ok := m.members[id]
 	if !ok || !e.validated {
-		m.pendingLocked(id, epoch, inc, addr, now)
+		m.pendingLocked(id, epoch, inc, addr, false, now)
 		return false, addr
 	}
 	if newer(e.Epoch, e.Incarnation, epoch, inc) || epoch != e.Epoch {
@@ -250,11 +258,15 @@ func (m *membership) heard(id, epoch, inc uint64, addr netip.AddrPort, viaGroup 
 
 // pendingLocked records (or refreshes) an unvalidated member. One address
 // holds one unvalidated member: a new id there replaces the old one.
-func (m *membership) pendingLocked(id, epoch, inc uint64, addr netip.AddrPort, now time.Time) {
+func (m *membership) pendingLocked(id, epoch, inc uint64, addr netip.AddrPort, named bool, now time.Time) {
 	e, ok := m.members[id]
 	if ok {
 		if e.validated || newer(e.Epoch, e.Incarnation, epoch, inc) {
 			return // a validated member's move waits for its RESPONSE
+		}
+		if named && !e.named {
+			e.named = true
+			m.namedN++
 		}
 		if e.Addr != addr {
 			if m.pendingAt[e.Addr] == id {
@@ -266,13 +278,19 @@ func (m *membership) pendingLocked(id, epoch, inc uint64, addr netip.AddrPort, n
 		if len(m.members)-m.validatedN >= m.maxPending {
 			m.evictUnvalidatedLocked()
 		}
-		e = &memberEntry{Member: Member{ID: id, Addr: addr, State: StateAlive, Epoch: epoch, Incarnation: inc, LastHeard: now}, stateSince: now}
+		e = &memberEntry{Member: Member{ID: id, Addr: addr, State: StateAlive, Epoch: epoch, Incarnation: inc, LastHeard: now}, stateSince: now, named: named}
 		m.members[id] = e
 		m.pendingQ = append(m.pendingQ, id)
+		if named {
+			m.namedN++
+		}
 	}
 	if old, ok := m.pendingAt[addr]; ok && old != id {
 		if o := m.members[old]; o != nil && !o.validated {
 			delete(m.members, old)
+			if o.named {
+				m.namedN--
+			}
 		}
 	}
 	m.pendingAt[addr] = id
@@ -310,6 +328,10 @@ func (m *membership) removeLocked(e *memberEntry) {
 		}
 	} else if m.pendingAt[e.Addr] == e.ID {
 		delete(m.pendingAt, e.Addr)
+	}
+	if !e.validated && e.named {
+		e.named = false
+		m.namedN--
 	}
 	m.syncLocked(e)
 }
@@ -437,7 +459,7 @@ func (m *membership) vouches(h *codec.Header) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.members[h.Origin]
-	return e != nil && e.validated && e.Epoch == h.Epoch && e.lastPacket == h.Packet
+	return e != nil && e.validated && !e.vouched && e.Epoch == h.Epoch && e.lastPacket == h.Packet
 }
 
 // vouchLocked takes a member first heard of from an authenticated
@@ -454,11 +476,19 @@ func (m *membership) vouchLocked(id, epoch, inc uint64, addr netip.AddrPort, now
 	if e, ok := m.members[id]; ok && e.validated {
 		return false
 	}
+	if addr == m.cfg.advertise {
+		return false // our own address: a former self others still list (a restart with a new id)
+	}
+	if o, ok := m.validAt[addr]; ok {
+		if e := m.members[o]; e != nil && (e.State == StateAlive || e.State == StateSuspect) {
+			return false // a live member is there: only a RESPONSE from there proves a newcomer took it
+		}
+	}
 	if ok, _ := m.validatedLocked(id, epoch, addr, addr, 0, now); !ok {
 		return false
 	}
 	e := m.members[id]
-	e.vouched, e.Incarnation = true, max(e.Incarnation, inc)
+	e.vouched, e.vouchedTill, e.Incarnation = true, now.Add(m.cfg.Heartbeat), max(e.Incarnation, inc)
 	m.vouchedN.Add(1)
 	return true
 }
@@ -497,7 +527,7 @@ func (m *membership) gossipLocked(d *codec.DigestEntry, selfEpoch, selfInc uint6
 		if ok && !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
 			return false, d.Addr // known, still unanswered: ask again (paced by the validator)
 		}
-		m.pendingLocked(d.ID, d.Epoch, d.Incarnation, d.Addr, now)
+		m.pendingLocked(d.ID, d.Epoch, d.Incarnation, d.Addr, true, now)
 		return false, d.Addr
 	}
 	if !newer(d.Epoch, d.Incarnation, e.Epoch, e.Incarnation) {
@@ -578,11 +608,22 @@ func (m *membership) admit(h *codec.Header, payload []byte, from netip.AddrPort,
 		return false, DropUnvalidated, challenge
 	}
 	trusted := authed || from == e.Addr || (e.src.IsValid() && from == e.src)
-	if e.vouched && trusted {
+	if e.vouched {
 		// Validated on another member's word: its packet numbers are
-		// news to us. The first trusted frame sets the baseline.
-		e.vouched = false
-		e.lastPacket, e.packetAt = h.Packet, now
+		// news to us. For a Heartbeat its authenticated frames raise the
+		// baseline to the highest they carry (an old capture replayed
+		// first cannot pin it low); meanwhile its frames vouch for
+		// nobody (vouches) and its LEAVE is not taken. A plaintext frame
+		// (AuthAcceptPlaintext) sets nothing.
+		if !authed || h.Type == codec.TypeLeave {
+			return false, DropImplausible, netip.AddrPort{}
+		}
+		if h.Packet > e.lastPacket {
+			e.lastPacket, e.packetAt = h.Packet, now
+		}
+		if !now.Before(e.vouchedTill) {
+			e.vouched = false
+		}
 		return true, 0, netip.AddrPort{}
 	}
 	var limit uint64
@@ -619,7 +660,7 @@ func (m *membership) tick(now time.Time) {
 	// is still queued, unread. Their silence is counted from the resume
 	// (walkLocked, leaseLocked), not from their last frame we read.
 	if !m.tickAt.IsZero() && now.Sub(m.tickAt) >= max(m.cfg.SuspectAfter/4, 2*tickInterval(m.cfg)) {
-		m.resumedAt = now
+		m.stallFrom, m.resumedAt = m.tickAt, now
 	}
 	m.tickAt = now
 	// A node that hears no live member at all may be the one cut off (an
@@ -640,8 +681,19 @@ func (m *membership) tick(now time.Time) {
 		}
 		m.pendingQ = q
 	}
-	m.swimModeLocked(m.liveLocked(), len(m.members)-m.validatedN, now)
+	m.swimModeLocked(m.liveLocked(), m.namedN, now)
 	m.leaseLocked(now)
+}
+
+// silenceLocked is how long a member last heard at heard has been silent
+// at now, the stall (stallFrom, resumedAt) left out: our own stall is not
+// its silence (tick). Only the stall itself is excluded, so ticks that
+// are late again and again do not keep a crashed member alive.
+func (m *membership) silenceLocked(heard, now time.Time) time.Duration {
+	if !heard.Before(m.resumedAt) {
+		return now.Sub(heard)
+	}
+	return max(m.stallFrom.Sub(heard), 0) + now.Sub(m.resumedAt)
 }
 
 // walkLocked is tick's walk of the table. It sets walkAt, the earliest
@@ -671,10 +723,7 @@ func (m *membership) walkLocked(now time.Time) {
 		}
 	}
 	for _, e := range m.members {
-		silent := now.Sub(e.LastHeard)
-		if e.LastHeard.Before(m.resumedAt) {
-			silent = now.Sub(m.resumedAt) // our stall is not its silence (tick)
-		}
+		silent := m.silenceLocked(e.LastHeard, now)
 		if !e.validated {
 			if silent >= m.cfg.SuspectAfter {
 				m.removeLocked(e)

@@ -474,11 +474,13 @@ func entrySwim(e *memberEntry) swim.Update {
 }
 
 // swimModeLocked switches between the heartbeat and SWIM with live, the
-// validated live members counted by tick, and pending, the members heard
-// of but not validated yet: a joiner whose push-pull named a mesh above
+// validated live members counted by tick, and pending, the members a
+// validated member named that are not validated yet (a stranger's own
+// ALIVE counts for nothing: forged ones must not switch the mode, and with
+// it the news lease, off): a joiner whose push-pull named a mesh above
 // DirectLimit probes from the start instead of judging members that probe
 // (and do not heartbeat) it by their silence. So does a node that was
-// probed (pinged or asked to probe) in the last swimProbedHold periods:
+// probed (pinged or asked to probe) by two members in the last swimProbedHold periods:
 // only a node running SWIM probes, so its mesh is a big one, however few
 // members this node has validated yet; it leaves SWIM no sooner than
 // swimProbedHold periods later, when its table is still small. Entering builds the machine
@@ -488,7 +490,7 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 	hold := swimProbedHold * m.cfg.Heartbeat
 	big := m.cfg.DirectLimit > 0 && live+pending > m.cfg.DirectLimit // 0: a bare test table
 	switch {
-	case m.swim == nil && (big || (!m.probedAt.IsZero() && now.Sub(m.probedAt) < hold)):
+	case m.swim == nil && (big || m.probedRecentlyLocked(now, hold)):
 		m.swimSince = now
 		self := swim.Update{ID: m.self, Epoch: m.selfEpoch, Addr: m.cfg.advertise}
 		if m.selfInc != nil {
@@ -518,8 +520,8 @@ func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 	case m.swim != nil && !big && now.Sub(m.swimSince) >= hold:
 		m.swim = nil
 		for _, e := range m.members {
-			if e.validated {
-				e.LastHeard = now
+			if e.validated && (e.State == StateAlive || e.State == StateSuspect) {
+				e.LastHeard = now // heartbeat detection starts over for the live; the dead stay dead
 			}
 		}
 	}
@@ -583,21 +585,33 @@ func (m *membership) touch(id uint64, now time.Time, probed bool) {
 		e.LastHeard = now
 	}
 	if probed {
+		if id != m.probedBy {
+			m.probedPrv, m.probedBy = m.probedAt, id
+		}
 		m.probedAt = now
 	}
+}
+
+// probedRecentlyLocked reports whether two different members probed us
+// (pinged or asked us to probe) within hold: only nodes running SWIM
+// probe, so our mesh is a big one. One member alone, whatever it sends,
+// does not switch us (and with us the news lease) to SWIM.
+func (m *membership) probedRecentlyLocked(now time.Time, hold time.Duration) bool {
+	return !m.probedAt.IsZero() && now.Sub(m.probedAt) < hold && !m.probedPrv.IsZero() && now.Sub(m.probedPrv) < hold
 }
 
 // swimming reports whether SWIM runs (more than DirectLimit live members).
 func (m *membership) swimming() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.swim == nil {
+	if m.swim == nil && m.cfg.DirectLimit > 0 && m.liveLocked()+m.namedN > m.cfg.DirectLimit {
 		// A table that grew past DirectLimit since the last tick (one
 		// push-pull names the whole mesh; with a keyring its members are
 		// taken at once) switches now: heartbeating every member until the
 		// next tick would have a cold start of N nodes send N² heartbeats
-		// at once (1.09 M frames in the first second at N=1000).
-		m.swimModeLocked(m.liveLocked(), len(m.members)-m.validatedN, time.Now())
+		// at once (1.09 M frames in the first second at N=1000). Only
+		// growth switches here; the probes' hold and leaving are tick's.
+		m.swimModeLocked(m.liveLocked(), m.namedN, time.Now())
 	}
 	return m.swim != nil
 }
@@ -803,7 +817,7 @@ func (m *membership) update(u *codec.Update, authed bool, now time.Time) (refute
 			e.stateSince = now
 			return 0, u.Addr
 		}
-		m.pendingLocked(u.ID, u.Epoch, u.Incarnation, u.Addr, now)
+		m.pendingLocked(u.ID, u.Epoch, u.Incarnation, u.Addr, true, now)
 		m.swim.Learned() // push-pull keeps catching up while tables teach us members
 		return 0, u.Addr
 	}
