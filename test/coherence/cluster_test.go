@@ -43,13 +43,14 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 type workload struct {
 	instances   int
 	keys        int
-	writeEvery  time.Duration // per writer (one writer per writing instance)
-	writers     int           // instances 0..writers-1 write; 0 means every instance
-	deleteShare float64       // share of writes that are deletes
-	readers     int           // reader goroutines per instance
-	sequential  bool          // writers walk their keys in order instead of at random
-	warm        int           // keys a reader of a joining instance loads first, from the writers' position on
-	warmAll     bool          // every new incarnation's reader loads every key first
+	writeEvery  time.Duration   // per writer (one writer per writing instance)
+	writers     int             // instances 0..writers-1 write; 0 means every instance
+	deleteShare float64         // share of writes that are deletes
+	readers     int             // reader goroutines per instance
+	sequential  bool            // writers walk their keys in order instead of at random
+	warm        int             // keys a reader of a joining instance loads first, from the writers' position on
+	warmAll     bool            // every new incarnation's reader loads every key first
+	keyring     *engine.Keyring // every node seals its frames (members named by others are then vouched for)
 }
 
 // cluster is N service instances, each a presets.Cache on its own
@@ -191,6 +192,7 @@ func (c *cluster) boot(in *instance, conn *faultyConn, peers []string) *incarnat
 		PublishRing:   1 << 16,
 		Transport:     conn,
 		EchoLocal:     true,
+		Keyring:       c.w.keyring,
 	}
 	opts.OnEvent = func(e engine.Event) {
 		if e.Type == engine.EventReady {
