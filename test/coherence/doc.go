@@ -41,7 +41,8 @@
 // state; 5 % random loss; a rolling restart of every instance (Close, then
 // a new node with a new id on a new port, as a new pod); kill -9 and
 // restart (Node.Abort after the instance's last acknowledged write has
-// left its socket); a two-way partition of 2 | 3 instances for longer
+// left its socket), also with every node keyed (a Keyring: members are
+// then vouched for by gossip instead of challenged); a two-way partition of 2 | 3 instances for longer
 // than DeadAfter, then heal; an inbound-only partition (one instance hears
 // no one, everyone hears it); a mass restart (all instances at once); and
 // the join scenario: a publisher writing continuously while new instances
