@@ -31,6 +31,11 @@ const (
 	// N × Heartbeat/swimPushPullPerMemberDiv, so that the bytes a node
 	// spends on push-pull per second do not grow with N.
 	swimPushPullPerMemberDiv = 2
+	// swimPushPullMaxPeriods caps the steady push-pull interval: periodic
+	// push-pulls begin with a digest, so between agreeing tables they cost
+	// one small frame however large the mesh, and a member some node
+	// missed (its join news was left to push-pull) is learned within this.
+	swimPushPullMaxPeriods = 60
 	// swimCatchUpPeriods: after a member joins, a node push-pulls every
 	// two periods for this long, so a join wave converges in O(log N)
 	// periods rather than at the dissemination queue's pace.

@@ -84,6 +84,7 @@ func swimConfig(cfg *config) swim.Config {
 		AwarenessMax:     swimAwarenessMax,
 		PushPullMin:      swimPushPullMinPeriods * cfg.Heartbeat,
 		PushPullPer:      cfg.Heartbeat / swimPushPullPerMemberDiv,
+		PushPullMax:      swimPushPullMaxPeriods * cfg.Heartbeat,
 		CatchUp:          swimCatchUpPeriods,
 		MaxRelays:        swimMaxRelays,
 		QueueCap:         swimQueueCap,

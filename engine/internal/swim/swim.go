@@ -47,9 +47,14 @@ type Config struct {
 	AwarenessMax     int           // Lifeguard local health multiplier cap
 	PushPullMin      time.Duration // shortest interval between periodic push-pulls
 	PushPullPer      time.Duration // push-pull interval per member (keeps its bytes per second flat in N)
-	CatchUp          int           // periods of frequent push-pull after a member joins
-	MaxRelays        int           // indirect probes relayed for others at once
-	QueueCap         int           // queued updates beyond which news of a live member is left to push-pull
+	// PushPullMax caps the steady interval (0: no cap). With push-pulls
+	// that begin with a digest (the driver's), agreeing tables cost one
+	// small frame, so the interval need not grow with N to keep bytes
+	// flat; a member some node missed is then learned within PushPullMax.
+	PushPullMax time.Duration
+	CatchUp     int // periods of frequent push-pull after a member joins
+	MaxRelays   int // indirect probes relayed for others at once
+	QueueCap    int // queued updates beyond which news of a live member is left to push-pull
 	// GossipMax bounds the extra pings a period sends, to random members,
 	// while more updates are queued than UpdatesPerFrame: each carries a
 	// frame of updates and its ack brings one back. Piggybacking on the
@@ -579,7 +584,11 @@ func (m *Machine) pickOthers(k int, skip uint64) []int32 {
 }
 
 func (m *Machine) pushPullInterval() time.Duration {
-	return max(m.cfg.PushPullMin, time.Duration(len(m.members))*m.cfg.PushPullPer)
+	d := max(m.cfg.PushPullMin, time.Duration(len(m.members))*m.cfg.PushPullPer)
+	if m.cfg.PushPullMax > 0 {
+		d = min(d, max(m.cfg.PushPullMax, m.cfg.PushPullMin))
+	}
+	return d
 }
 
 // Tick runs every timer that is due at now and appends the resulting

@@ -621,3 +621,33 @@ func TestDeepQueueGossips(t *testing.T) {
 		t.Fatalf("GossipMax 0: %d pings", len(pings))
 	}
 }
+
+// TestPushPullMaxCapsSteadyInterval: the steady push-pull interval grows
+// with the table (PushPullPer per member) up to PushPullMax, and never
+// below PushPullMin.
+func TestPushPullMaxCapsSteadyInterval(t *testing.T) {
+	c := cfg
+	c.PushPullMax = 60 * period
+	m := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 1001; i++ {
+		m.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if got := m.pushPullInterval(); got != 60*period {
+		t.Fatalf("1000 members, PushPullPer %v, cap %v: interval %v", c.PushPullPer, c.PushPullMax, got)
+	}
+	small := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 11; i++ {
+		small.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if got := small.pushPullInterval(); got != c.PushPullMin {
+		t.Fatalf("10 members: interval %v, want PushPullMin %v", got, c.PushPullMin)
+	}
+	c.PushPullMax = 0
+	uncapped := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 42)
+	for i := 2; i <= 1001; i++ {
+		uncapped.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if got := uncapped.pushPullInterval(); got != 1000*c.PushPullPer {
+		t.Fatalf("no cap: interval %v, want %v", got, 1000*c.PushPullPer)
+	}
+}
