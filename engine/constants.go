@@ -75,6 +75,14 @@ const (
 	// its parent may be missing it too and repairing it from its own
 	// parent, and then relays the repair down.
 	treeParentWindow = 20 * time.Millisecond
+	// treeHoldMax: a high-water mark from an IHAVE or a control frame
+	// (ahead of the tree) is held while the node is busy receiving other
+	// origins' frames, at most this long (receiver.treeHold).
+	treeHoldMax = 10 * time.Second
+	// treeBusyWindow: a node that had a first copy of another origin
+	// within this long is busy receiving (receiver.treeHold); longer than
+	// a loaded machine leaves one node's goroutines unscheduled.
+	treeBusyWindow = time.Second
 )
 
 // Tunables of Plumtree's lazy push in relay trees (plumtree.go, driving

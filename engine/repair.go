@@ -453,6 +453,7 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	r.unpruneChild(st, sv.to)
 	n.ctr.nacksReceived.Add(1)
 	holds := false // we have (some of) what it asks for
+	above := false // it asks for frames above our cum
 	for i := 0; i < int(h.Count); i++ {
 		rg, m, err := codec.ParseSeqRange(ranges)
 		if err != nil {
@@ -461,12 +462,25 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 		}
 		ranges = ranges[m:]
 		holds = holds || rg.First <= st.cum() || st.s.Seen(rg.First)
+		above = above || rg.Last > st.cum()
 		if r.ring.slots != nil && !r.serveRange(&sv, st, rg.First, rg.Last, now) {
 			break
 		}
 	}
 	served := sv.spent > 0
 	r.endServe(&sv)
+	if (above || !served) && r.treeView() != nil {
+		// Say how far we hold (an IHAVE of our mark, 0 for none yet):
+		// the child waits for what we miss too, which we repair and
+		// relay down, rather than asking the origin after
+		// treeParentWindow per hop, and asks the origin at once for
+		// what we hold but could not resend (askParent). Under loss a
+		// parent and its subtree miss the same frames, and on a loaded
+		// mesh a child asks for frames its parent has not got yet.
+		r.tree.graft[0] = codec.TreeEntry{Origin: st.id, Epoch: st.epoch(), Seq: st.cum()}
+		r.sendTree(codec.TypeIHave, r.tree.graft[:], sv.to)
+		n.ctr.ihavesSent.Add(1)
+	}
 	if served || holds {
 		// Even without the frames in our ring (our own tree may make us
 		// a leaf for this origin), a holder adopts: the next frames are
@@ -585,15 +599,18 @@ func (r *receiver) endServe(sv *serving) {
 
 // repairTarget is where st's NACK from sequence from goes: the tree
 // parent while the oldest missing frame is younger than treeParentWindow
-// per hop (always, for a first request of newly missing frames), the
-// origin otherwise, and always in a direct mesh.
+// per hop (always, for a first request of newly missing frames) or the
+// parent misses them too or has not answered yet (askParent), the origin
+// otherwise, and always in a direct mesh.
 func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (netip.AddrPort, bool) {
 	n := r.n
 	if depth := n.treeDepth(); depth > 0 {
 		v := n.members.view.Load()
 		if to, _, ok := treeParent(v, n.id, st.id, n.cfg.Fanout); ok {
 			fresh := from > st.cum()+1
-			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
+			window := treeParentWindow * time.Duration(1+depth)
+			age := st.s.OldestMissingAge(r.clock(now))
+			if fresh || age < window || r.askParent(st, age, window, now) {
 				return to, true
 			}
 			r.treeFallback(st, now) // the parent did not help: graft a holder
