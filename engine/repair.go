@@ -398,7 +398,8 @@ type relayRing struct {
 
 type relaySlot struct {
 	origin, epoch, seq uint64
-	frame              []byte // cap frameSize
+	at                 time.Time // when it was put (relayed)
+	frame              []byte    // cap frameSize
 }
 
 func (q *relayRing) slot(origin, seq uint64) *relaySlot {
@@ -419,19 +420,26 @@ func (q *relayRing) put(h *codec.Header, frame []byte) {
 	}
 	s := q.slot(h.Origin, h.Seq)
 	s.origin, s.epoch, s.seq = h.Origin, h.Epoch, h.Seq
+	s.at = time.Now()
 	s.frame = append(s.frame[:0], frame...)
 }
 
 // get returns the kept frame (origin, epoch, seq), or nil.
 func (q *relayRing) get(origin, epoch, seq uint64) []byte {
+	f, _ := q.getAt(origin, epoch, seq)
+	return f
+}
+
+// getAt is get, with the time the frame was relayed.
+func (q *relayRing) getAt(origin, epoch, seq uint64) ([]byte, time.Time) {
 	if q.slots == nil || seq == 0 {
-		return nil
+		return nil, time.Time{}
 	}
 	s := q.slot(origin, seq)
 	if s.seq != seq || s.origin != origin || s.epoch != epoch {
-		return nil
+		return nil, time.Time{}
 	}
-	return s.frame
+	return s.frame, s.at
 }
 
 // serveRelay answers a tree child's NACK for another origin's frames from
@@ -452,6 +460,15 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	}
 	r.unpruneChild(st, sv.to)
 	n.ctr.nacksReceived.Add(1)
+	if v := r.treeView(); v != nil {
+		// A child we push to: frames relayed to it within the parent
+		// window are on their way (its NACK, queued here behind them,
+		// was sent before they came) and are not sent twice.
+		r.dests = r.treeDests(st.id, treeChildren(v, n.id, st.id, n.cfg.Fanout, r.dests[:0]))
+		if slices.Contains(r.dests, sv.to) {
+			sv.fresh = treeParentWindow * time.Duration(1+n.treeDepth())
+		}
+	}
 	holds := false // we have (some of) what it asks for
 	above := false // it asks for frames above our cum
 	for i := 0; i < int(h.Count); i++ {
@@ -469,7 +486,7 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	}
 	served := sv.spent > 0
 	r.endServe(&sv)
-	if (above || !served) && r.treeView() != nil {
+	if (above || !served) && !sv.inFlight && r.treeView() != nil {
 		// Say how far we hold (an IHAVE of our mark, 0 for none yet):
 		// the child waits for what we miss too, which we repair and
 		// relay down, rather than asking the origin after
@@ -536,6 +553,8 @@ type serving struct {
 	requester                uint64
 	to                       netip.AddrPort
 	budget, spent, k, looked int
+	fresh                    time.Duration // frames relayed to it this recently are not resent (0: all are)
+	inFlight                 bool          // some were not, for that reason
 }
 
 // startServe checks the requester (a validated member, answered at its
@@ -562,8 +581,12 @@ func (r *receiver) serveRange(sv *serving, st *originState, first, last uint64, 
 		if sv.looked++; sv.looked > treeRingFrames {
 			return false
 		}
-		f := r.ring.get(st.id, st.epoch(), s)
+		f, at := r.ring.getAt(st.id, st.epoch(), s)
 		if f == nil {
+			continue
+		}
+		if sv.fresh > 0 && now.Sub(at) < sv.fresh {
+			sv.inFlight = true
 			continue
 		}
 		if sv.spent >= sv.budget || !r.bucket.take(now) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -164,5 +165,134 @@ func TestTreeOriginsDiag(t *testing.T) {
 		}(), ns.Sent-nb.Sent)
 	if short != 0 || gaps.Load() != 0 {
 		t.Errorf("%d nodes short, %d Gap events", short, gaps.Load())
+	}
+}
+
+// TestTreeStalledRelay: a relay of the origin's tree stops reading for
+// half a second (memnet's Pause: a node descheduled, or one working
+// through a long queue) while the origin publishes. Its subtree hears of
+// the frames from lazy peers' IHAVEs before they come down the tree: its
+// children NACK it (it does not answer), their children NACK them (they
+// miss the frames too, and say so). Nothing is lost: once the relay reads
+// again, everything comes down the tree. The origin must not be asked by
+// the subtree (before the fix: after 20 ms per hop, every node below the
+// relay NACKed the origin for the whole batch, and Gap events followed on
+// a loaded machine), and there must be no Gap event.
+func TestTreeStalledRelay(t *testing.T) {
+	const size, fanout, keys = 24, 3, 3000
+	hb := 200 * time.Millisecond
+	n := newNet(t, 93)
+	eps := make([]*memnet.Endpoint, size)
+	nodes := make([]*engine.Node, size)
+	var gaps atomic.Int64
+	for i := range nodes {
+		ep, err := n.Listen(simAddr(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps[i] = ep
+		o := engine.Options{
+			Heartbeat:     hb,
+			SuspectAfter:  2 * time.Second, // the pause must not kill the relay
+			DeadAfter:     4 * time.Second,
+			RepairTimeout: 3 * time.Second,
+			DirectLimit:   8,
+			Fanout:        fanout,
+			EchoLocal:     i == 0,
+			PublishRing:   1 << 14,
+			Logger:        quietLogger,
+			Transport:     ep,
+			AdvertiseAddr: ep.LocalAddr().String(),
+			OnEvent: func(e engine.Event) {
+				if e.Type == engine.EventGap {
+					gaps.Add(1)
+				}
+			},
+		}
+		for _, s := range []int{0, 1} {
+			if s != i {
+				o.Peers = append(o.Peers, simAddr(s).String())
+			}
+		}
+		node, err := engine.New(o)
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		nodes[i] = node
+		t.Cleanup(func() { node.Abort() })
+	}
+	waitMesh(t, 60*time.Second, nodes)
+	waitFor(t, 20*time.Second, "every node ready", func() bool {
+		for _, node := range nodes {
+			if !node.Ready() {
+				return false
+			}
+		}
+		return true
+	})
+	// The origin's tree as every node computes it (engine/fanout.go): ids
+	// on a ring from the origin, position p relays to p*F+1 … p*F+F. The
+	// relay at position 1 has children 4-6, and they 13-21.
+	ids := make([]uint64, size)
+	for i, node := range nodes {
+		ids[i] = node.ID()
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	at := func(pos int) int {
+		o := slices.Index(sorted, ids[0])
+		return slices.Index(ids, sorted[(o+pos)%size])
+	}
+	relay := at(1)
+	subtree := []int{relay}
+	for p := fanout + 1; p <= 2*fanout; p++ {
+		subtree = append(subtree, at(p))
+		for c := p*fanout + 1; c <= p*fanout+fanout && c < size; c++ {
+			subtree = append(subtree, at(c))
+		}
+	}
+	pub := nodes[0]
+	var receivers []*engine.Node
+	for _, i := range subtree {
+		receivers = append(receivers, nodes[i])
+	}
+	cov := newCoverage(pub, keys, receivers...)
+	base := make([]engine.Stats, size)
+	for i, node := range nodes {
+		base[i] = node.Stats()
+	}
+	eps[relay].Pause()
+	publishIndexed(t, pub, 0, keys)
+	// Let the subtree hear of the frames (IHAVE rounds every 100 ms) and
+	// its repair timers run out, with the relay still stalled.
+	time.Sleep(500 * time.Millisecond) // the stall's length, not synchronisation
+	eps[relay].Resume()
+	cov.waitSettled(t, 30*time.Second, 0, keys)
+	var first, dups, nacks uint64
+	for r, i := range subtree {
+		if a, f, _ := cov.account(r, 0, keys); a != keys {
+			t.Errorf("node %d (subtree %d) applied %d of %d keys, %d flagged", i, r, a, keys, f)
+		}
+		s := nodes[i].Stats()
+		first += s.DataFrames - base[i].DataFrames
+		dups += s.Duplicates - base[i].Duplicates
+		nacks += s.NacksSent - base[i].NacksSent
+	}
+	ps := pub.Stats()
+	originNacks := ps.NacksReceived - base[0].NacksReceived
+	t.Logf("N=%d, relay %d stalled 500 ms with %d nodes below it: subtree %d first copies, %.3f copies per frame, %d NACKs sent; the origin received %d NACKs, retransmitted %d; %d Gap events",
+		size, relay, len(subtree)-1, first, float64(first+dups)/float64(max(first, 1)), nacks, originNacks, ps.Retransmitted-base[0].Retransmitted, gaps.Load())
+	if g := gaps.Load(); g != 0 {
+		t.Errorf("%d Gap events: nothing was lost", g)
+	}
+	if originNacks > 3 {
+		t.Errorf("the origin received %d NACKs: the subtree of a stalled relay asked the origin for frames on their way down the tree", originNacks)
+	}
+	// Before the fix 2.08-3.15 copies per frame (the origin's and the
+	// relay's answers to NACKs queued behind the frames they asked for),
+	// after 1.15-1.39 (grafts to IHAVE announcers while the relay was
+	// silent, then prunes).
+	if c := float64(first+dups) / float64(max(first, 1)); c > 1.8 {
+		t.Errorf("%.3f copies per frame in the subtree, want <= 1.8", c)
 	}
 }

@@ -348,15 +348,17 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		keys = 2_000
 	}
 	c0, u0 := copies()
+	_, _, g0 := ev.counts()
 	one := publish([]int{size / 2}, keys)
 	c1, u1 := copies()
+	_, _, g1 := ev.counts()
 	ten := make([]int, 10)
 	for i := range ten {
 		ten[i] = (i*size/10 + 3) % size
 	}
 	tenT := publish(ten, keys)
 	c2, u2 := copies()
-	d2, s2, _ := ev.counts()
+	d2, s2, g2 := ev.counts()
 	steadyFor := time.Since(wall0) - cold
 	heap := heapInUse() - min(heap0, heapInUse())
 
@@ -388,6 +390,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		m.start(j)
 	}
 	restart := m.converge("restart wave", limit)
+	_, _, g3 := ev.counts()
 
 	// Failure detection: crash three nodes; every other node must declare
 	// each dead, and nothing else may die.
@@ -432,9 +435,10 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		size, crashed, periods(firstSus), periods(allDead), otherDeaths)
 	t.Logf("N=%d: heap %.1f KiB per node; CPU %.1f ms per node per s over %v",
 		size, float64(heap)/1024/float64(size), totalCPU.Seconds()*1000/float64(size)/wall.Seconds(), wall.Round(time.Second))
-	t.Logf("N=%d: 1 origin × %d keys to all in %v, copies per frame %.3f; 10 origins × %d in %v, copies per frame %.3f; Gap events %d, deaths while publishing %d",
+	_, _, g4 := ev.counts()
+	t.Logf("N=%d: 1 origin × %d keys to all in %v, copies per frame %.3f; 10 origins × %d in %v, copies per frame %.3f; Gap events %d (before publishing %d, 1 origin %d, 10 origins %d, restart wave %d, crashes %d), deaths while publishing %d",
 		size, keys, one.Round(time.Millisecond), float64(c1-c0+u1-u0)/float64(max(c1-c0, 1)),
-		keys, tenT.Round(time.Millisecond), float64(c2-c1+u2-u1)/float64(max(c2-c1, 1)), ev.gaps, d2-dConv)
+		keys, tenT.Round(time.Millisecond), float64(c2-c1+u2-u1)/float64(max(c2-c1, 1)), g4, g0, g1-g0, g2-g1, g3-g2, g4-g3, d2-dConv)
 
 	// Every key reached every node (publish waits for it): no silent miss
 	// in any build. The bounds below are the normal build's; under the
