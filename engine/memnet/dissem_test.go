@@ -169,15 +169,17 @@ func TestTreeOriginsDiag(t *testing.T) {
 }
 
 // TestTreeStalledRelay: a relay of the origin's tree stops reading for
-// half a second (memnet's Pause: a node descheduled, or one working
-// through a long queue) while the origin publishes. Its subtree hears of
-// the frames from lazy peers' IHAVEs before they come down the tree: its
-// children NACK it (it does not answer), their children NACK them (they
-// miss the frames too, and say so). Nothing is lost: once the relay reads
-// again, everything comes down the tree. The origin must not be asked by
-// the subtree (before the fix: after 20 ms per hop, every node below the
-// relay NACKed the origin for the whole batch, and Gap events followed on
-// a loaded machine), and there must be no Gap event.
+// 250 ms (memnet's Pause: a node descheduled, or one working through a
+// long queue) while the origin publishes. Its subtree hears of the frames
+// from lazy peers' IHAVEs before they come down the tree: its children
+// NACK it (it does not answer, and is waited for up to 4 parent windows,
+// 320 ms here), their children NACK them (they miss the frames too, and
+// say so). Nothing is lost: once the relay reads again, everything comes
+// down the tree. The origin must not be asked by the subtree (before the
+// fix: after 20 ms per hop, every node below the relay NACKed the origin
+// for the whole batch, and Gap events followed on a loaded machine), the
+// relay must not resend what it has just relayed, and there must be no
+// Gap event.
 func TestTreeStalledRelay(t *testing.T) {
 	const size, fanout, keys = 24, 3, 3000
 	hb := 200 * time.Millisecond
@@ -265,7 +267,7 @@ func TestTreeStalledRelay(t *testing.T) {
 	publishIndexed(t, pub, 0, keys)
 	// Let the subtree hear of the frames (IHAVE rounds every 100 ms) and
 	// its repair timers run out, with the relay still stalled.
-	time.Sleep(500 * time.Millisecond) // the stall's length, not synchronisation
+	time.Sleep(250 * time.Millisecond) // the stall's length, not synchronisation
 	eps[relay].Resume()
 	cov.waitSettled(t, 30*time.Second, 0, keys)
 	var first, dups, nacks uint64
@@ -280,7 +282,7 @@ func TestTreeStalledRelay(t *testing.T) {
 	}
 	ps := pub.Stats()
 	originNacks := ps.NacksReceived - base[0].NacksReceived
-	t.Logf("N=%d, relay %d stalled 500 ms with %d nodes below it: subtree %d first copies, %.3f copies per frame, %d NACKs sent; the origin received %d NACKs, retransmitted %d; %d Gap events",
+	t.Logf("N=%d, relay %d stalled 250 ms with %d nodes below it: subtree %d first copies, %.3f copies per frame, %d NACKs sent; the origin received %d NACKs, retransmitted %d; %d Gap events",
 		size, relay, len(subtree)-1, first, float64(first+dups)/float64(max(first, 1)), nacks, originNacks, ps.Retransmitted-base[0].Retransmitted, gaps.Load())
 	if g := gaps.Load(); g != 0 {
 		t.Errorf("%d Gap events: nothing was lost", g)

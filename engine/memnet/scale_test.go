@@ -341,8 +341,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	// Under the race detector (CI's smoke run, N=48) each origin publishes
 	// 2k keys: the run checks the relay, repair and Plumtree paths for
 	// data races, and at 10k keys the tenfold slower data path overran
-	// the receivers on a loaded machine (1.4 copies per frame, Gap events);
-	// the bounds are for the normal build, which CI runs too (N=100).
+	// the receivers on a loaded machine (1.4 copies per frame, Gap events).
 	keys := 10_000
 	if raceEnabled {
 		keys = 2_000
@@ -441,19 +440,27 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		keys, tenT.Round(time.Millisecond), float64(c2-c1+u2-u1)/float64(max(c2-c1, 1)), g4, g0, g1-g0, g2-g1, g3-g2, g4-g3, d2-dConv)
 
 	// Every key reached every node (publish waits for it): no silent miss
-	// in any build. The bounds below are the normal build's; under the
-	// race detector (CI's N=48 smoke run, a data-race check) a spurious
-	// Gap and copies above 1.15 are reported, not failed: 1 of 3 runs at
-	// 952f385 raised one `unreachable` Gap of 4 frames on a quiet
-	// machine, and 3bc4f64 did too; with the restart wave sparing the
-	// publishers, 1 of 3 runs still raised two Gaps of 8-10 frames at a
-	// stream's tail, with 1.17-1.20 copies (issue #14's note). The normal
-	// build's N=100 variant keeps every bound, and CI runs it.
+	// in any build, and no Gap event while publishing. Under the race
+	// detector (CI's N=48 smoke run) Gap events after publishing are
+	// reported, not failed: the crash phase kills node 17 (size/3+1), one
+	// of the ten publishers, and a node started in the restart wave that
+	// is still repairing 17's earlier frames then gives them up (a node
+	// ready before it knew of an origin is owed that origin's whole epoch,
+	// join.go). That was the `unreachable` tail Gap of 4-10 frames in 2
+	// of 7 runs at 8be5416 and 4 of 5 at 3c6124d (whose tree children
+	// waited up to 2.5 s on a silent parent before asking the origin); 0
+	// of 5 since the wait on a silent parent is 4 parent windows. The
+	// normal build keeps every bound over the whole run, and CI runs its
+	// N=100 variant.
 	check := t.Errorf
 	if raceEnabled {
 		check = t.Logf
 	}
-	if _, _, g := ev.counts(); g != 0 {
+	if g := g2 - g0; g != 0 {
+		ev.mu.Lock()
+		t.Errorf("%d Gap events while publishing on a loss-free network; first: %v", g, ev.gapLog)
+		ev.mu.Unlock()
+	} else if _, _, g := ev.counts(); g != 0 {
 		ev.mu.Lock()
 		check("%d Gap events on a loss-free network; first: %v", g, ev.gapLog)
 		ev.mu.Unlock()
@@ -465,7 +472,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		t.Errorf("%d deaths of live nodes while detecting the crashed ones", otherDeaths)
 	}
 	if c := float64(c2-c0+u2-u0) / float64(max(c2-c0, 1)); c > 1.15 {
-		check("%.3f copies per node per frame, want <= 1.15", c)
+		t.Errorf("%.3f copies per node per frame, want <= 1.15", c)
 	}
 	if size > 32 {
 		// SWIM's budget: a probe and an ack each way per period, a few
