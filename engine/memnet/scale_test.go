@@ -332,7 +332,10 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 					}
 				}
 				t.Logf("net drops %v; gaps detected %d, NACKs %d, retransmitted %d", m.net.Stats().Drops, det, nacks, retr)
-				t.Fatalf("N=%d: after 2m %d nodes lack invalidations from %d origins (Gap events %d)", size, short, len(origins), g)
+				ev.mu.Lock()
+				first := ev.gapLog
+				ev.mu.Unlock()
+				t.Fatalf("N=%d: after 2m %d nodes lack invalidations from %d origins (Gap events %d; first: %v)", size, short, len(origins), g, first)
 			}
 			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation (counters only)
 		}
