@@ -22,8 +22,17 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// TestTreeOriginsDiag: a diagnostic of concurrent origins in relay trees,
-// sized by WARPMESH_DISSEM_N (skipped without it).
+// TestTreeOriginsDiag: the scale suite's publishing phase alone, for
+// diagnosis at sizes that take minutes (skipped unless WARPMESH_DISSEM_N
+// is set): N nodes with the suite's options (Fanout 4, BatchSize 8,
+// 256 KiB retransmit rings), WARPMESH_DISSEM_ORIGINS (10) origins
+// publishing WARPMESH_DISSEM_KEYS (10k) keys each at once; it logs copies
+// per frame, gaps detected and repaired, NACKs to origins and to relays,
+// retransmissions, relay repairs, IHAVE/GRAFT/PRUNE and drops, and fails
+// on a node short after WARPMESH_DISSEM_LIMIT_S (60) seconds or on a Gap
+// event. WARPMESH_DISSEM_FANOUT, _DIRECT and _HB_MS change the tree.
+//
+//	WARPMESH_DISSEM_N=300 go test -count=1 -run TestTreeOriginsDiag -v ./engine/memnet
 func TestTreeOriginsDiag(t *testing.T) {
 	size := envInt("WARPMESH_DISSEM_N", 0)
 	if size == 0 {
