@@ -147,7 +147,7 @@ func (m *scaleMesh) start(i int) *engine.Node {
 		Fanout:           4,
 		BatchSize:        8,
 		PublishRing:      1 << 14,
-		RetransmitBuffer: 256 << 10,
+		RetransmitBuffer: scaleRetransmitBuffer(),
 		Logger:           quietLogger,
 		OnEvent:          m.ev.on,
 		Transport:        ep,
@@ -500,6 +500,16 @@ func scaleChallengeRate(n int) int {
 		return 0 // the default
 	}
 	return max(50000/n, 1)
+}
+
+// scaleRetransmitBuffer is each node's retransmit ring: 256 KiB (small,
+// for memory at N=1000), or WARPMESH_SCALE_RTX KiB. It also sets the
+// per-member repair budget (an eighth as burst, a quarter per second).
+func scaleRetransmitBuffer() int {
+	if k, err := strconv.Atoi(os.Getenv("WARPMESH_SCALE_RTX")); err == nil && k > 0 {
+		return k << 10
+	}
+	return 256 << 10
 }
 
 // scalePublishLimit bounds one publishing phase.
