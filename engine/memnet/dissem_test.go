@@ -296,7 +296,7 @@ func TestTreeStalledRelay(t *testing.T) {
 	if g := gaps.Load(); g != 0 {
 		t.Errorf("%d Gap events: nothing was lost", g)
 	}
-	if originNacks > 3 {
+	if originNacks > 4 { // 8-9 before the fix, 0-1 after
 		t.Errorf("the origin received %d NACKs: the subtree of a stalled relay asked the origin for frames on their way down the tree", originNacks)
 	}
 	// Before the fix 2.08-3.15 copies per frame (the origin's and the
