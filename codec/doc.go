@@ -327,8 +327,10 @@
 //	|                                                               |
 //	+---------------------------------------------------------------+
 //
-//	IHAVE  seq >= 1: the highest DATA seq of the origin's epoch the
-//	       sender holds (lazy push, to members outside its tree edges).
+//	IHAVE  seq: every DATA seq of the origin's epoch up to seq the
+//	       sender holds (lazy push, to members outside its tree edges;
+//	       and a relay's answer to a tree child's NACK for frames it
+//	       misses too, where seq may be 0: none yet).
 //	GRAFT  seq >= 1: resend the origin's frames from seq on, and push
 //	       its DATA frames to the sender from now on.
 //	PRUNE  seq == 0: stop pushing the origin's frames to the sender.

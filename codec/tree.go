@@ -10,14 +10,16 @@ const TreeEntryLen = 24
 const (
 	offTreeOrigin = 0  // u64 the origin whose DATA stream the entry is about
 	offTreeEpoch  = 8  // u64 that origin's boot epoch
-	offTreeSeq    = 16 // u64 IHAVE: highest seq held; GRAFT: first seq wanted; PRUNE: 0
+	offTreeSeq    = 16 // u64 IHAVE: every seq up to it held; GRAFT: first seq wanted; PRUNE: 0
 )
 
 // TreeEntry is one entry of the relay tree's repair and healing frames
-// (Plumtree's lazy push): in an IHAVE, the highest sequence of an origin's
-// epoch the sender holds (Seq >= 1); in a GRAFT, the first sequence the
-// sender wants resent, and a request to be pushed that origin's frames
-// from now on (Seq >= 1); in a PRUNE, a request to stop (Seq == 0).
+// (Plumtree's lazy push): in an IHAVE, the sequence of an origin's epoch
+// up to which the sender holds every frame (0: none yet, in a relay's
+// answer to a tree child's NACK for frames it misses too); in a GRAFT,
+// the first sequence the sender wants resent, and a request to be pushed
+// that origin's frames from now on (Seq >= 1); in a PRUNE, a request to
+// stop (Seq == 0).
 type TreeEntry struct {
 	Origin, Epoch, Seq uint64
 }
@@ -54,7 +56,7 @@ func ParseTreeEntry(b []byte) (e TreeEntry, n int, err error) {
 }
 
 // validateTree checks an IHAVE, GRAFT or PRUNE payload: exactly count >= 1
-// entries, each with a sequence (IHAVE, GRAFT) or none (PRUNE).
+// entries, each with a sequence (GRAFT), none (PRUNE) or either (IHAVE).
 func validateTree(t FrameType, payload []byte, count int) error {
 	if count == 0 {
 		return ErrBadTree
@@ -64,7 +66,7 @@ func validateTree(t FrameType, payload []byte, count int) error {
 	}
 	for b := payload; len(b) > 0; b = b[TreeEntryLen:] {
 		e, _, _ := ParseTreeEntry(b)
-		if (t == TypePrune) != (e.Seq == 0) {
+		if t != TypeIHave && (t == TypePrune) != (e.Seq == 0) {
 			return ErrBadTree
 		}
 	}

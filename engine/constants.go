@@ -84,6 +84,19 @@ const (
 	// its parent may be missing it too and repairing it from its own
 	// parent, and then relays the repair down.
 	treeParentWindow = 20 * time.Millisecond
+	// treeParentSilence: a tree parent that has not answered a NACK at
+	// all since the gap opened is still asked, not the origin, for this
+	// many parent windows (receiver.askParent); one that says it misses
+	// the frames too, for up to half RepairTimeout.
+	treeParentSilence = 4
+	// treeHoldMax: a high-water mark from an IHAVE or a control frame
+	// (ahead of the tree) is held while the node is busy receiving other
+	// origins' frames, at most this long (receiver.treeHold).
+	treeHoldMax = 10 * time.Second
+	// treeBusyWindow: a node that had a first copy of another origin
+	// within this long is busy receiving (receiver.treeHold); longer than
+	// a loaded machine leaves one node's goroutines unscheduled.
+	treeBusyWindow = time.Second
 )
 
 // Tunables of Plumtree's lazy push in relay trees (plumtree.go, driving

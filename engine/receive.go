@@ -407,7 +407,7 @@ func (r *receiver) takeLater(now time.Time) {
 	wait := treeHWMDelay * time.Duration(1+r.n.treeDepth())
 	keep := r.later[:0]
 	for _, st := range r.later {
-		if now.Sub(st.laterAt) < wait {
+		if now.Sub(st.laterAt) < wait || r.treeHold(st, now) {
 			keep = append(keep, st)
 			continue
 		}
@@ -526,7 +526,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, from netip.AddrP
 	n.ctr.recordsReceived.Add(uint64(h.Count))
 	n.ctr.dataFrames.Add(1)
 	r.ackDue(st)
-	r.treeHeld(h, st, from)
+	r.treeHeld(h, st, from, now)
 
 	// Relay first copies down the origin's tree. A retransmission goes on
 	// only when it filled a hole here: in a tree, what this node missed its

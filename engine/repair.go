@@ -398,7 +398,8 @@ type relayRing struct {
 
 type relaySlot struct {
 	origin, epoch, seq uint64
-	frame              []byte // cap frameSize
+	at                 time.Time // when it was put (relayed)
+	frame              []byte    // cap frameSize
 }
 
 func (q *relayRing) slot(origin, seq uint64) *relaySlot {
@@ -419,19 +420,26 @@ func (q *relayRing) put(h *codec.Header, frame []byte) {
 	}
 	s := q.slot(h.Origin, h.Seq)
 	s.origin, s.epoch, s.seq = h.Origin, h.Epoch, h.Seq
+	s.at = time.Now()
 	s.frame = append(s.frame[:0], frame...)
 }
 
 // get returns the kept frame (origin, epoch, seq), or nil.
 func (q *relayRing) get(origin, epoch, seq uint64) []byte {
+	f, _ := q.getAt(origin, epoch, seq)
+	return f
+}
+
+// getAt is get, with the time the frame was relayed.
+func (q *relayRing) getAt(origin, epoch, seq uint64) ([]byte, time.Time) {
 	if q.slots == nil || seq == 0 {
-		return nil
+		return nil, time.Time{}
 	}
 	s := q.slot(origin, seq)
 	if s.seq != seq || s.origin != origin || s.epoch != epoch {
-		return nil
+		return nil, time.Time{}
 	}
-	return s.frame
+	return s.frame, s.at
 }
 
 // serveRelay answers a tree child's NACK for another origin's frames from
@@ -452,7 +460,17 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 	}
 	r.unpruneChild(st, sv.to)
 	n.ctr.nacksReceived.Add(1)
+	if v := r.treeView(); v != nil {
+		// A child we push to: frames relayed to it within the parent
+		// window are on their way (its NACK, queued here behind them,
+		// was sent before they came) and are not sent twice.
+		r.dests = r.treeDests(st.id, treeChildren(v, n.id, st.id, n.cfg.Fanout, r.dests[:0]))
+		if slices.Contains(r.dests, sv.to) {
+			sv.fresh = treeParentWindow * time.Duration(1+n.treeDepth())
+		}
+	}
 	holds := false // we have (some of) what it asks for
+	above := false // it asks for frames above our cum
 	for i := 0; i < int(h.Count); i++ {
 		rg, m, err := codec.ParseSeqRange(ranges)
 		if err != nil {
@@ -461,12 +479,25 @@ func (r *receiver) serveRelay(h *codec.Header, nk *codec.Nack, ranges []byte, no
 		}
 		ranges = ranges[m:]
 		holds = holds || rg.First <= st.cum() || st.s.Seen(rg.First)
+		above = above || rg.Last > st.cum()
 		if r.ring.slots != nil && !r.serveRange(&sv, st, rg.First, rg.Last, now) {
 			break
 		}
 	}
 	served := sv.spent > 0
 	r.endServe(&sv)
+	if (above || !served) && !sv.inFlight && r.treeView() != nil {
+		// Say how far we hold (an IHAVE of our mark, 0 for none yet):
+		// the child waits for what we miss too, which we repair and
+		// relay down, rather than asking the origin after
+		// treeParentWindow per hop, and asks the origin at once for
+		// what we hold but could not resend (askParent). Under loss a
+		// parent and its subtree miss the same frames, and on a loaded
+		// mesh a child asks for frames its parent has not got yet.
+		r.tree.graft[0] = codec.TreeEntry{Origin: st.id, Epoch: st.epoch(), Seq: st.cum()}
+		r.sendTree(codec.TypeIHave, r.tree.graft[:], sv.to)
+		n.ctr.ihavesSent.Add(1)
+	}
 	if served || holds {
 		// Even without the frames in our ring (our own tree may make us
 		// a leaf for this origin), a holder adopts: the next frames are
@@ -522,6 +553,8 @@ type serving struct {
 	requester                uint64
 	to                       netip.AddrPort
 	budget, spent, k, looked int
+	fresh                    time.Duration // frames relayed to it this recently are not resent (0: all are)
+	inFlight                 bool          // some were not, for that reason
 }
 
 // startServe checks the requester (a validated member, answered at its
@@ -548,8 +581,12 @@ func (r *receiver) serveRange(sv *serving, st *originState, first, last uint64, 
 		if sv.looked++; sv.looked > treeRingFrames {
 			return false
 		}
-		f := r.ring.get(st.id, st.epoch(), s)
+		f, at := r.ring.getAt(st.id, st.epoch(), s)
 		if f == nil {
+			continue
+		}
+		if sv.fresh > 0 && now.Sub(at) < sv.fresh {
+			sv.inFlight = true
 			continue
 		}
 		if sv.spent >= sv.budget || !r.bucket.take(now) {
@@ -585,15 +622,18 @@ func (r *receiver) endServe(sv *serving) {
 
 // repairTarget is where st's NACK from sequence from goes: the tree
 // parent while the oldest missing frame is younger than treeParentWindow
-// per hop (always, for a first request of newly missing frames), the
-// origin otherwise, and always in a direct mesh.
+// per hop (always, for a first request of newly missing frames) or the
+// parent misses them too or has not answered yet (askParent), the origin
+// otherwise, and always in a direct mesh.
 func (r *receiver) repairTarget(st *originState, from uint64, now time.Time) (netip.AddrPort, bool) {
 	n := r.n
 	if depth := n.treeDepth(); depth > 0 {
 		v := n.members.view.Load()
 		if to, _, ok := treeParent(v, n.id, st.id, n.cfg.Fanout); ok {
 			fresh := from > st.cum()+1
-			if fresh || st.s.OldestMissingAge(r.clock(now)) < treeParentWindow*time.Duration(1+depth) {
+			window := treeParentWindow * time.Duration(1+depth)
+			age := st.s.OldestMissingAge(r.clock(now))
+			if fresh || age < window || r.askParent(st, age, window, now) {
 				return to, true
 			}
 			r.treeFallback(st, now) // the parent did not help: graft a holder

@@ -11,7 +11,8 @@ import (
 // payload fuzzers: ParseTreeEntry never panics, rejects only with a
 // sentinel and re-encodes what it accepts to the same bytes; a frame of
 // typ around the payload parses exactly when it holds one or more whole
-// entries, each with a sequence (IHAVE, GRAFT) or none (PRUNE).
+// entries, each with a sequence (GRAFT), none (PRUNE) or either (IHAVE:
+// 0 is a relay's "none yet").
 func fuzzTreePayload(t *testing.T, typ codec.FrameType, b []byte) {
 	e, n, err := codec.ParseTreeEntry(b)
 	if err != nil {
@@ -31,7 +32,7 @@ func fuzzTreePayload(t *testing.T, typ codec.FrameType, b []byte) {
 	want := count > 0 && len(b)%codec.TreeEntryLen == 0
 	for rest := b; want && len(rest) >= codec.TreeEntryLen; rest = rest[codec.TreeEntryLen:] {
 		e, _, _ := codec.ParseTreeEntry(rest)
-		want = (typ == codec.TypePrune) == (e.Seq == 0)
+		want = typ == codec.TypeIHave || (typ == codec.TypePrune) == (e.Seq == 0)
 	}
 	if len(b) > codec.MaxFrameSize-codec.HeaderLen {
 		return

@@ -77,6 +77,15 @@ func addrHash(a netip.AddrPort) uint64 {
 // LocalAddr returns the endpoint's address.
 func (e *Endpoint) LocalAddr() netip.AddrPort { return e.addr }
 
+// Pending returns how many datagrams wait in the endpoint's receive
+// queue, unread (like SIOCINQ on a socket, but a count). The engine reads
+// it to tell frames still queued here from frames lost.
+func (e *Endpoint) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.q.n
+}
+
 // Stats returns the endpoint's counters.
 func (e *Endpoint) Stats() Stats { return e.ctr.snapshot() }
 

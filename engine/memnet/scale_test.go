@@ -162,7 +162,7 @@ func (m *scaleMesh) start(i int) *engine.Node {
 		Fanout:           4,
 		BatchSize:        8,
 		PublishRing:      1 << 14,
-		RetransmitBuffer: 256 << 10,
+		RetransmitBuffer: scaleRetransmitBuffer(),
 		Logger:           quietLogger,
 		OnEvent:          m.ev.on,
 		Transport:        ep,
@@ -350,7 +350,10 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 					}
 				}
 				t.Logf("net drops %v; gaps detected %d, NACKs %d, retransmitted %d", m.net.Stats().Drops, det, nacks, retr)
-				t.Fatalf("N=%d: after 2m %d nodes lack invalidations from %d origins (Gap events %d)", size, short, len(origins), g)
+				ev.mu.Lock()
+				first := ev.gapLog
+				ev.mu.Unlock()
+				t.Fatalf("N=%d: after 2m %d nodes lack invalidations from %d origins (Gap events %d; first: %v)", size, short, len(origins), g, first)
 			}
 			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation (counters only)
 		}
@@ -359,22 +362,23 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	// Under the race detector (CI's smoke run, N=48) each origin publishes
 	// 2k keys: the run checks the relay, repair and Plumtree paths for
 	// data races, and at 10k keys the tenfold slower data path overran
-	// the receivers on a loaded machine (1.4 copies per frame, Gap events);
-	// the bounds are for the normal build, which CI runs too (N=100).
+	// the receivers on a loaded machine (1.4 copies per frame, Gap events).
 	keys := 10_000
 	if raceEnabled {
 		keys = 2_000
 	}
 	c0, u0 := copies()
+	_, _, g0 := ev.counts()
 	one := publish([]int{size / 2}, keys)
 	c1, u1 := copies()
+	_, _, g1 := ev.counts()
 	ten := make([]int, 10)
 	for i := range ten {
 		ten[i] = (i*size/10 + 3) % size
 	}
 	tenT := publish(ten, keys)
 	c2, u2 := copies()
-	d2, s2, _ := ev.counts()
+	d2, s2, g2 := ev.counts()
 	steadyFor := time.Since(wall0) - cold
 	heap := heapInUse() - min(heap0, heapInUse())
 
@@ -406,6 +410,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		m.start(j)
 	}
 	restart := m.converge("restart wave", limit)
+	_, _, g3 := ev.counts()
 
 	// Failure detection: crash three nodes; every other node must declare
 	// each dead, and nothing else may die.
@@ -450,24 +455,33 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		size, crashed, periods(firstSus), periods(allDead), otherDeaths)
 	t.Logf("N=%d: heap %.1f KiB per node; CPU %.1f ms per node per s over %v",
 		size, float64(heap)/1024/float64(size), totalCPU.Seconds()*1000/float64(size)/wall.Seconds(), wall.Round(time.Second))
-	t.Logf("N=%d: 1 origin × %d keys to all in %v, copies per frame %.3f; 10 origins × %d in %v, copies per frame %.3f; Gap events %d, deaths while publishing %d",
+	_, _, g4 := ev.counts()
+	t.Logf("N=%d: 1 origin × %d keys to all in %v, copies per frame %.3f; 10 origins × %d in %v, copies per frame %.3f; Gap events %d (before publishing %d, 1 origin %d, 10 origins %d, restart wave %d, crashes %d), deaths while publishing %d",
 		size, keys, one.Round(time.Millisecond), float64(c1-c0+u1-u0)/float64(max(c1-c0, 1)),
-		keys, tenT.Round(time.Millisecond), float64(c2-c1+u2-u1)/float64(max(c2-c1, 1)), ev.gaps, d2-dConv)
+		keys, tenT.Round(time.Millisecond), float64(c2-c1+u2-u1)/float64(max(c2-c1, 1)), g4, g0, g1-g0, g2-g1, g3-g2, g4-g3, d2-dConv)
 
 	// Every key reached every node (publish waits for it): no silent miss
-	// in any build. The bounds below are the normal build's; under the
-	// race detector (CI's N=48 smoke run, a data-race check) a spurious
-	// Gap and copies above 1.15 are reported, not failed: 1 of 3 runs at
-	// 952f385 raised one `unreachable` Gap of 4 frames on a quiet
-	// machine, and 3bc4f64 did too; with the restart wave sparing the
-	// publishers, 1 of 3 runs still raised two Gaps of 8-10 frames at a
-	// stream's tail, with 1.17-1.20 copies (issue #14's note). The normal
-	// build's N=100 variant keeps every bound, and CI runs it.
+	// in any build, and no Gap event while publishing. Under the race
+	// detector (CI's N=48 smoke run) Gap events after publishing are
+	// reported, not failed: the crash phase kills node 17 (size/3+1), one
+	// of the ten publishers, and a node started in the restart wave that
+	// is still repairing 17's earlier frames then gives them up (a node
+	// ready before it knew of an origin is owed that origin's whole epoch,
+	// join.go). That was the `unreachable` tail Gap of 4-10 frames in 2
+	// of 7 runs at 8be5416 and 4 of 5 at 3c6124d (whose tree children
+	// waited up to 2.5 s on a silent parent before asking the origin); 0
+	// of 5 since the wait on a silent parent is 4 parent windows. The
+	// normal build keeps every bound over the whole run, and CI runs its
+	// N=100 variant.
 	check := t.Errorf
 	if raceEnabled {
 		check = t.Logf
 	}
-	if _, _, g := ev.counts(); g != 0 {
+	if g := g2 - g0; g != 0 {
+		ev.mu.Lock()
+		t.Errorf("%d Gap events while publishing on a loss-free network; first: %v", g, ev.gapLog)
+		ev.mu.Unlock()
+	} else if _, _, g := ev.counts(); g != 0 {
 		ev.mu.Lock()
 		check("%d Gap events on a loss-free network; first: %v", g, ev.gapLog)
 		ev.mu.Unlock()
@@ -479,7 +493,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 		t.Errorf("%d deaths of live nodes while detecting the crashed ones", otherDeaths)
 	}
 	if c := float64(c2-c0+u2-u0) / float64(max(c2-c0, 1)); c > 1.15 {
-		check("%.3f copies per node per frame, want <= 1.15", c)
+		t.Errorf("%.3f copies per node per frame, want <= 1.15", c)
 	}
 	if size > 32 {
 		// SWIM's budget: a probe and an ack each way per period, a few
@@ -504,6 +518,16 @@ func scaleChallengeRate(n int) int {
 		return 0 // the default
 	}
 	return max(50000/n, 1)
+}
+
+// scaleRetransmitBuffer is each node's retransmit ring: 256 KiB (small,
+// for memory at N=1000), or WARPMESH_SCALE_RTX KiB. It also sets the
+// per-member repair budget (an eighth as burst, a quarter per second).
+func scaleRetransmitBuffer() int {
+	if k, err := strconv.Atoi(os.Getenv("WARPMESH_SCALE_RTX")); err == nil && k > 0 {
+		return k << 10
+	}
+	return 256 << 10
 }
 
 // scalePublishLimit bounds one publishing phase.

@@ -54,12 +54,14 @@ type Action struct {
 }
 
 type origin struct {
-	id, epoch uint64
-	held      uint64         // highest seq below which every frame arrived (as reported)
-	announced uint64         // held as of the last IHAVE entry
-	changedAt time.Time      // when announced last advanced
-	dirty     bool           // in Machine.dirty
-	lastFrom  netip.AddrPort // sender of the latest first copy
+	id, epoch    uint64
+	held         uint64         // highest seq below which every frame arrived (as reported)
+	announced    uint64         // held as of the last IHAVE entry
+	changedAt    time.Time      // when announced last advanced
+	dirty        bool           // in Machine.dirty
+	lastFrom     netip.AddrPort // sender of the latest first copy
+	parentHeld   uint64         // what the tree parent last said it holds (ParentHeld)
+	parentHeldAt time.Time      // when; zero: never
 
 	// Frames a lazy peer announced that are not held.
 	wantSeq   uint64 // 0: none
@@ -125,6 +127,7 @@ func (m *Machine) get(id, epoch uint64) *origin {
 		return nil
 	case epoch > o.epoch:
 		o.epoch, o.held, o.announced, o.wantSeq = epoch, 0, 0, 0
+		o.parentHeld, o.parentHeldAt = 0, time.Time{}
 		o.changedAt = time.Time{}
 		o.graftedAt = time.Time{}
 	}
@@ -260,6 +263,25 @@ func (m *Machine) round(now time.Time, dst []Action) []Action {
 		}
 	}
 	return dst
+}
+
+// ParentHeld records that this node's tree parent for origin's epoch
+// said, at now, that it holds every frame up to held (an IHAVE: in its
+// rounds, or its answer to our NACK for frames it misses too, which it
+// relays down once it has them).
+func (m *Machine) ParentHeld(id, epoch, held uint64, now time.Time) {
+	if o := m.get(id, epoch); o != nil && o.epoch == epoch {
+		o.parentHeld, o.parentHeldAt = held, now
+	}
+}
+
+// ParentHeldAt returns what the tree parent last said it holds of
+// origin's current epoch, and when (zero: never, or not tracked).
+func (m *Machine) ParentHeldAt(id uint64) (uint64, time.Time) {
+	if o := m.origins[id]; o != nil {
+		return o.parentHeld, o.parentHeldAt
+	}
+	return 0, time.Time{}
 }
 
 // FirstFrom is the sender of the latest first copy of origin's frames.

@@ -299,3 +299,38 @@ func TestReannounce(t *testing.T) {
 		t.Fatalf("re-announcing rounds: %v allocs, want 0", allocs)
 	}
 }
+
+// TestParentHeld: what the tree parent last said it holds is kept per
+// origin and epoch, forgotten with the epoch, and recording it allocates
+// nothing once the origin is tracked.
+func TestParentHeld(t *testing.T) {
+	m := New(params)
+	if held, at := m.ParentHeldAt(1); held != 0 || !at.IsZero() {
+		t.Fatalf("untracked origin: %d at %v", held, at)
+	}
+	m.ParentHeld(1, 1, 0, at(1)) // "none yet"
+	if held, when := m.ParentHeldAt(1); held != 0 || !when.Equal(at(1)) {
+		t.Fatalf("after ParentHeld(0): %d at %v", held, when.Sub(t0))
+	}
+	m.ParentHeld(1, 1, 7, at(2))
+	if held, when := m.ParentHeldAt(1); held != 7 || !when.Equal(at(2)) {
+		t.Fatalf("after ParentHeld(7): %d at %v", held, when.Sub(t0))
+	}
+	m.ParentHeld(1, 0, 9, at(3)) // an earlier epoch: ignored
+	if held, _ := m.ParentHeldAt(1); held != 7 {
+		t.Fatalf("an earlier epoch's report taken: %d", held)
+	}
+	m.Held(1, 2, 1, peerA.Addr) // a later epoch forgets the report
+	if held, when := m.ParentHeldAt(1); held != 0 || !when.IsZero() {
+		t.Fatalf("after a new epoch: %d at %v", held, when)
+	}
+	now := t0
+	allocs := testing.AllocsPerRun(100, func() {
+		now = now.Add(time.Millisecond)
+		m.ParentHeld(1, 2, 3, now)
+		_, _ = m.ParentHeldAt(1)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocs, want 0", allocs)
+	}
+}
