@@ -194,10 +194,13 @@ func (h *heartbeater) sendLocked(frame []byte, targets []netip.AddrPort) {
 	for _, t := range targets {
 		h.msgs = append(h.msgs, sockopt.Message{Buf: frame, Addr: t})
 	}
-	for len(h.msgs) > 0 {
-		k := min(len(h.msgs), h.n.cfg.BatchSize)
-		h.n.write(h.msgs[:k])
-		h.msgs = h.msgs[k:]
+	// Walk a copy of the slice header: consuming h.msgs itself would
+	// leave it with no capacity, and the next round would allocate (one
+	// object per heartbeat round, ~40 a second per idle pair of nodes).
+	for msgs := h.msgs; len(msgs) > 0; {
+		k := min(len(msgs), h.n.cfg.BatchSize)
+		h.n.write(msgs[:k])
+		msgs = msgs[k:]
 	}
 }
 
