@@ -332,7 +332,8 @@ func (p *prober) tableSum() codec.SyncSum {
 // table: a peer whose table sums differently answers with its table
 // (SyncPush) and gets ours back; one that agrees answers nothing. So a
 // push-pull between nodes that agree, the steady state, costs one small
-// frame instead of two tables (about 70 KB at N=1000).
+// frame instead of two tables (at N=1000, 1000 entries of 44 bytes each
+// way: about 90 KB, computed).
 func (p *prober) sendDigestLocked(to netip.AddrPort) {
 	n := p.n
 	sum := p.tableSum()
@@ -474,6 +475,12 @@ func entrySwim(e *memberEntry) swim.Update {
 	return swim.Update{ID: e.ID, Epoch: e.Epoch, Incarnation: e.Incarnation, Addr: e.Addr, State: swim.State(e.State)}
 }
 
+// bigLocked reports whether live validated members and pending named
+// ones are more than DirectLimit (never for a bare test table, limit 0).
+func (m *membership) bigLocked(live, pending int) bool {
+	return m.cfg.DirectLimit > 0 && live+pending > m.cfg.DirectLimit
+}
+
 // swimModeLocked switches between the heartbeat and SWIM with live, the
 // validated live members counted by tick, and pending, the members a
 // validated member named that are not validated yet (a stranger's own
@@ -489,7 +496,7 @@ func entrySwim(e *memberEntry) swim.Update {
 // clocks of heartbeat detection.
 func (m *membership) swimModeLocked(live, pending int, now time.Time) {
 	hold := swimProbedHold * m.cfg.Heartbeat
-	big := m.cfg.DirectLimit > 0 && live+pending > m.cfg.DirectLimit // 0: a bare test table
+	big := m.bigLocked(live, pending)
 	switch {
 	case m.swim == nil && (big || m.probedRecentlyLocked(now, hold)):
 		m.swimSince = now
@@ -605,7 +612,7 @@ func (m *membership) probedRecentlyLocked(now time.Time, hold time.Duration) boo
 func (m *membership) swimming() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.swim == nil && m.cfg.DirectLimit > 0 && m.liveLocked()+m.namedN > m.cfg.DirectLimit {
+	if m.swim == nil && m.bigLocked(m.liveLocked(), m.namedN) {
 		// A table that grew past DirectLimit since the last tick (one
 		// push-pull names the whole mesh; with a keyring its members are
 		// taken at once) switches now: heartbeating every member until the

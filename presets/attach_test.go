@@ -76,27 +76,8 @@ var (
 	_ PrefixInvalidator = prefixMapCache{}
 )
 
-// twoNodes returns two nodes on 127.0.0.1 that know each other.
-func twoNodes(t *testing.T) (a, b *engine.Node) {
-	t.Helper()
-	p := freePorts(t, 2)
-	var err error
-	if a, err = engine.New(loopback(p[0])); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if b, err = engine.New(loopback(p[1], p[0])); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	waitFor(t, 5*time.Second, "the two nodes to meet and be ready", func() bool {
-		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
-	})
-	return a, b
-}
-
 func TestAttachAppliesRemoteInvalidations(t *testing.T) {
-	a, b := twoNodes(t)
+	a, b := twoNodes(t, nil)
 	plain := newMapCache("k1", "k2", "user:1", "user:2", "order:1")
 	ap, err := Attach(b, plain)
 	if err != nil {
@@ -151,7 +132,7 @@ func TestAttachAppliesRemoteInvalidations(t *testing.T) {
 }
 
 func TestAttachGapFlushesAndCloseDetaches(t *testing.T) {
-	a, b := twoNodes(t)
+	a, b := twoNodes(t, nil)
 	c := prefixMapCache{newMapCache("x", "y")}
 	at, err := Attach(b, c)
 	if err != nil {
@@ -338,30 +319,10 @@ func TestAttachReadyEventFlushesOnce(t *testing.T) {
 // after it; false once a killed member has been silent for SuspectAfter,
 // true again once the mesh gives it up.
 func TestAttachTrusted(t *testing.T) {
-	p := freePorts(t, 2)
-	a, err := engine.New(loopback(p[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	bo := loopback(p[1], p[0])
-	bo.RepairTimeout = 200 * time.Millisecond
-	b, err := engine.New(bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := twoNodes(t, func(o *engine.Options) { o.RepairTimeout = 200 * time.Millisecond })
 	// A handler subscribed before the attachment's holds the Gap event
 	// up, as a slow handler or an event goroutine without a CPU would.
-	seen, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	unsub := b.OnEvent(func(e engine.Event) {
-		if e.Type == engine.EventGap {
-			once.Do(func() { close(seen) })
-			<-release
-		}
-	})
-	defer unsub()
+	seen, release := holdGaps(t, b)
 	c := newMapCache("k")
 	at, err := Attach(b, c)
 	if err != nil {
@@ -378,7 +339,7 @@ func TestAttachTrusted(t *testing.T) {
 	if at.Trusted() {
 		t.Fatal("trusted while a Gap was raised and not flushed for")
 	}
-	close(release)
+	release()
 	waitFor(t, 5*time.Second, "trusted again after the Gap's flush", at.Trusted)
 	if n := at.Stats().Flushes - before; n != 1 || c.len() != 0 {
 		t.Fatalf("%d flushes (%d entries left) after one Gap, want 1 flush and none", n, c.len())

@@ -2,11 +2,8 @@ package presets
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/warpmesh/warpmesh/engine"
 )
 
 // TestGapPendingServesNothing: between a Gap being raised and the cache's
@@ -15,29 +12,9 @@ import (
 // holds: Get misses and GetOrLoad passes through, unstored. After the
 // flush it serves again.
 func TestGapPendingServesNothing(t *testing.T) {
-	ports := freePorts(t, 2)
-	a, err := engine.New(loopback(ports[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := engine.New(loopback(ports[1], ports[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	waitFor(t, 5*time.Second, "mesh", func() bool { return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready() })
-
+	a, b := twoNodes(t, nil)
 	// A handler ahead of the cache's holds the Gap event up.
-	seen, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	unsub := b.OnEvent(func(e engine.Event) {
-		if e.Type == engine.EventGap {
-			once.Do(func() { close(seen) })
-			<-release
-		}
-	})
-	defer unsub()
+	seen, release := holdGaps(t, b)
 	c, err := New[int](b)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +46,7 @@ func TestGapPendingServesNothing(t *testing.T) {
 		t.Fatalf("while pending: gap misses %d (want ≥ 2), gap loads %d (want 1), flushes %d (want 0)", s.GapMisses, s.GapLoads, s.Flushes)
 	}
 
-	close(release)
+	release()
 	waitFor(t, 5*time.Second, "the cache's flush", func() bool { return c.Stats().Flushes == 1 })
 	if err := c.Set("k", 3); err != nil {
 		t.Fatal(err)

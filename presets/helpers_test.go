@@ -115,3 +115,47 @@ func (f *fakeClock) Advance(d time.Duration) {
 }
 
 var _ Clock = (*fakeClock)(nil)
+
+// twoNodes returns two nodes on 127.0.0.1 that know each other and are
+// ready; tweakB, if not nil, changes the second one's options.
+func twoNodes(t *testing.T, tweakB func(*engine.Options)) (a, b *engine.Node) {
+	t.Helper()
+	p := freePorts(t, 2)
+	var err error
+	if a, err = engine.New(loopback(p[0])); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	bo := loopback(p[1], p[0])
+	if tweakB != nil {
+		tweakB(&bo)
+	}
+	if b, err = engine.New(bo); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	waitFor(t, 5*time.Second, "the two nodes to meet and be ready", func() bool {
+		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready()
+	})
+	return a, b
+}
+
+// holdGaps subscribes, on n, a handler that holds the first Gap event up
+// (as a slow handler or an event goroutine without a CPU would) until
+// release is called; seen is closed when it arrives. Handlers subscribed
+// later run after it. A test that fails before releasing is released at
+// cleanup, so the node can close.
+func holdGaps(t *testing.T, n *engine.Node) (seen chan struct{}, release func()) {
+	t.Helper()
+	seen, held := make(chan struct{}), make(chan struct{})
+	var once, freed sync.Once
+	release = func() { freed.Do(func() { close(held) }) }
+	unsub := n.OnEvent(func(e engine.Event) {
+		if e.Type == engine.EventGap {
+			once.Do(func() { close(seen) })
+			<-held
+		}
+	})
+	t.Cleanup(func() { release(); unsub() })
+	return seen, release
+}

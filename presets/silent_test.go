@@ -15,23 +15,8 @@ import (
 // DeadAfter + RepairTimeout of silence. Loads meanwhile pass through,
 // unstored; both are counted.
 func TestSilentServesNothing(t *testing.T) {
-	ports := freePorts(t, 2)
-	ao := loopback(ports[0])
-	a, err := engine.New(ao)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	bo := loopback(ports[1], ports[0])
-	bo.RepairTimeout = 200 * time.Millisecond
-	b, err := engine.New(bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	waitFor(t, 5*time.Second, "mesh", func() bool {
-		return aliveCount(a) == 1 && aliveCount(b) == 1 && a.Ready() && b.Ready() && !b.Silent()
-	})
+	a, b := twoNodes(t, func(o *engine.Options) { o.RepairTimeout = 200 * time.Millisecond })
+	waitFor(t, 5*time.Second, "b to have heard a within SuspectAfter", func() bool { return !b.Silent() })
 	c, err := New[int](b)
 	if err != nil {
 		t.Fatal(err)
