@@ -201,12 +201,16 @@
 //	        2 answer: the header's origin (the origin) tells the receiver
 //	          named by member id that every DATA frame of the header's
 //	          epoch from seq "from" (>= 1) on is sent to it.
+//	        3 marks: the header's origin (a node not ready yet) asks the
+//	          member named by member id for its stream marks (a SYNC of
+//	          kind 4 answers); from seq = 0.
 //	        else ErrBadJoin.
 //
 // A receiver owes repair (or a Gap) for every sequence from "from" on;
 // nothing before it was meant for it, unless it was already coherent with
 // the mesh when it first heard of that epoch, in which case it expects the
-// epoch from seq 1.
+// epoch from just after the mark a member's SYNC marks gave it before it
+// was coherent, or from seq 1.
 //
 // # CHALLENGE and RESPONSE payload (ChallengeLen = 44), Count = 0
 //
@@ -291,6 +295,12 @@
 //	        3 digest: a summary of the sender's table (below, Count = 0,
 //	          part 0 of 1); a receiver whose table sums differently
 //	          pushes its own.
+//	        4 marks: the answer to a JOIN marks request: Count tree
+//	          entries (as in IHAVE, below), each an origin's epoch and a
+//	          seq >= 1 of it the sender knows was published (its own last
+//	          sent, or what it received without a gap); seq 0,
+//	          ErrBadSync. A sender without marks sends part 0 of 1 with
+//	          none.
 //	        else ErrBadSync. part < parts, else ErrBadSync.
 //
 // A push-pull sends the whole member table, part 0 first, in as many

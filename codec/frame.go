@@ -108,9 +108,12 @@ func ValidatePayload(h *Header, payload []byte) error {
 		if err != nil {
 			return err
 		}
-		if sy.Kind == SyncDigest {
+		switch sy.Kind {
+		case SyncDigest:
 			_, m, err := ParseSyncSum(payload[n:])
 			return single(count, n+m, err, payload)
+		case SyncMarks:
+			return entries(payload[n:], count, TreeEntryLen, markOK)
 		}
 		return entries(payload[n:], count, DigestEntryLen, digestEntryOK)
 	case TypeIHave, TypeGraft, TypePrune:
@@ -154,6 +157,15 @@ func entries(b []byte, count, size int, ok func([]byte) error) error {
 func digestEntryOK(b []byte) error { _, _, err := ParseDigestEntry(b); return err }
 func seqRangeOK(b []byte) error    { _, _, err := ParseSeqRange(b); return err }
 func updateOK(b []byte) error      { _, _, err := ParseUpdate(b); return err }
+
+// markOK accepts a SyncMarks entry: a mark of seq 0 says nothing and is
+// not sent.
+func markOK(b []byte) error {
+	if e, _, _ := ParseTreeEntry(b); e.Seq == 0 {
+		return ErrBadSync
+	}
+	return nil
+}
 
 // exactEntries checks that b holds exactly count fixed-size entries.
 func exactEntries(b []byte, count, size int) error {

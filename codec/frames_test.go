@@ -105,6 +105,8 @@ func goldenFrames() map[string][]byte {
 		"probe_ack":       probeFrame(Probe{Kind: ProbeAck, Seq: 42, Target: 0xA1, TargetAddr: testAddr4}, testUpdates),
 		"sync_push":       syncFrame(Sync{Kind: SyncPush, Part: 1, Parts: 3}, testDigest),
 		"sync_digest":     digestFrame(SyncSum{Hash: 0x0123456789ABCDEF, Members: 999}),
+		"sync_marks":      marksFrame(Sync{Kind: SyncMarks, Part: 0, Parts: 1}, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 220}),
+		"join_marks":      payloadFrame(testHeader, TypeJoin, 0, AppendJoin(nil, &Join{Kind: JoinMarks, Member: 0xC1})),
 		"ihave":           treeFrame(TypeIHave, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 77}, TreeEntry{Origin: 0xC2, Epoch: 0xD2, Seq: 1}),
 		"graft":           treeFrame(TypeGraft, TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 42}),
 		"prune":           treeFrame(TypePrune, TreeEntry{Origin: 0xC1, Epoch: 0xD1}),

@@ -7,7 +7,7 @@ const JoinLen = 24
 
 // JOIN offsets (see "JOIN payload" in doc.go).
 const (
-	offJoinKind   = 0  // u8 JoinAsk or JoinAnswer; bytes 1-7 reserved = 0
+	offJoinKind   = 0  // u8 JoinKind; bytes 1-7 reserved = 0
 	offJoinMember = 8  // u64 ask: the origin asked; answer: the receiver welcomed
 	offJoinFrom   = 16 // u64 answer: first seq sent to the receiver; ask: 0
 )
@@ -19,6 +19,13 @@ type JoinKind uint8
 const (
 	JoinAsk    JoinKind = 1 // "from which sequence am I in your fan-out?"
 	JoinAnswer JoinKind = 2 // "from From on, every DATA frame of this epoch is sent to you"
+	// JoinMarks asks the member named by Member for its stream marks:
+	// for every origin, a sequence of the origin's epoch that it knows was
+	// published. The answer is SYNC frames of kind SyncMarks. A node asks
+	// before it is ready: every frame up to such a mark predates its
+	// caches, so an origin it first hears of later is owed only what
+	// follows the mark, not the epoch from seq 1. From is 0.
+	JoinMarks JoinKind = 3
 )
 
 // Join is the join handshake that closes the window between a node
@@ -43,7 +50,7 @@ func AppendJoin(dst []byte, j *Join) []byte {
 
 // ParseJoin decodes a JOIN payload; n == JoinLen. Errors: ErrShort,
 // ErrBadJoin (unknown kind, reserved bytes set, an answer from seq 0 or an
-// ask with a seq). It does not allocate.
+// ask or marks request with a seq). It does not allocate.
 func ParseJoin(b []byte) (j Join, n int, err error) {
 	if len(b) < JoinLen {
 		return Join{}, 0, ErrShort
@@ -57,7 +64,7 @@ func ParseJoin(b []byte) (j Join, n int, err error) {
 	j.Member = binary.BigEndian.Uint64(b[offJoinMember:])
 	j.From = binary.BigEndian.Uint64(b[offJoinFrom:])
 	switch {
-	case j.Kind == JoinAsk && j.From == 0:
+	case (j.Kind == JoinAsk || j.Kind == JoinMarks) && j.From == 0:
 	case j.Kind == JoinAnswer && j.From != 0:
 	default:
 		return Join{}, 0, ErrBadJoin

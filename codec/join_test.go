@@ -8,6 +8,7 @@ import (
 func TestJoinRoundTrip(t *testing.T) {
 	for _, want := range []Join{
 		{Kind: JoinAsk, Member: 0xC1},
+		{Kind: JoinMarks, Member: 0xC1},
 		{Kind: JoinAnswer, Member: 0xC1, From: 1},
 		{Kind: JoinAnswer, Member: ^uint64(0), From: ^uint64(0)},
 	} {
@@ -35,11 +36,12 @@ func TestJoinRoundTrip(t *testing.T) {
 		t.Fatalf("short: %v", err)
 	}
 	bad := map[string][]byte{
-		"kind 0":        AppendJoin(nil, &Join{Kind: 0, Member: 7}),
-		"kind 3":        AppendJoin(nil, &Join{Kind: 3, Member: 7, From: 1}),
-		"answer from 0": AppendJoin(nil, &Join{Kind: JoinAnswer, Member: 7}),
-		"ask with seq":  AppendJoin(nil, &Join{Kind: JoinAsk, Member: 7, From: 9}),
-		"reserved":      mutate(good, func(b []byte) []byte { b[5] = 1; return b }),
+		"kind 0":         AppendJoin(nil, &Join{Kind: 0, Member: 7}),
+		"kind 4":         AppendJoin(nil, &Join{Kind: 4, Member: 7}),
+		"marks with seq": AppendJoin(nil, &Join{Kind: JoinMarks, Member: 7, From: 1}),
+		"answer from 0":  AppendJoin(nil, &Join{Kind: JoinAnswer, Member: 7}),
+		"ask with seq":   AppendJoin(nil, &Join{Kind: JoinAsk, Member: 7, From: 9}),
+		"reserved":       mutate(good, func(b []byte) []byte { b[5] = 1; return b }),
 	}
 	for name, b := range bad {
 		if _, _, err := ParseJoin(b); !errors.Is(err, ErrBadJoin) {

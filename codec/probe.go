@@ -179,6 +179,12 @@ const (
 	// (SyncPush), and the exchange goes on as a full push-pull. Tables
 	// that agree cost one small frame.
 	SyncDigest SyncKind = 3
+	// SyncMarks answers a JOIN of kind JoinMarks: Count tree entries
+	// (TreeEntry, TreeEntryLen bytes each), in Parts frames, each the
+	// sender's mark of one origin's epoch: a sequence it knows that
+	// origin published (its own last sent, or what it has received
+	// without a gap). A sender with no marks sends one part with none.
+	SyncMarks SyncKind = 4
 )
 
 // SyncSum summarises a member table for a SyncDigest: a hash over the
@@ -239,7 +245,7 @@ func ParseSync(b []byte) (s Sync, n int, err error) {
 	s.Kind = SyncKind(b[offSyncKind])
 	s.Part = binary.BigEndian.Uint16(b[offSyncPart:])
 	s.Parts = binary.BigEndian.Uint16(b[offSyncParts:])
-	if (s.Kind != SyncPush && s.Kind != SyncReply && s.Kind != SyncDigest) || b[offSyncReserved1] != 0 ||
+	if (s.Kind < SyncPush || s.Kind > SyncMarks) || b[offSyncReserved1] != 0 ||
 		binary.BigEndian.Uint16(b[offSyncReserved2:]) != 0 || s.Part >= s.Parts ||
 		(s.Kind == SyncDigest && s.Parts != 1) {
 		return Sync{}, 0, ErrBadSync
@@ -247,5 +253,20 @@ func ParseSync(b []byte) (s Sync, n int, err error) {
 	return s, SyncFixedLen, nil
 }
 
-// SyncPayloadLen is the payload length of a SYNC with count entries.
+// SyncPayloadLen is the payload length of a SYNC with count digest
+// entries (SyncPush, SyncReply).
 func SyncPayloadLen(count int) int { return SyncFixedLen + count*DigestEntryLen }
+
+// SyncMarksPayloadLen is the payload length of a SyncMarks SYNC with
+// count tree entries.
+func SyncMarksPayloadLen(count int) int { return SyncFixedLen + count*TreeEntryLen }
+
+// MaxSyncMarks returns how many marks a SyncMarks frame holds within a
+// frameSize budget (with a tag reserved when auth is set).
+func MaxSyncMarks(frameSize int, auth bool) int {
+	room := min(frameSize, MaxFrameSize) - HeaderLen - SyncFixedLen
+	if auth {
+		room -= TagLen
+	}
+	return max(room/TreeEntryLen, 0)
+}

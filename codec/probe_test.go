@@ -120,7 +120,8 @@ func TestSyncRoundTripAndRejects(t *testing.T) {
 		want error
 	}{
 		"short":             {good[:SyncFixedLen-1], ErrShort},
-		"kind 4":            {set(offSyncKind, 4), ErrBadSync},
+		"kind 5":            {set(offSyncKind, 5), ErrBadSync},
+		"kind 0":            {set(offSyncKind, 0), ErrBadSync},
 		"digest in 2 parts": {AppendSync(nil, &Sync{Kind: SyncDigest, Part: 0, Parts: 2}), ErrBadSync},
 		"reserved 1":        {set(offSyncReserved1, 1), ErrBadSync},
 		"reserved 2":        {set(offSyncReserved2, 1), ErrBadSync},
@@ -130,6 +131,58 @@ func TestSyncRoundTripAndRejects(t *testing.T) {
 		if _, _, err := ParseSync(c.b); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
+	}
+}
+
+// marksFrame is a SyncMarks SYNC frame carrying marks.
+func marksFrame(s Sync, marks ...TreeEntry) []byte {
+	b := AppendSync(nil, &s)
+	for i := range marks {
+		b = AppendTreeEntry(b, &marks[i])
+	}
+	return payloadFrame(testHeader, TypeSync, uint16(len(marks)), b)
+}
+
+// TestSyncMarks: a marks SYNC round-trips with its tree entries, may carry
+// none, and rejects a mark of seq 0, a digest entry's length and a count
+// that disagrees with the payload.
+func TestSyncMarks(t *testing.T) {
+	want := []TreeEntry{{Origin: 0xC1, Epoch: 0xD1, Seq: 220}, {Origin: 0xC2, Epoch: 0xD2, Seq: 1}}
+	s := Sync{Kind: SyncMarks, Part: 1, Parts: 2}
+	f, err := ParseFrame(marksFrame(s, want...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, n, err := ParseSync(f.Payload)
+	if err != nil || got != s || len(f.Payload) != SyncMarksPayloadLen(len(want)) {
+		t.Fatalf("fixed part: %+v %v", got, err)
+	}
+	rest := f.Payload[n:]
+	for i := range want {
+		e, m, err := ParseTreeEntry(rest)
+		if err != nil || e != want[i] {
+			t.Fatalf("mark %d: %+v %v, want %+v", i, e, err, want[i])
+		}
+		rest = rest[m:]
+	}
+	if _, err := ParseFrame(marksFrame(Sync{Kind: SyncMarks, Part: 0, Parts: 1})); err != nil {
+		t.Errorf("no marks: %v", err)
+	}
+	fixed := AppendSync(nil, &Sync{Kind: SyncMarks, Part: 0, Parts: 1})
+	for name, c := range map[string]struct {
+		frame []byte
+		want  error
+	}{
+		"seq 0":          {marksFrame(Sync{Kind: SyncMarks, Part: 0, Parts: 1}, TreeEntry{Origin: 1, Epoch: 2}), ErrBadSync},
+		"count too high": {payloadFrame(testHeader, TypeSync, 2, AppendTreeEntry(bytes.Clone(fixed), &want[0])), ErrTooManyRecords},
+		"trailing bytes": {payloadFrame(testHeader, TypeSync, 1, append(AppendTreeEntry(bytes.Clone(fixed), &want[0]), 0)), ErrBadLength},
+	} {
+		if _, err := ParseFrame(c.frame); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+	if per := MaxSyncMarks(1400, true); per != (1400-HeaderLen-SyncFixedLen-TagLen)/TreeEntryLen || per < 50 {
+		t.Errorf("MaxSyncMarks(1400, auth) = %d", per)
 	}
 }
 

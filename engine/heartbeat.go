@@ -40,7 +40,8 @@ func (h *heartbeater) init(n *Node) {
 func (h *heartbeater) run() {
 	defer h.n.wg.Done()
 	h.n.wg.Add(1) // the probe loop; Close waits for both
-	go h.pr.run()
+	h.n.tickWG.Add(1)
+	go func() { defer h.n.tickWG.Done(); h.pr.run() }()
 	cfg := h.n.cfg
 	t := time.NewTicker(tickInterval(cfg))
 	defer t.Stop()

@@ -23,18 +23,21 @@ import (
 //     the origin answers (JOIN answer, "from seq J on every DATA frame of
 //     this epoch goes to you"). From then on the receiver repairs or flags
 //     everything from J; nothing before J was meant for it.
-//   - The receiver is *ready* once it knows J for every live member (or
-//     the mesh is empty after a short discovery grace). A member that
-//     leaves the asks unanswered for SuspectAfter (killed, and listed
-//     alive by the others until DeadAfter) stops holding readiness back
-//     and is treated as an origin heard of after it (below). Until then the
-//     preset stores nothing it loads, so nothing it holds can predate an
-//     invalidation it missed. Readiness is sticky: an origin first heard of
-//     after that moment is expected from its epoch's first sequence, since
-//     the node's caches may already hold values its earlier frames
-//     invalidated; what the origin can no longer retransmit becomes a Gap
-//     (and a flush). A young origin's retransmit ring still holds its whole
-//     history, so a restarting node costs no Gap anywhere.
+//   - The receiver is *ready* once it knows J for every live member and
+//     one member has told it its stream marks (marks.go), or the mesh is
+//     empty after a short discovery grace. A member that leaves the asks
+//     unanswered for SuspectAfter (killed, and listed alive by the others
+//     until DeadAfter) stops holding readiness back and is treated as an
+//     origin heard of after it (below); so does a marks request nobody
+//     answers for that long. Until then the preset stores nothing it
+//     loads, so nothing it holds can predate an invalidation it missed.
+//     Readiness is sticky: an origin first heard of after that moment is
+//     expected from just after the mark a member gave for it, or from its
+//     epoch's first sequence without one, since the node's caches may
+//     already hold values its later frames invalidated; what the origin
+//     can no longer retransmit becomes a Gap (and a flush). A young
+//     origin's retransmit ring still holds its whole history, so a
+//     restarting node costs no Gap anywhere.
 //
 // A mass restart (every node new) therefore converges without Gaps: every
 // receiver is fresh and is owed only from its J; a rolling restart costs
@@ -119,6 +122,16 @@ type readiness struct {
 	msg       [1]sockopt.Message
 	view      *destView // view of the last check
 	next      time.Time // no check before this unless the view changes or an answer arrives
+
+	// Stream marks (marks.go): what members knew was published before
+	// this node was ready; kept after readiness for origins heard of later.
+	marks     map[uint64]codec.TreeEntry // origin → its newest epoch's highest mark
+	marksAsk  joinAsk                    // first and last marks request, backoff
+	marksTurn int                        // rotates the member asked
+	marksFrom uint64                     // the member last asked: its answer completes the wait
+	marksGot  []bool                     // parts of its answer received
+	marksLeft int                        // parts still missing
+	marksDone bool                       // a whole answer arrived
 }
 
 // joinAsk is when a member was first and last asked, and how long until
@@ -131,10 +144,11 @@ type joinAsk struct {
 // Ready reports whether the node is coherent with the mesh: every live
 // member has told it from which sequence it is in that member's fan-out,
 // or left its asks unanswered for SuspectAfter and is expected from its
-// epoch's first sequence (or the mesh was empty for a short discovery
-// grace after New). Once true it stays true: origins heard of later are
-// expected from their epoch's first sequence, and what cannot be repaired
-// raises a Gap. presets stores nothing it loads while a node is not
+// epoch's first sequence, and one member has given it its stream marks
+// (or the mesh was empty for a short discovery grace after New). Once
+// true it stays true: origins heard of later are expected from just after
+// their mark, or from their epoch's first sequence, and what cannot be
+// repaired raises a Gap. presets stores nothing it loads while a node is not
 // ready. It does not allocate.
 func (n *Node) Ready() bool { return n.ready.Load() }
 
@@ -225,8 +239,10 @@ func (r *receiver) joinCheck(now time.Time) {
 			next = t
 		}
 	}
+	r.askMarks(v, now, &next)
+	wait4marks := r.marksWait(v, now, wait, &next)
 	r.join.next = next
-	if missing > 0 || (len(v.ids) == 0 && now.Sub(r.born) < grace) {
+	if missing > 0 || wait4marks || (len(v.ids) == 0 && now.Sub(r.born) < grace) {
 		return
 	}
 	r.becomeReady(now)
@@ -234,15 +250,16 @@ func (r *receiver) joinCheck(now time.Time) {
 
 // becomeReady marks the node coherent. Streams still without an answer
 // (origins outside the view, heard of in passing) are from now on expected
-// from their epoch's first sequence.
+// from just after a member's mark for them (marks.go), or from their
+// epoch's first sequence.
 func (r *receiver) becomeReady(now time.Time) {
 	n := r.n
 	r.join.everReady = true
 	r.join.asked = nil
-	for _, st := range r.origins {
+	for id, st := range r.origins {
 		if !st.joined {
 			st.joined = true
-			r.rebase(st, 0, now)
+			r.rebase(st, r.markFor(id, st.epoch()), now)
 		}
 	}
 	r.flushGaps()
@@ -271,6 +288,13 @@ func (r *receiver) handleJoin(h *codec.Header, payload []byte, now time.Time) {
 		}
 		r.sendJoin(codec.Join{Kind: codec.JoinAnswer, Member: h.Origin, From: from}, to)
 		n.ctr.joinAnswersSent.Add(1)
+	case codec.JoinMarks:
+		if j.Member != n.id {
+			return
+		}
+		if to, ok := n.members.validatedAddr(h.Origin); ok {
+			r.sendMarks(to, now)
+		}
 	case codec.JoinAnswer:
 		if j.Member != n.id {
 			return
@@ -287,11 +311,13 @@ func (r *receiver) handleJoin(h *codec.Header, payload []byte, now time.Time) {
 }
 
 // startCum is where a new stream's expectations start: a node that was
-// ever ready expects every sequence of an epoch it first hears of; a fresh
-// one starts at what it sees and learns the rest from the JOIN answer.
-func (r *receiver) startCum(seen uint64) uint64 {
+// ever ready expects every sequence of an epoch it first hears of after
+// the mark a member gave it before it was ready (marks.go), or from seq 1;
+// a fresh one starts at what it sees and learns the rest from the JOIN
+// answer.
+func (r *receiver) startCum(origin, epoch, seen uint64) uint64 {
 	if r.join.everReady {
-		return 0
+		return r.markFor(origin, epoch)
 	}
 	return seen
 }

@@ -387,9 +387,10 @@ func TestOriginFloodBounded(t *testing.T) {
 	}
 }
 
-// joinMute is a transport that drops the JOIN frames its node writes: a
-// member that is listed, validated and publishing, but never answers a
-// JOIN ask (as a killed one that others still list until DeadAfter).
+// joinMute is a transport that drops the JOIN frames and stream-marks
+// answers its node writes: a member that is listed, validated and
+// publishing, but never answers a JOIN ask or a marks request (as a
+// killed one that others still list until DeadAfter).
 type joinMute struct {
 	Transport
 	dropped atomic.Uint64
@@ -398,7 +399,9 @@ type joinMute struct {
 func (j *joinMute) WriteBatch(msgs []sockopt.Message) (int, error) {
 	pass := make([]sockopt.Message, 0, len(msgs)) // a test transport may allocate
 	for _, m := range msgs {
-		if h, _, err := codec.ParseHeader(m.Buf); err == nil && h.Type == codec.TypeJoin {
+		h, _, err := codec.ParseHeader(m.Buf)
+		marks := err == nil && h.Type == codec.TypeSync && len(m.Buf) > codec.HeaderLen && codec.SyncKind(m.Buf[codec.HeaderLen]) == codec.SyncMarks
+		if err == nil && h.Type == codec.TypeJoin || marks {
 			j.dropped.Add(1)
 			continue
 		}
@@ -411,9 +414,10 @@ func (j *joinMute) WriteBatch(msgs []sockopt.Message) (int, error) {
 }
 
 // TestReadyDespiteUnansweredAsk: a member that never answers the JOIN ask
-// holds a new node's readiness back for SuspectAfter, not for as long as
-// it is listed; the node then expects that member's whole epoch, so what
-// it published before is repaired from its ring, not skipped.
+// (nor the marks request) holds a new node's readiness back for
+// SuspectAfter, not for as long as it is listed; the node then expects
+// that member's whole epoch, so what it published before is repaired from
+// its ring, not skipped.
 func TestReadyDespiteUnansweredAsk(t *testing.T) {
 	p := freePorts(t, 2)
 	conn, err := sockopt.Listen(sockopt.Config{BindAddr: netip.MustParseAddr("127.0.0.1"), Port: p[0], RecvBuffer: 1 << 20, SendBuffer: 1 << 20})

@@ -73,6 +73,7 @@ type Node struct {
 	closed    atomic.Bool
 	aborted   atomic.Bool // Abort: drop instead of sending
 	senderWG  sync.WaitGroup
+	tickWG    sync.WaitGroup // the heartbeat, probe and timer loops (Close waits for them before its last LEAVE)
 	wg        sync.WaitGroup
 	stopEv    chan struct{}
 
@@ -158,10 +159,10 @@ func New(opts Options) (*Node, error) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.seedRes.run(n.ctx) }()
 	}
-	n.wg.Add(1)
-	go n.hb.run()
-	n.wg.Add(1)
-	go n.timers.run()
+	n.wg.Add(2)
+	n.tickWG.Add(2)
+	go func() { defer n.tickWG.Done(); n.hb.run() }()
+	go func() { defer n.tickWG.Done(); n.timers.run() }()
 	n.timers.kick() // readiness checks start at once
 	n.log.Debug("warpmesh node started", "id", fmt.Sprintf("%016x", n.id),
 		"addr", cfg.advertise, "group", n.group, "interface", cfg.Interface, "cluster", cfg.Cluster)
@@ -295,6 +296,18 @@ func (n *Node) shutdown(graceful bool) error {
 			n.hb.sendLeave()
 		}
 		n.cancel()
+		if graceful {
+			// Once more as this node's last control frame: a member takes a
+			// LEAVE only if it is newer than every packet it has had from
+			// us, and a frame the timer loops or the receive worker numbered
+			// after the first LEAVE may have been written before it. With
+			// the loops stopped and the worker held, nothing follows this
+			// one.
+			n.tickWG.Wait()
+			n.rx.mu.Lock()
+			n.hb.sendLeave()
+			n.rx.mu.Unlock()
+		}
 		err = n.uni.Close()
 		if n.mcast != nil {
 			if e := n.mcast.Close(); err == nil {

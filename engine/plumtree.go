@@ -295,7 +295,7 @@ func (r *receiver) ihaveStream(e codec.TreeEntry, now time.Time) *originState {
 		if !r.isMember(e.Origin) {
 			return nil
 		}
-		if st = r.stateFor(e.Origin, e.Epoch, r.startCum(e.Seq), now); st == nil {
+		if st = r.stateFor(e.Origin, e.Epoch, e.Seq, now); st == nil {
 			return nil
 		}
 	}

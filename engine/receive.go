@@ -74,10 +74,15 @@ type receiver struct {
 	rtMsgs   []sockopt.Message
 	bucket   tokenBucket
 	join     readiness
-	lostList []*originState // origins that gave sequences up since the last flush (one Gap each)
-	watch    gapWatch       // Gap events raised and the next repair deadline, for readers (stream.go)
-	params   stream.Params
-	missing  []stream.SeqRange
+	// Marks answers (marks.go): entries, frames and their budget.
+	marksOut    []codec.TreeEntry
+	marksBufs   [][]byte
+	marksMsgs   []sockopt.Message
+	marksBudget tokenBucket
+	lostList    []*originState // origins that gave sequences up since the last flush (one Gap each)
+	watch       gapWatch       // Gap events raised and the next repair deadline, for readers (stream.go)
+	params      stream.Params
+	missing     []stream.SeqRange
 
 	later       []*originState // origins with a held high-water mark (announceLater)
 	strangers   []uint64       // ids of stranger states, oldest first (see stateFor)
@@ -89,6 +94,7 @@ func (r *receiver) init(n *Node) error {
 	r.origins = make(map[uint64]*originState)
 	r.born = time.Now()
 	r.join.asked = make(map[uint64]joinAsk)
+	r.join.marksTurn = int(n.id >> 33) // joiners started together ask different members for marks
 	r.join.buf = make([]byte, 0, codec.HeaderLen+codec.JoinLen+codec.TagLen)
 	r.dedup = newBloom()
 	r.relay.init(n)
@@ -110,6 +116,7 @@ func (r *receiver) init(n *Node) error {
 	}
 	r.rtMsgs = make([]sockopt.Message, len(r.rtSlab))
 	r.bucket = tokenBucket{rate: float64(n.cfg.RetransmitRate), burst: float64(max(n.cfg.RetransmitRate/20, 64))}
+	r.marksBudget = tokenBucket{rate: marksFramesPerS, burst: marksFramesPerS}
 	add := func(t Transport, viaGroup bool) error {
 		free, err := ringbuf.NewSPSC[uint16](rxBatchesPerReader)
 		if err != nil {
@@ -358,6 +365,10 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 	case codec.TypeProbe:
 		n.hb.pr.handleProbe(&h, payload, now)
 	case codec.TypeSync:
+		if codec.SyncKind(payload[0]) == codec.SyncMarks { // ValidatePayload parsed the fixed part
+			r.handleMarks(&h, payload)
+			return
+		}
 		n.hb.pr.handleSync(&h, payload, now)
 	case codec.TypeIHave:
 		r.handleIHave(&h, payload, now)
@@ -458,7 +469,7 @@ func (r *receiver) control(h *codec.Header, now time.Time) *originState {
 			n.ctr.drop(DropUnknownMember)
 			return nil
 		}
-		if st = r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq), now); st == nil {
+		if st = r.stateFor(h.Origin, h.Epoch, h.Seq, now); st == nil {
 			n.ctr.drop(DropTooManyOrigins)
 			return nil
 		}
@@ -488,7 +499,7 @@ func (r *receiver) data(h *codec.Header, frame, payload []byte, from netip.AddrP
 		n.ctr.drop(DropMalformed)
 		return
 	}
-	st := r.stateFor(h.Origin, h.Epoch, r.startCum(h.Seq-1), now)
+	st := r.stateFor(h.Origin, h.Epoch, h.Seq-1, now)
 	if st == nil {
 		n.ctr.drop(DropTooManyOrigins)
 		return

@@ -96,16 +96,19 @@ type tokenBucket struct {
 	last        time.Time
 }
 
-func (b *tokenBucket) take(now time.Time) bool {
+func (b *tokenBucket) take(now time.Time) bool { return b.takeN(now, 1) }
+
+// takeN takes cost tokens if the bucket holds them.
+func (b *tokenBucket) takeN(now time.Time, cost float64) bool {
 	if b.last.IsZero() {
 		b.last, b.tokens = now, b.burst
 	}
 	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	b.last = now
-	if b.tokens < 1 {
+	if b.tokens < cost {
 		return false
 	}
-	b.tokens--
+	b.tokens -= cost
 	return true
 }
 

@@ -114,6 +114,11 @@ type Stats struct {
 	GapsNotOwed     uint64
 	JoinAsksSent    uint64 // JOIN asks sent while not ready
 	JoinAnswersSent uint64 // JOIN answers sent to members asking
+	// JoinMarksAsked counts marks requests sent while not ready;
+	// JoinMarksAnswered, answers sent to members asking (JoinMarksRefused,
+	// those over the answer budget); MarksUsed, origin streams started
+	// (after readiness) from a member's mark instead of seq 1 (marks.go).
+	JoinMarksAsked, JoinMarksAnswered, JoinMarksRefused, MarksUsed uint64
 	// SyncDigestsSent counts periodic push-pulls begun with a summary of
 	// the table (SYNC digest) instead of the table; SyncDigestsAgreed,
 	// digests received that matched this node's table, so no table was
@@ -184,6 +189,10 @@ type counters struct {
 	gapsNotOwed                atomic.Uint64
 	joinAsksSent               atomic.Uint64
 	joinAnswersSent            atomic.Uint64
+	marksAsksSent              atomic.Uint64
+	marksAnswersSent           atomic.Uint64
+	marksRefused               atomic.Uint64
+	marksUsed                  atomic.Uint64
 	syncDigests, syncAgreed    atomic.Uint64
 	originsEvicted             atomic.Uint64
 	origins                    atomic.Int64 // size of the receiver's origin table
@@ -234,6 +243,8 @@ func (c *counters) snapshot(s *Stats) {
 	c.repairLatency.snapshot(&s.RepairLatency)
 	s.GapsNotOwed = c.gapsNotOwed.Load()
 	s.JoinAsksSent, s.JoinAnswersSent = c.joinAsksSent.Load(), c.joinAnswersSent.Load()
+	s.JoinMarksAsked, s.JoinMarksAnswered = c.marksAsksSent.Load(), c.marksAnswersSent.Load()
+	s.JoinMarksRefused, s.MarksUsed = c.marksRefused.Load(), c.marksUsed.Load()
 	s.SyncDigestsSent, s.SyncDigestsAgreed = c.syncDigests.Load(), c.syncAgreed.Load()
 	s.OriginsEvicted = c.originsEvicted.Load()
 	s.Origins = int(c.origins.Load())

@@ -220,8 +220,9 @@ func (r *receiver) rebase(st *originState, cum uint64, now time.Time) {
 	r.watchDue(st, now)
 }
 
-// stateFor returns the origin's state, creating it (and starting its
-// expectations at startCum) on first contact. Returns nil when the table
+// stateFor returns the origin's state, creating it on first contact, with
+// its expectations starting at startCum(origin, epoch, seen) (join.go):
+// seen is the sequence the frame at hand shows was published. Returns nil when the table
 // is full of origins it may not forget.
 //
 // The table is bounded two ways, so that a flood of forged origins can
@@ -233,7 +234,7 @@ func (r *receiver) rebase(st *originState, cum uint64, now time.Time) {
 // are reclaimed when the table is full. A state is ~300 B, plus 2 KiB for
 // its DATA window from its first DATA frame and 64 KiB of repair
 // timestamps from its first loss.
-func (r *receiver) stateFor(origin, epoch, startCum uint64, now time.Time) *originState {
+func (r *receiver) stateFor(origin, epoch, seen uint64, now time.Time) *originState {
 	if st := r.origins[origin]; st != nil {
 		return st
 	}
@@ -246,7 +247,7 @@ func (r *receiver) stateFor(origin, epoch, startCum uint64, now time.Time) *orig
 	}
 	// Allocates once per origin.
 	st := &originState{id: origin, joined: r.join.everReady, stranger: !member, ctrl: stream.NewWindow(replaySize)}
-	st.s.Reset(epoch, startCum)
+	st.s.Reset(epoch, r.startCum(origin, epoch, seen))
 	st.heard = now
 	r.origins[origin] = st
 	r.n.ctr.origins.Add(1)
@@ -343,7 +344,7 @@ func (r *receiver) forget(id uint64) {
 // newEpoch moves an origin to a later boot epoch; open gaps of the old
 // epoch are given up, as one event of their own. A fresh node is owed the
 // new epoch only from its JOIN answer, which it asks for again; a ready
-// one is owed all of it.
+// one is owed all of it after the mark a member gave it (marks.go).
 func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
 	if st.s.Open() {
 		r.giveUp(st, GapNewEpoch, now)
@@ -354,6 +355,9 @@ func (r *receiver) newEpoch(st *originState, epoch uint64, now time.Time) {
 		st.laterHWM = 0
 	}
 	st.s.Reset(epoch, 0)
+	if r.join.everReady {
+		st.s.Reset(epoch, r.markFor(st.id, epoch))
+	}
 	st.ctrl.Reset()
 	st.acked = 0
 	st.joined = r.join.everReady

@@ -255,8 +255,11 @@ var frameKinds = []frameKind{
 		typ: codec.TypeJoin,
 		build: func(t *testing.T, r *reader, h codec.Header, _ int) ([]byte, uint16, func(*testing.T, []byte)) {
 			j := codec.Join{Kind: codec.JoinAsk, Member: r.u64()}
-			if from := r.u64(); from%2 == 1 {
+			switch from := r.u64(); {
+			case from%2 == 1:
 				j.Kind, j.From = codec.JoinAnswer, from
+			case from%4 == 2:
+				j.Kind = codec.JoinMarks
 			}
 			return control(t, h, 0, codec.AppendJoin(nil, &j)), 0, func(t *testing.T, p []byte) {
 				if got, _, _ := codec.ParseJoin(p); got != j {
@@ -275,6 +278,7 @@ var frameKinds = []frameKind{
 			return []seedPayload{
 				{0, codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAsk, Member: 0xC1})},
 				{0, codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinAnswer, Member: 0xC1, From: 40})},
+				{0, codec.AppendJoin(nil, &codec.Join{Kind: codec.JoinMarks, Member: 0xC1})},
 			}
 		},
 	},
@@ -340,7 +344,32 @@ var frameKinds = []frameKind{
 	{
 		typ: codec.TypeSync,
 		build: func(t *testing.T, r *reader, h codec.Header, budget int) ([]byte, uint16, func(*testing.T, []byte)) {
-			s := codec.Sync{Kind: codec.SyncKind(1 + r.u8()%3), Parts: 1 + uint16(r.u8())}
+			s := codec.Sync{Kind: codec.SyncKind(1 + r.u8()%4), Parts: 1 + uint16(r.u8())}
+			if s.Kind == codec.SyncMarks {
+				s.Part = uint16(r.u8()) % s.Parts
+				room := (budget - codec.HeaderLen - codec.SyncFixedLen) / codec.TreeEntryLen
+				n := int(r.u8()) % (max(room, 0) + 1)
+				p := codec.AppendSync(nil, &s)
+				var marks []codec.TreeEntry
+				for range n {
+					e := codec.TreeEntry{Origin: r.u64(), Epoch: r.u64(), Seq: 1 + r.u64()%(1<<62)}
+					marks = append(marks, e)
+					p = codec.AppendTreeEntry(p, &e)
+				}
+				return control(t, h, uint16(n), p), uint16(n), func(t *testing.T, p []byte) {
+					got, n, _ := codec.ParseSync(p)
+					if got != s {
+						t.Fatalf("sync %+v, want %+v", got, s)
+					}
+					for i, we := range marks {
+						e, m, _ := codec.ParseTreeEntry(p[n:])
+						if e != we {
+							t.Fatalf("mark %d: %+v, want %+v", i, e, we)
+						}
+						n += m
+					}
+				}
+			}
 			if s.Kind == codec.SyncDigest {
 				s.Parts = 1
 				sum := codec.SyncSum{Hash: r.u64(), Members: uint32(r.u64())}
@@ -390,6 +419,17 @@ var frameKinds = []frameKind{
 				}
 				return codec.AppendSyncSum(out, &sum)
 			}
+			if s.Kind == codec.SyncMarks {
+				for i := 0; i < int(count); i++ {
+					e, m, err := codec.ParseTreeEntry(p[n:])
+					if err != nil {
+						t.Fatalf("mark %d: %v", i, err)
+					}
+					out = codec.AppendTreeEntry(out, &e)
+					n += m
+				}
+				return out
+			}
 			for i := 0; i < int(count); i++ {
 				e, m, err := codec.ParseDigestEntry(p[n:])
 				if err != nil {
@@ -405,6 +445,7 @@ var frameKinds = []frameKind{
 				{uint16(len(seedDigest)), seedSyncPayload(codec.Sync{Kind: codec.SyncPush, Part: 0, Parts: 2}, seedDigest...)},
 				{0, seedSyncPayload(codec.Sync{Kind: codec.SyncReply, Part: 0, Parts: 1})},
 				{0, codec.AppendSyncSum(seedSyncPayload(codec.Sync{Kind: codec.SyncDigest, Part: 0, Parts: 1}), &codec.SyncSum{Hash: 7, Members: 3})},
+				{1, codec.AppendTreeEntry(seedSyncPayload(codec.Sync{Kind: codec.SyncMarks, Part: 0, Parts: 1}), &codec.TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 220})},
 			}
 		},
 	},

@@ -92,13 +92,14 @@ func FuzzParseSync(f *testing.F) {
 	f.Add(seedSyncPayload(codec.Sync{Kind: codec.SyncPush, Part: 0, Parts: 1}))
 	f.Add(seedSyncPayload(codec.Sync{Kind: codec.SyncReply, Part: 2, Parts: 3}))
 	f.Add(codec.AppendSyncSum(seedSyncPayload(codec.Sync{Kind: codec.SyncDigest, Part: 0, Parts: 1}), &codec.SyncSum{Hash: 7, Members: 3}))
+	f.Add(codec.AppendTreeEntry(seedSyncPayload(codec.Sync{Kind: codec.SyncMarks, Part: 0, Parts: 1}), &codec.TreeEntry{Origin: 0xC1, Epoch: 0xD1, Seq: 220}))
 	f.Add(make([]byte, codec.SyncFixedLen))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, n, err := codec.ParseSync(b)
 		if err != nil {
 			checkSentinel(t, err)
 		} else {
-			if n != codec.SyncFixedLen || s.Part >= s.Parts || (s.Kind != codec.SyncPush && s.Kind != codec.SyncReply && s.Kind != codec.SyncDigest) ||
+			if n != codec.SyncFixedLen || s.Part >= s.Parts || s.Kind < codec.SyncPush || s.Kind > codec.SyncMarks ||
 				(s.Kind == codec.SyncDigest && s.Parts != 1) {
 				t.Fatalf("accepted n=%d %+v", n, s)
 			}

@@ -1,0 +1,218 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/sockopt"
+)
+
+// Stream marks: what a joiner owes an origin it hears of after it is ready.
+//
+// A ready node's caches may hold values an origin's frames invalidated, so
+// an origin it first hears of after it became ready is owed from the
+// first sequence the node cannot prove predates its caches. Before marks
+// that was the epoch's first sequence: in a big mesh a node becomes ready
+// knowing only part of it (the members its view held then), and when it
+// later hears of an origin that has published thousands of frames, the
+// origin's ring no longer holds them and the node raises a Gap — a flush,
+// on a loss-free network (185 Gap events in the scale suite's 10% restart
+// wave at N=1000).
+//
+// Every sequence some member knew was published before this node became
+// ready predates its caches (nothing is stored before ready). So a node
+// not ready yet asks one member at a time (JOIN of kind JoinMarks) for its
+// stream marks: for each origin's epoch, the sequence up to which the
+// member has every frame or has given it up, and its own last sequence
+// sent. The answer (SYNC of kind SyncMarks, in as many parts as it takes)
+// is kept; the node becomes ready only once one member's answer is whole
+// (or none answered for SuspectAfter, as for JOIN asks). An origin heard
+// of after readiness is then owed what follows its mark, not its whole
+// epoch: frames published around the joiner's start, still in the
+// origin's ring. Marks are taken only before ready and only from
+// validated members; an answer is a lower bound, so a member that knows
+// less costs repair, never a silent miss. In a plaintext mesh a member
+// that lies about marks can hide frames from a joiner, as it could forge
+// them; SECURITY.md says so.
+
+const (
+	joinMarksFirst   = 20 * time.Millisecond // first retry of an unanswered marks request
+	marksFramesPerS  = 4096                  // SyncMarks frames this node answers with per second (burst as much)
+	marksTableMargin = 16                    // marks kept beyond the origin table's cap (maxOrigins)
+)
+
+// markFor is the sequence of origin's epoch up to which this node proved,
+// before it became ready, that frames predate its caches (0: none).
+func (r *receiver) markFor(origin, epoch uint64) uint64 {
+	if m, ok := r.join.marks[origin]; ok && m.Epoch == epoch {
+		r.n.ctr.marksUsed.Add(1)
+		return m.Seq
+	}
+	return 0
+}
+
+// askMarks asks one member of view v for its stream marks while none has
+// answered whole, with backoff, rotating to the next member on each
+// retry; next is lowered to the retry time. r.mu is held.
+func (r *receiver) askMarks(v *destView, now time.Time, next *time.Time) {
+	j := &r.join
+	if j.marksDone || len(v.ids) == 0 {
+		return
+	}
+	a := &j.marksAsk
+	if a.first.IsZero() {
+		a.first = now
+	}
+	if !a.at.IsZero() && now.Sub(a.at) < a.backoff {
+		if t := a.at.Add(a.backoff); t.Before(*next) {
+			*next = t
+		}
+		return
+	}
+	a.at = now
+	a.backoff = min(max(2*a.backoff, joinMarksFirst), joinAskMax)
+	i := j.marksTurn % len(v.ids)
+	j.marksTurn++
+	if v.ids[i] != j.marksFrom {
+		j.marksFrom, j.marksGot, j.marksLeft = v.ids[i], j.marksGot[:0], 0
+	}
+	r.sendJoin(codec.Join{Kind: codec.JoinMarks, Member: v.ids[i]}, v.live[i])
+	n := r.n
+	n.ctr.marksAsksSent.Add(1)
+	if t := now.Add(a.backoff); t.Before(*next) {
+		*next = t
+	}
+}
+
+// marksWait reports whether readiness still waits for a whole marks
+// answer: none has come, the view names members to ask, and they have
+// been asked for less than wait. r.mu is held.
+func (r *receiver) marksWait(v *destView, now time.Time, wait time.Duration, next *time.Time) bool {
+	j := &r.join
+	if j.marksDone || len(v.ids) == 0 {
+		return false
+	}
+	if j.marksAsk.first.IsZero() {
+		return true
+	}
+	end := j.marksAsk.first.Add(wait)
+	if !now.Before(end) {
+		return false // nobody answered for SuspectAfter: ready without marks
+	}
+	if end.Before(*next) {
+		*next = end
+	}
+	return true
+}
+
+// handleMarks takes one part of a member's marks while this node is not
+// ready: each mark is kept (the highest of the newest epoch per origin),
+// and a whole answer from the member last asked lets readiness go on.
+// r.mu is held.
+func (r *receiver) handleMarks(h *codec.Header, payload []byte) {
+	n := r.n
+	s, off, err := codec.ParseSync(payload)
+	if err != nil {
+		n.ctr.drop(DropMalformed)
+		return
+	}
+	j := &r.join
+	if j.everReady {
+		return // a mark proves something only about frames before readiness
+	}
+	if _, ok := n.members.validatedAddr(h.Origin); !ok {
+		n.ctr.drop(DropUnknownMember)
+		return
+	}
+	if j.marks == nil {
+		j.marks = make(map[uint64]codec.TreeEntry)
+	}
+	rest := payload[off:]
+	for i := 0; i < int(h.Count); i++ {
+		e, m, err := codec.ParseTreeEntry(rest)
+		if err != nil {
+			n.ctr.drop(DropMalformed)
+			return
+		}
+		rest = rest[m:]
+		if e.Origin == n.id {
+			continue
+		}
+		cur, ok := j.marks[e.Origin]
+		if !ok && len(j.marks) >= maxOrigins+marksTableMargin {
+			continue // bounded like the origin table; the rest is owed from seq 1
+		}
+		if !ok || e.Epoch > cur.Epoch || (e.Epoch == cur.Epoch && e.Seq > cur.Seq) {
+			j.marks[e.Origin] = e
+		}
+	}
+	if h.Origin != j.marksFrom {
+		return // kept, but only the member last asked completes the answer
+	}
+	if len(j.marksGot) != int(s.Parts) {
+		j.marksGot = append(j.marksGot[:0], make([]bool, s.Parts)...)
+		j.marksLeft = int(s.Parts)
+	}
+	if !j.marksGot[s.Part] {
+		j.marksGot[s.Part] = true
+		j.marksLeft--
+	}
+	if j.marksLeft == 0 {
+		j.marksDone = true
+		j.next = time.Time{} // check readiness at the next tick
+		n.timers.kick()
+	}
+}
+
+// sendMarks answers a marks request from a validated member with this
+// node's marks: its own last sequence sent and, for every member origin,
+// the sequence up to which its stream has every frame or gave it up.
+// Answers share a budget of marksFramesPerS frames per second; one that
+// does not fit is not sent (the asker asks again). r.mu is held.
+func (r *receiver) sendMarks(to netip.AddrPort, now time.Time) {
+	n := r.n
+	out := r.marksOut[:0]
+	n.joins.mu.Lock()
+	own := n.joins.usedTo
+	n.joins.mu.Unlock()
+	if own > 0 {
+		out = append(out, codec.TreeEntry{Origin: n.id, Epoch: n.epoch, Seq: own})
+	}
+	for id, st := range r.origins {
+		if !st.stranger && st.cum() > 0 {
+			out = append(out, codec.TreeEntry{Origin: id, Epoch: st.epoch(), Seq: st.cum()})
+		}
+	}
+	r.marksOut = out
+	per := max(codec.MaxSyncMarks(n.cfg.MaxFrameSize, n.sealing()), 1)
+	parts := max((len(out)+per-1)/per, 1)
+	if !r.marksBudget.takeN(now, float64(parts)) {
+		n.ctr.marksRefused.Add(1)
+		return
+	}
+	for len(r.marksBufs) < parts {
+		r.marksBufs = append(r.marksBufs, make([]byte, 0, n.cfg.MaxFrameSize)) // once per answer size reached
+	}
+	r.marksMsgs = r.marksMsgs[:0]
+	for i := 0; i < parts; i++ {
+		marks := out[min(i*per, len(out)):min((i+1)*per, len(out))]
+		hdr := n.controlHeader(codec.TypeSync)
+		hdr.Count = uint16(len(marks))
+		hdr.PayloadLen = uint16(codec.SyncMarksPayloadLen(len(marks)))
+		b := codec.AppendHeader(r.marksBufs[i][:0], &hdr)
+		b = codec.AppendSync(b, &codec.Sync{Kind: codec.SyncMarks, Part: uint16(i), Parts: uint16(parts)})
+		for k := range marks {
+			b = codec.AppendTreeEntry(b, &marks[k])
+		}
+		b = n.sealFrame(b, &hdr, &r.sc)
+		r.marksBufs[i] = b
+		r.marksMsgs = append(r.marksMsgs, sockopt.Message{Buf: b, Addr: to})
+	}
+	for msgs := r.marksMsgs; len(msgs) > 0; {
+		k := min(len(msgs), n.cfg.BatchSize)
+		n.write(msgs[:k])
+		msgs = msgs[k:]
+	}
+	n.ctr.marksAnswersSent.Add(1)
+}
