@@ -32,9 +32,16 @@ import (
 // epoch: frames published around the joiner's start, still in the
 // origin's ring. Marks are taken only before ready and only from
 // validated members; an answer is a lower bound, so a member that knows
-// less costs repair, never a silent miss. In a plaintext mesh a member
-// that lies about marks can hide frames from a joiner, as it could forge
-// them; SECURITY.md says so.
+// less costs repair, never a silent miss.
+//
+// Marks need a keyring. A mark is a member's word about other origins'
+// streams, and one that lies (a mark past what was published) would make
+// the joiner skip frames it never got: a stale read. In a plaintext mesh
+// any node that owns an address can become a member, so there a node
+// neither asks for marks nor waits for them, and is owed late origins
+// from seq 1 as before (what their rings dropped is a Gap: a flush, never
+// a stale read). A sealing node asks, and takes only authenticated
+// answers: only key holders, trusted insiders, can give marks.
 
 const (
 	joinMarksFirst   = 20 * time.Millisecond // first retry of an unanswered marks request
@@ -57,7 +64,7 @@ func (r *receiver) markFor(origin, epoch uint64) uint64 {
 // retry; next is lowered to the retry time. r.mu is held.
 func (r *receiver) askMarks(v *destView, now time.Time, next *time.Time) {
 	j := &r.join
-	if j.marksDone || len(v.ids) == 0 {
+	if j.marksDone || len(v.ids) == 0 || !r.n.sealing() {
 		return
 	}
 	a := &j.marksAsk
@@ -86,11 +93,12 @@ func (r *receiver) askMarks(v *destView, now time.Time, next *time.Time) {
 }
 
 // marksWait reports whether readiness still waits for a whole marks
-// answer: none has come, the view names members to ask, and they have
-// been asked for less than wait. r.mu is held.
+// answer: the node seals its frames (marks need a keyring), none has
+// come, the view names members to ask, and they have been asked for less
+// than wait. r.mu is held.
 func (r *receiver) marksWait(v *destView, now time.Time, wait time.Duration, next *time.Time) bool {
 	j := &r.join
-	if j.marksDone || len(v.ids) == 0 {
+	if j.marksDone || len(v.ids) == 0 || !r.n.sealing() {
 		return false
 	}
 	if j.marksAsk.first.IsZero() {
@@ -109,12 +117,17 @@ func (r *receiver) marksWait(v *destView, now time.Time, wait time.Duration, nex
 // handleMarks takes one part of a member's marks while this node is not
 // ready: each mark is kept (the highest of the newest epoch per origin),
 // and a whole answer from the member last asked lets readiness go on.
-// r.mu is held.
+// Only an authenticated answer is read (a plaintext one is dropped as
+// DropUnauthenticated, whatever the Auth mode). r.mu is held.
 func (r *receiver) handleMarks(h *codec.Header, payload []byte) {
 	n := r.n
 	s, off, err := codec.ParseSync(payload)
 	if err != nil {
 		n.ctr.drop(DropMalformed)
+		return
+	}
+	if h.Flags&codec.FlagAuth == 0 {
+		n.ctr.drop(DropUnauthenticated)
 		return
 	}
 	j := &r.join
@@ -166,12 +179,15 @@ func (r *receiver) handleMarks(h *codec.Header, payload []byte) {
 }
 
 // sendMarks answers a marks request from a validated member with this
-// node's marks: its own last sequence sent and, for every member origin,
+// node's marks, when it seals its frames: its own last sequence sent and, for every member origin,
 // the sequence up to which its stream has every frame or gave it up.
 // Answers share a budget of marksFramesPerS frames per second; one that
 // does not fit is not sent (the asker asks again). r.mu is held.
 func (r *receiver) sendMarks(to netip.AddrPort, now time.Time) {
 	n := r.n
+	if !n.sealing() {
+		return // a plaintext answer would not be read (handleMarks)
+	}
 	out := r.marksOut[:0]
 	n.joins.mu.Lock()
 	own := n.joins.usedTo

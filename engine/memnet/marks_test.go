@@ -9,18 +9,33 @@ import (
 	"github.com/warpmesh/warpmesh/engine"
 )
 
-// TestJoinerOwesLateOriginOnlyPastMark: a node that becomes ready before
-// it can reach an origin (cut off from it, so the origin is not in its
-// view) and hears of it afterwards is owed only what follows the mark a
-// member gave it while it joined — not the origin's whole epoch, which
-// the origin's ring no longer holds. Before stream marks (engine/marks.go)
-// the joiner expected the epoch from seq 1 and raised a Gap for the
-// frames the ring had dropped.
+// TestJoinerOwesLateOriginOnlyPastMark: in a keyed mesh, a node that
+// becomes ready before it can reach an origin (cut off from it, so the
+// origin is not in its view) and hears of it afterwards is owed only what
+// follows the mark a member gave it while it joined — not the origin's
+// whole epoch, which the origin's ring no longer holds. Before stream
+// marks (engine/marks.go) the joiner expected the epoch from seq 1 and
+// raised a Gap for the frames the ring had dropped; a plaintext mesh
+// still does (marks need a keyring): the Gap flags them, nothing is
+// missed silently.
 func TestJoinerOwesLateOriginOnlyPastMark(t *testing.T) {
+	t.Run("keyed", func(t *testing.T) { lateOriginRun(t, true) })
+	t.Run("plaintext", func(t *testing.T) { lateOriginRun(t, false) })
+}
+
+func lateOriginRun(t *testing.T, keyed bool) {
 	net := newNet(t, 7)
+	var kr *engine.Keyring
+	if keyed {
+		var err error
+		if kr, err = engine.NewKeyring(make([]byte, engine.KeySize)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	opts := func(int) engine.Options {
 		o := churnOptions()
 		o.RetransmitBuffer = 16 << 10 // about a dozen frames: the origin's history is gone
+		o.Keyring = kr
 		return o
 	}
 	nodes := startMesh(t, net, 2, []int{0}, opts)
@@ -44,6 +59,7 @@ func TestJoinerOwesLateOriginOnlyPastMark(t *testing.T) {
 	}
 	o := opts(2)
 	o.Transport, o.AdvertiseAddr, o.Logger = ep, joinerAddr.String(), quietLogger
+	o.Keyring = kr
 	o.Peers = []string{simAddr(0).String()}
 	var gaps atomic.Int64
 	o.OnEvent = func(e engine.Event) {
@@ -57,11 +73,14 @@ func TestJoinerOwesLateOriginOnlyPastMark(t *testing.T) {
 	}
 	t.Cleanup(func() { joiner.Abort() })
 	waitFor(t, 5*time.Second, "the joiner to be ready", joiner.Ready)
-	if s := joiner.Stats(); s.MembersAlive != 1 || s.JoinMarksAsked == 0 {
-		t.Fatalf("at readiness the joiner knows %d members alive (want only the seed) and asked for marks %d times", s.MembersAlive, s.JoinMarksAsked)
+	if s := joiner.Stats(); s.MembersAlive != 1 {
+		t.Fatalf("at readiness the joiner knows %d members alive, want only the seed", s.MembersAlive)
 	}
-	if s := seed.Stats(); s.JoinMarksAnswered == 0 {
-		t.Fatalf("the seed answered no marks request")
+	switch asked, answered := joiner.Stats().JoinMarksAsked, seed.Stats().JoinMarksAnswered; {
+	case keyed && (asked == 0 || answered == 0):
+		t.Fatalf("keyed: the joiner asked for marks %d times, the seed answered %d", asked, answered)
+	case !keyed && (asked != 0 || answered != 0):
+		t.Fatalf("plaintext: the joiner asked for marks %d times, the seed answered %d (marks need a keyring)", asked, answered)
 	}
 
 	// Healed, the joiner meets the origin and its high-water mark, then
@@ -77,6 +96,14 @@ func TestJoinerOwesLateOriginOnlyPastMark(t *testing.T) {
 	publishIndexed(t, origin, keys, keys+1)
 	waitFor(t, 10*time.Second, "the joiner to apply the new key", func() bool { return atJoiner.Load() >= 1 })
 	s := joiner.Stats()
+	if !keyed {
+		// Owed the epoch from seq 1: what the ring dropped is flagged.
+		waitFor(t, 10*time.Second, "a Gap for the frames the origin's ring dropped", func() bool { return gaps.Load() > 0 })
+		if s := joiner.Stats(); s.MarksUsed != 0 || s.FramesLost == 0 {
+			t.Fatalf("plaintext: streams from a mark %d, frames lost %d; want 0 and the dropped history", s.MarksUsed, s.FramesLost)
+		}
+		return
+	}
 	if g := gaps.Load(); g != 0 || s.FramesLost != 0 {
 		t.Fatalf("joiner raised %d Gap events (%d frames lost) for an origin whose frames all predate it", g, s.FramesLost)
 	}
