@@ -288,6 +288,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	f1, b1 := m.traffic()
 	perNodeDgrams := float64(f1-f0) / float64(size) / elapsed
 	perNodeBytes := float64(b1-b0) / float64(size) / elapsed
+	_, quietSus, _ := ev.counts() // suspicion events up to the end of the quiet window
 	t.Logf("N=%d: cold start converged in %v = %.1f periods (%.1f CPU-s); steady membership %.2f datagrams, %.0f B per node per s over %v",
 		size, cold.Round(time.Millisecond), periods(cold), coldCPU.Seconds(), perNodeDgrams, perNodeBytes, window)
 
@@ -488,8 +489,8 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 	t.Logf("N=%d, period %v, %d CPUs, load %s", size, period, runtime.NumCPU(), loadAvg())
 	t.Logf("N=%d: cold start converged in %v = %.1f periods (log2 N = %.1f; %.1f CPU-s, %d suspicions on the way); 10%% restart wave (%d nodes) converged in %v = %.1f periods",
 		size, cold.Round(time.Millisecond), periods(cold), logN, coldCPU.Seconds(), coldSus, wave, restart.Round(time.Millisecond), periods(restart))
-	t.Logf("N=%d: steady membership %.2f datagrams, %.0f B per node per s; from convergence to the end of publishing (%v): false deaths %d, false suspicions %d",
-		size, perNodeDgrams, perNodeBytes, steadyFor.Round(time.Second), d2-dConv, s2-coldSus)
+	t.Logf("N=%d: steady membership %.2f datagrams, %.0f B per node per s; from convergence to the end of publishing (%v): false deaths %d, false suspicion events %d (%d in the settle and quiet windows, %d while publishing; one suspicion is an event at every node it reaches)",
+		size, perNodeDgrams, perNodeBytes, steadyFor.Round(time.Second), d2-dConv, s2-coldSus, quietSus-coldSus, s2-quietSus)
 	t.Logf("N=%d: crash of %d nodes: first suspicion after %.2f periods on average (SWIM: first probe within e/(e-1) = 1.58, plus one period to fail), dead everywhere after %.1f periods; other deaths %d",
 		size, crashed, periods(firstSus), periods(allDead), otherDeaths)
 	t.Logf("N=%d: heap %.1f KiB per node; CPU %.1f ms per node per s over %v",
