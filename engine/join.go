@@ -175,7 +175,8 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // ready when every one has answered — or has left its asks unanswered for
 // SuspectAfter (a killed member others still list until DeadAfter would
 // otherwise keep a new node's caches passing every load through for that
-// long).
+// long) — and, with a keyring, one member has given its stream marks. A
+// keyed node in a mesh above DirectLimit asks for marks only.
 func (r *receiver) joinCheck(now time.Time) {
 	n := r.n
 	r.mu.Lock()
@@ -191,7 +192,15 @@ func (r *receiver) joinCheck(now time.Time) {
 	next := now.Add(joinAskMax)
 	missing := 0
 	wait := n.cfg.SuspectAfter
-	for i, id := range v.ids {
+	// In a keyed mesh above DirectLimit the marks answer alone makes the
+	// node ready (marks.go): a JOIN ask per member would be N frames (and
+	// retries) per joiner, while relay trees send it frames from wherever
+	// their views stand anyway.
+	ids := v.ids
+	if n.sealing() && n.members.swimming() {
+		ids = nil
+	}
+	for i, id := range ids {
 		if st := r.origins[id]; st != nil && st.joined {
 			continue
 		}

@@ -325,6 +325,15 @@ func (n *Node) destinations(v *destView, origin uint64, dst []netip.AddrPort) []
 	}
 }
 
+// writeBatched sends msgs in batches of at most BatchSize (write).
+func (n *Node) writeBatched(msgs []sockopt.Message) {
+	for len(msgs) > 0 {
+		k := min(len(msgs), n.cfg.BatchSize)
+		n.write(msgs[:k])
+		msgs = msgs[k:]
+	}
+}
+
 // write sends a batch and keeps the counters. Errors are counted and
 // logged at a bounded rate; UDP is best effort and loss is repaired above.
 func (n *Node) write(msgs []sockopt.Message) {

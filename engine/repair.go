@@ -369,11 +369,7 @@ func (t *timers) announce(hwm uint64) {
 	for _, d := range t.dests {
 		t.msgs = append(t.msgs, sockopt.Message{Buf: b, Addr: d})
 	}
-	for m := t.msgs; len(m) > 0; {
-		k := min(len(m), n.cfg.BatchSize)
-		n.write(m[:k])
-		m = m[k:]
-	}
+	n.writeBatched(t.msgs)
 	n.ctr.hwmSent.Add(1)
 }
 
