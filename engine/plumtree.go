@@ -44,7 +44,7 @@ import (
 type treeState struct {
 	m       *plumtree.Machine
 	flow    *flowtree.Table // our tree children's progress reports (flow.go)
-	view    *destView // the view the machine's grafts and prunes belong to
+	view    *destView       // the view the machine's grafts and prunes belong to
 	acts    []plumtree.Action
 	entries []codec.TreeEntry
 	graft   [1]codec.TreeEntry
