@@ -7,7 +7,7 @@
 // window to the slowest node of the tree without an acknowledgement from
 // every node (no implosion on the origin).
 //
-// A child whose report has not advanced for Stale while it is behind
+// A child whose report has been behind ours, without advancing, for Stale
 // holds no one back until it reports progress again: a dead or silent
 // subtree costs the origin one bounded wait (the engine's flowMaxWait),
 // not one per flush, as the origin's own waiver does in the direct mesh.
@@ -36,9 +36,13 @@ type Params struct {
 
 // report is one child's latest report.
 type report struct {
-	id  uint64    // the child's member id
-	cum uint64    // every sequence up to cum applied in its subtree
-	at  time.Time // when cum last advanced (or first came)
+	id  uint64 // the child's member id
+	cum uint64 // every sequence up to cum applied in its subtree
+	// behind is when Progress first found cum below our own progress
+	// since cum last advanced (zero: not since). It is not when the
+	// report came: a child idle and caught up for long, whose report is
+	// old, holds us again as soon as we get ahead of it.
+	behind time.Time
 }
 
 type origin struct {
@@ -85,7 +89,7 @@ func (t *Table) Report(originID, epoch, child, cum uint64, now time.Time) bool {
 		c := &o.children[i]
 		if c.id == child {
 			if cum > c.cum {
-				c.cum, c.at = cum, now
+				c.cum, c.behind = cum, time.Time{}
 			}
 			return true
 		}
@@ -94,38 +98,50 @@ func (t *Table) Report(originID, epoch, child, cum uint64, now time.Time) bool {
 		t.refused++
 		return false
 	}
-	o.children = append(o.children, report{id: child, cum: cum, at: now})
+	o.children = append(o.children, report{id: child, cum: cum})
 	return true
 }
 
 // Progress returns what this node reports up for origin's epoch at now:
 // own (its own progress), lowered to the lowest report of a child that is
-// not stale. A report is stale when it is below own and has not advanced
-// for Stale.
+// not stale. A report is stale once it has been below own, without
+// advancing, for Stale (Progress notes when it first finds a report
+// behind). The driver calls it whenever its own progress advanced.
 func (t *Table) Progress(originID, epoch, own uint64, now time.Time) uint64 {
 	o := t.origins[originID]
 	if o == nil || o.epoch != epoch {
 		return own
 	}
 	low := own
-	for _, c := range o.children {
-		if c.cum < low && now.Sub(c.at) < t.p.Stale {
+	for i := range o.children {
+		if c := &o.children[i]; t.holds(c, own, now) && c.cum < low { // holds first: it notes when c fell behind
 			low = c.cum
 		}
 	}
 	return low
 }
 
+// holds reports whether c, behind own, is not stale at now.
+func (t *Table) holds(c *report, own uint64, now time.Time) bool {
+	if c.cum >= own {
+		return false
+	}
+	if c.behind.IsZero() {
+		c.behind = now
+	}
+	return now.Sub(c.behind) < t.p.Stale
+}
+
 // Holding returns how many children hold origin's epoch below own at now
-// (reports neither stale nor caught up): for tests and diagnostics.
+// (reports behind it and not stale): for tests and diagnostics.
 func (t *Table) Holding(originID, epoch, own uint64, now time.Time) int {
 	o := t.origins[originID]
 	if o == nil || o.epoch != epoch {
 		return 0
 	}
 	k := 0
-	for _, c := range o.children {
-		if c.cum < own && now.Sub(c.at) < t.p.Stale {
+	for i := range o.children {
+		if t.holds(&o.children[i], own, now) {
 			k++
 		}
 	}

@@ -59,12 +59,22 @@ func TestTable(t *testing.T) {
 		}},
 		{"stale child behind holds no one back, progress ends it", []step{
 			rep(1, 1, 10, 30, 0, true, 0),
+			prog(1, 1, 40, 0, 30, 0), // behind from here
 			prog(1, 1, 40, 79*ms, 30, 0),
 			prog(1, 1, 40, 80*ms, 40, 0),
 			rep(1, 1, 10, 30, 90*ms, true, 0), // no progress: still stale
 			prog(1, 1, 40, 91*ms, 40, 0),
 			rep(1, 1, 10, 31, 100*ms, true, 0), // progress
 			prog(1, 1, 40, 101*ms, 31, 0),
+			prog(1, 1, 40, 180*ms, 31, 0),
+			prog(1, 1, 40, 181*ms, 40, 0),
+		}},
+		{"an old report holds again once we get ahead of it", []step{
+			rep(1, 1, 10, 40, 0, true, 0),
+			prog(1, 1, 40, time.Hour, 40, 0),
+			prog(1, 1, 50, time.Hour+ms, 40, 0),
+			prog(1, 1, 50, time.Hour+80*ms, 40, 0),
+			prog(1, 1, 50, time.Hour+81*ms, 50, 0),
 		}},
 		{"caught-up child is never stale", []step{
 			rep(1, 1, 10, 40, 0, true, 0),
@@ -119,9 +129,10 @@ func TestTable(t *testing.T) {
 
 func TestHolding(t *testing.T) {
 	tb := New(params())
+	tb.Report(1, 1, 12, 10, t0.Add(-time.Second))
+	tb.Progress(1, 1, 40, t0.Add(-time.Second)) // child 12 behind since: stale at t0
 	tb.Report(1, 1, 10, 30, t0)
 	tb.Report(1, 1, 11, 40, t0)
-	tb.Report(1, 1, 12, 10, t0.Add(-time.Second)) // stale
 	if h := tb.Holding(1, 1, 40, t0); h != 1 {
 		t.Fatalf("Holding = %d, want 1 (one behind, one caught up, one stale)", h)
 	}
@@ -177,5 +188,19 @@ func TestZeroAlloc(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("Report/Progress/Reset allocate %.2f per round", allocs)
+	}
+}
+
+// TestBehindNotedForEveryChild: the time a child fell behind is noted
+// even while another, slower one sets the answer.
+func TestBehindNotedForEveryChild(t *testing.T) {
+	ms := time.Millisecond
+	tb := New(params())
+	tb.Report(1, 1, 10, 30, t0)
+	tb.Report(1, 1, 11, 35, t0)
+	tb.Progress(1, 1, 40, t0) // both behind from t0
+	tb.Report(1, 1, 10, 36, t0.Add(ms))
+	if p := tb.Progress(1, 1, 40, t0.Add(80*ms)); p != 36 {
+		t.Fatalf("Progress = %d, want 36 (child 11 stale, child 10 behind since 80 ms)", p)
 	}
 }
