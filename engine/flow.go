@@ -40,7 +40,13 @@ import (
 // lost, and for DeadAfter every flush, every invalidation the application
 // publishes, would wait the full flowMaxWait). A receiver that is only
 // slow keeps reporting, is held to the window again from its next report,
-// and is waived again only by another timeout. In a tree a relay waives,
+// and is waived again only by another timeout. In a relay tree the
+// origin's waiver of a child of its own also ends once it sends past
+// window·(2^k − 1) frames beyond the wait (k: waits for that child that
+// ran out since its progress; see waive): the child is most often a
+// relay whose subtree is slow to report through its queues, and an
+// exemption until its next report let the origin pour the whole publish
+// ring into that subtree, overflowing it. In a tree a relay also waives,
 // the same way, a child whose report has not advanced for flowStale while
 // it is behind: a silent or dead node deep in the tree costs the origin
 // one wait (its ancestor among the origin's children is waived until the
@@ -56,6 +62,9 @@ const (
 	// reports progress (a live child under load reports every ackEvery
 	// frames).
 	flowStale = 4 * flowMaxWait
+	// flowMaxBackoff caps the doubling of a tree child's exemption
+	// after waits for it ran out (window·(2^16 − 1) frames).
+	flowMaxBackoff = 16
 )
 
 // flowState is the origin's view of its receivers' progress.
@@ -69,8 +78,16 @@ type flowState struct {
 // flowReport is one receiver's last progress report.
 type flowReport struct {
 	cum    uint64 // every sequence up to cum applied
-	waived bool   // a wait for it ran out; it holds no one back until it reports progress
+	waived bool   // direct mesh: a wait for it ran out; it holds no one back until it reports progress
+	// Relay tree: waits for it ran out, backoff of them since its last
+	// progress; it holds no one back while we send no further than until
+	// (see waive).
+	until   uint64
+	backoff uint8
 }
+
+// exempt reports whether r holds no one back from sending through seq.
+func (r flowReport) exempt(seq uint64) bool { return r.waived || seq <= r.until }
 
 func (f *flowState) init() {
 	f.acked = make(map[uint64]flowReport)
@@ -100,15 +117,15 @@ func (f *flowState) forget(member uint64) {
 }
 
 // slowest returns the lowest progress among the members ids (those that
-// bound the window) that have reported and are not waived, and whether
-// any has.
-func (f *flowState) slowest(ids []uint64) (uint64, bool) {
+// bound the window) that have reported and are not waived for sending
+// through seq, and whether any has.
+func (f *flowState) slowest(ids []uint64, seq uint64) (uint64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var low uint64
 	found := false
 	for _, id := range ids {
-		if r, ok := f.acked[id]; ok && !r.waived && (!found || r.cum < low) {
+		if r, ok := f.acked[id]; ok && !r.exempt(seq) && (!found || r.cum < low) {
 			low, found = r.cum, true
 		}
 	}
@@ -116,15 +133,31 @@ func (f *flowState) slowest(ids []uint64) (uint64, bool) {
 }
 
 // waive exempts the members among ids that still hold seq back (their
-// report plus window is short of it) after a wait for them ran out.
-func (f *flowState) waive(ids []uint64, seq, window uint64) {
+// report plus window is short of it) after a wait for them ran out. In a
+// direct mesh the exemption lasts until the member reports progress. In a
+// relay tree, where a report comes through every hop's queue and a child
+// of ours that is slow to report is most often a relay whose subtree is
+// slow rather than a dead member (a relay leaves a silent child out
+// itself: flowtree), it lasts until then or until we send past
+// seq + window·(2^k − 1), k counting the waits for it that ran out since
+// its last progress (the first lets through only the flush that waited):
+// a slow subtree is not then flooded with everything the publish ring
+// holds, and a dead child costs one wait per doubling, not one per flush.
+func (f *flowState) waive(ids []uint64, seq, window uint64, tree bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, id := range ids {
-		if r, ok := f.acked[id]; ok && !r.waived && seq > r.cum+window {
-			r.waived = true
-			f.acked[id] = r
+		r, ok := f.acked[id]
+		if !ok || r.exempt(seq) || seq <= r.cum+window {
+			continue
 		}
+		if tree {
+			r.until = seq + window*(1<<min(r.backoff, flowMaxBackoff)-1)
+			r.backoff++
+		} else {
+			r.waived = true
+		}
+		f.acked[id] = r
 	}
 }
 
@@ -139,14 +172,15 @@ func (s *sender) awaitWindow(v *destView, seq uint64) {
 		return
 	}
 	ids, window := v.ids, uint64(n.cfg.FlowWindow)
-	if len(v.live) > n.cfg.DirectLimit {
+	tree := len(v.live) > n.cfg.DirectLimit
+	if tree {
 		n.flow.kids = ownTreeChildren(v, n.id, n.cfg.Fanout, n.flow.kids[:0])
 		ids = n.flow.kids
 		window += ackEvery * uint64(treeLevels(len(v.live), n.cfg.Fanout))
 	}
 	var deadline time.Time
 	for {
-		low, ok := n.flow.slowest(ids)
+		low, ok := n.flow.slowest(ids, seq)
 		if !ok || seq <= low+window {
 			return
 		}
@@ -157,7 +191,7 @@ func (s *sender) awaitWindow(v *destView, seq uint64) {
 		}
 		if !now.Before(deadline) {
 			n.ctr.flowTimeouts.Add(1)
-			n.flow.waive(ids, seq, window)
+			n.flow.waive(ids, seq, window, tree)
 			return
 		}
 		s.timer.Reset(deadline.Sub(now))
