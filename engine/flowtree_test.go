@@ -290,3 +290,96 @@ func TestOwnTreeChildren(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowTreeWaiver: the exemptions of flowState, direct and tree.
+func TestFlowTreeWaiver(t *testing.T) {
+	var f flowState
+	f.init()
+	ids := []uint64{7}
+	const window = 10
+	held := func(seq uint64) bool {
+		_, ok := f.slowest(ids, seq)
+		return ok
+	}
+	f.report(7, 100)
+	if low, ok := f.slowest(ids, 120); !ok || low != 100 {
+		t.Fatalf("slowest = %d, %v; want 100", low, ok)
+	}
+	for _, step := range []struct {
+		seq       uint64 // a wait for sending through seq ran out
+		freeUntil uint64 // then exempt through here, held after
+	}{{120, 120}, {121, 131}, {132, 162}, {163, 233}} {
+		f.waive(ids, step.seq, window, true)
+		if held(step.seq) || held(step.freeUntil) || !held(step.freeUntil+1) {
+			t.Fatalf("after a wait through %d ran out: held at it %v, at %d %v, at %d %v; want exempt through %d only",
+				step.seq, held(step.seq), step.freeUntil, held(step.freeUntil), step.freeUntil+1, held(step.freeUntil+1), step.freeUntil)
+		}
+	}
+	f.report(7, 101) // progress ends the exemption and its backoff
+	if low, ok := f.slowest(ids, 200); !ok || low != 101 {
+		t.Fatalf("after progress: slowest = %d, %v; want 101", low, ok)
+	}
+	f.waive(ids, 200, window, true)
+	if held(200) || !held(201) {
+		t.Fatal("after progress the backoff did not start over")
+	}
+	// Direct mesh: exempt until progress, however far.
+	f.report(7, 300)
+	f.waive(ids, 320, window, false)
+	if held(1 << 40) {
+		t.Fatal("a direct receiver waived holds the origin back before it reports progress")
+	}
+	f.report(7, 301)
+	if !held(320) {
+		t.Fatal("a direct receiver's progress did not end its waiver")
+	}
+}
+
+// TestAwaitWindowTree: in a relay tree the origin's window bounds its own
+// tree children only, FlowWindow plus ackEvery per tree level beyond
+// their reports, and a child whose waits run out holds it again past
+// the flush that waited.
+func TestAwaitWindowTree(t *testing.T) {
+	o := quietOptions(unicastOptions(7946))
+	o.Transport = newIdleTransport()
+	o.BindAddr = ""
+	o.AdvertiseAddr = "127.0.0.1:7946"
+	o.DirectLimit, o.Fanout, o.FlowWindow = 2, 3, 8
+	n := startNode(t, o)
+	self := n.id
+	v := &destView{}
+	for i := uint64(1); i <= 10; i++ {
+		v.ids = append(v.ids, self+i)
+		v.live = append(v.live, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1))
+	}
+	var s sender
+	if err := s.init(n); err != nil {
+		t.Fatal(err)
+	}
+	window := uint64(8 + ackEvery*treeLevels(len(v.live), 3)) // 11 nodes: 2 levels
+	waits := func(seq uint64) (waited, timedOut bool) {
+		before := n.Stats()
+		s.awaitWindow(v, seq)
+		after := n.Stats()
+		return after.FlowWaits > before.FlowWaits, after.FlowTimeouts > before.FlowTimeouts
+	}
+	n.flow.report(self+5, 1) // not our child: holds nothing
+	if w, _ := waits(100); w {
+		t.Fatal("the origin waited for a member that is not its tree child")
+	}
+	n.flow.report(self+2, 50) // our second child
+	if w, _ := waits(50 + window); w {
+		t.Fatalf("the origin waited within the window (%d frames beyond its child)", window)
+	}
+	for _, step := range []struct{ seq, freeUntil uint64 }{
+		{51 + window, 51 + window},
+		{52 + window, 52 + 2*window},
+	} {
+		if w, to := waits(step.seq); !w || !to {
+			t.Fatalf("through %d, child at 50: waited %v, timed out %v; want both", step.seq, w, to)
+		}
+		if w, _ := waits(step.freeUntil); w {
+			t.Fatalf("waited again through %d, within the waiver", step.freeUntil)
+		}
+	}
+}
