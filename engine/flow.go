@@ -72,7 +72,6 @@ type flowState struct {
 	mu     sync.Mutex
 	acked  map[uint64]flowReport // member id → its progress on our epoch
 	signal chan struct{}         // a report arrived (cap 1)
-	kids   []uint64              // the sender's scratch: our tree children's ids
 }
 
 // flowReport is one receiver's last progress report.
@@ -92,7 +91,6 @@ func (r flowReport) exempt(seq uint64) bool { return r.waived || seq <= r.until 
 func (f *flowState) init() {
 	f.acked = make(map[uint64]flowReport)
 	f.signal = make(chan struct{}, 1)
-	f.kids = make([]uint64, 0, 64) // Fanout is at most 64
 }
 
 // report records a receiver's progress (worker goroutine). Progress ends
@@ -173,9 +171,9 @@ func (s *sender) awaitWindow(v *destView, seq uint64) {
 	}
 	ids, window := v.ids, uint64(n.cfg.FlowWindow)
 	tree := len(v.live) > n.cfg.DirectLimit
+	var kids [64]uint64 // Fanout is at most 64
 	if tree {
-		n.flow.kids = ownTreeChildren(v, n.id, n.cfg.Fanout, n.flow.kids[:0])
-		ids = n.flow.kids
+		ids = ownTreeChildren(v, n.id, n.cfg.Fanout, kids[:0])
 		window += ackEvery * uint64(treeLevels(len(v.live), n.cfg.Fanout))
 	}
 	var deadline time.Time

@@ -371,6 +371,9 @@ func TestAwaitWindowTree(t *testing.T) {
 	if w, _ := waits(50 + window); w {
 		t.Fatalf("the origin waited within the window (%d frames beyond its child)", window)
 	}
+	if a := testing.AllocsPerRun(100, func() { s.awaitWindow(v, 50+window) }); a != 0 {
+		t.Fatalf("awaitWindow in a relay tree allocates %.1f per flush", a)
+	}
 	for _, step := range []struct{ seq, freeUntil uint64 }{
 		{51 + window, 51 + window},
 		{52 + window, 52 + 2*window},
