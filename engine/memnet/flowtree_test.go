@@ -1,6 +1,7 @@
 package memnet_test
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -40,15 +41,18 @@ type slowSubtreeResult struct {
 	nacks           uint64 // NACKs the slow node and its subtree sent
 	retransmits     uint64 // retransmissions they received
 	gaps            int64  // Gap events anywhere
+	relayAcks       uint64 // ACKs the slow node's parent sent (stall: while the slow node was paused)
 }
 
 // flowSlowSubtreeRun: a relay tree of 16 nodes (DirectLimit 8, Fanout 3)
 // in which the node at ring position 4 of the origin's tree (a child of
 // the origin's first child, with three children of its own) reads at a
-// bounded rate from a 256-datagram queue while the origin publishes keys
-// invalidations as fast as it can, with the given FlowWindow (negative:
-// no flow control). Every node must apply every key.
-func flowSlowSubtreeRun(t *testing.T, window, keys int) slowSubtreeResult {
+// bounded rate from a 256-datagram queue — or, with stall, is paused (a
+// frozen process) until every node outside its subtree has applied
+// everything — while the origin publishes keys invalidations as fast as
+// it can, with the given FlowWindow (negative: no flow control). Every
+// node must apply every key.
+func flowSlowSubtreeRun(t *testing.T, window, keys int, stall bool) slowSubtreeResult {
 	t.Helper()
 	const size, fanout = 16, 3
 	n, err := memnet.NewWithConfig(31, memnet.Config{QueueLen: 256})
@@ -117,7 +121,7 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int) slowSubtreeResult {
 		o := slices.Index(sorted, ids[0])
 		return slices.Index(ids, sorted[(o+pos)%size])
 	}
-	slow := at(4)
+	slow, parent := at(4), at(1)
 	subtree := []int{slow, at(13), at(14), at(15)}
 
 	pub := nodes[0]
@@ -132,8 +136,27 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int) slowSubtreeResult {
 		base[i] = node.Stats()
 	}
 	baseEp := eps[slow].Stats()
-	rds[slow].slow.Store(true)
-	publishIndexed(t, pub, warm, keys)
+	var relayAcks uint64
+	if stall {
+		eps[slow].Pause()
+		publishIndexed(t, pub, warm, keys)
+		waitFor(t, 30*time.Second, "every node outside the stalled subtree", func() bool {
+			for r := range nodes[1:] {
+				if slices.Contains(subtree, r+1) {
+					continue
+				}
+				if a, _, _ := cov.account(r, warm, keys); a != keys-warm {
+					return false
+				}
+			}
+			return true
+		})
+		relayAcks = nodes[parent].Stats().AcksSent - base[parent].AcksSent
+		eps[slow].Resume()
+	} else {
+		rds[slow].slow.Store(true)
+		publishIndexed(t, pub, warm, keys)
+	}
 	cov.waitSettled(t, 60*time.Second, warm, keys)
 	rds[slow].slow.Store(false)
 	for r := range nodes[1:] {
@@ -143,18 +166,23 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int) slowSubtreeResult {
 	}
 	ps := pub.Stats()
 	res := slowSubtreeResult{
-		waits:    ps.FlowWaits - base[0].FlowWaits,
-		timeouts: ps.FlowTimeouts - base[0].FlowTimeouts,
-		overflow: eps[slow].Stats().Drops[memnet.DropQueueFull] - baseEp.Drops[memnet.DropQueueFull],
-		gaps:     gaps.Load(),
+		waits:     ps.FlowWaits - base[0].FlowWaits,
+		timeouts:  ps.FlowTimeouts - base[0].FlowTimeouts,
+		overflow:  eps[slow].Stats().Drops[memnet.DropQueueFull] - baseEp.Drops[memnet.DropQueueFull],
+		gaps:      gaps.Load(),
+		relayAcks: relayAcks,
 	}
 	for _, i := range subtree {
 		s := nodes[i].Stats()
 		res.nacks += s.NacksSent - base[i].NacksSent
 		res.retransmits += s.RetransmitsReceived - base[i].RetransmitsReceived
 	}
-	t.Logf("FlowWindow %d, %d keys (%d frames), node at position 4 reading %d datagrams per %v: origin waited %d times (%d ran out); the slow node's queue dropped %d datagrams; its subtree sent %d NACKs, received %d retransmissions; %d Gap events",
-		window, keys-warm, nodes[slow].Stats().DataFrames-base[slow].DataFrames, slowBatch, slowPause, res.waits, res.timeouts, res.overflow, res.nacks, res.retransmits, res.gaps)
+	how := fmt.Sprintf("reading %d datagrams per %v", slowBatch, slowPause)
+	if stall {
+		how = fmt.Sprintf("paused (its parent sent %d ACKs meanwhile)", relayAcks)
+	}
+	t.Logf("FlowWindow %d, %d keys (%d frames), node at position 4 %s: origin waited %d times (%d ran out); the slow node's queue dropped %d datagrams; its subtree sent %d NACKs, received %d retransmissions; %d Gap events",
+		window, keys-warm, nodes[slow].Stats().DataFrames-base[slow].DataFrames, how, res.waits, res.timeouts, res.overflow, res.nacks, res.retransmits, res.gaps)
 	return res
 }
 
@@ -173,14 +201,14 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int) slowSubtreeResult {
 func TestFlowSlowSubtree(t *testing.T) {
 	keys := 100_000
 	if raceEnabled {
-		on := flowSlowSubtreeRun(t, 64, keys)
+		on := flowSlowSubtreeRun(t, 64, keys, false)
 		if on.waits == 0 || on.gaps != 0 {
 			t.Errorf("with flow control: %d waits (want some), %d Gap events (want 0)", on.waits, on.gaps)
 		}
 		return
 	}
-	off := flowSlowSubtreeRun(t, -1, keys)
-	on := flowSlowSubtreeRun(t, 64, keys)
+	off := flowSlowSubtreeRun(t, -1, keys, false)
+	on := flowSlowSubtreeRun(t, 64, keys, false)
 	if off.overflow < 100 || off.nacks == 0 {
 		t.Fatalf("without flow control the slow node's queue dropped %d datagrams and its subtree sent %d NACKs: the test measured nothing", off.overflow, off.nacks)
 	}
@@ -195,5 +223,32 @@ func TestFlowSlowSubtree(t *testing.T) {
 	}
 	if on.gaps != 0 {
 		t.Errorf("%d Gap events with flow control on a loss-free network", on.gaps)
+	}
+}
+
+// TestFlowStalledSubtreeWaived: a node two hops below the origin stops
+// (paused: a frozen process, no reads, no ACKs) while the origin
+// publishes with flow control. Its parent leaves its stale report out
+// after flowStale and goes on reporting its own progress, so the origin
+// is held back by the stall for a few bounded waits only, the rest of the
+// mesh gets everything meanwhile, and the stalled subtree catches up by
+// repair once it resumes.
+func TestFlowStalledSubtreeWaived(t *testing.T) {
+	const keys = 100_000 // ~1400 frames: 12 windows of 112
+	res := flowSlowSubtreeRun(t, 64, keys, true)
+	if res.waits == 0 {
+		t.Errorf("the origin never waited for the stalled subtree")
+	}
+	// Without the parent's waiver its report stays at the stalled node's
+	// last progress: no ACK at all while it is paused, and the origin's
+	// exemption of it only doubles (4-5 timeouts over 12 windows).
+	if res.relayAcks < 10 {
+		t.Errorf("the stalled node's parent sent %d ACKs while it was paused: its stale report held the parent's", res.relayAcks)
+	}
+	if res.timeouts > 6 {
+		t.Errorf("%d waits ran out for a stalled subtree: want a few (until the parent leaves it out)", res.timeouts)
+	}
+	if res.gaps != 0 {
+		t.Errorf("%d Gap events: the stalled subtree's frames were repairable", res.gaps)
 	}
 }
