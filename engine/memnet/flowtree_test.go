@@ -245,7 +245,9 @@ func TestFlowStalledSubtreeWaived(t *testing.T) {
 	if res.relayAcks < 10 {
 		t.Errorf("the stalled node's parent sent %d ACKs while it was paused: its stale report held the parent's", res.relayAcks)
 	}
-	if res.timeouts > 6 {
+	// (Under the race detector every node is slower than one flush per
+	// wait, and most waits run out whatever holds them.)
+	if res.timeouts > 6 && !raceEnabled {
 		t.Errorf("%d waits ran out for a stalled subtree: want a few (until the parent leaves it out)", res.timeouts)
 	}
 	if res.gaps != 0 {
