@@ -114,7 +114,7 @@ func publishOne(t *testing.T, a *Node, applied *atomic.Uint64) {
 
 // acked returns the progress a knows b made on a's stream.
 func acked(a *Node) uint64 {
-	low, _ := a.flow.slowest(a.members.view.Load())
+	low, _ := a.flow.slowest(a.members.view.Load().ids, ^uint64(0))
 	return low
 }
 

@@ -152,9 +152,10 @@ type Options struct {
 	// RetransmitRate bounds retransmitted frames per second. Default 100000.
 	RetransmitRate int
 	// FlowWindow is how many frames an origin may have in flight beyond
-	// its slowest receiver's last acknowledgement (direct meshes only)
-	// before it waits; a wait lasts at most 20 ms, then the frames leave
-	// anyway (counted in Stats.FlowTimeouts). Default: half the frames
+	// its slowest receiver's last acknowledgement (in a relay tree, its
+	// tree children's, each for its subtree, plus 16 frames per tree
+	// level) before it waits; a wait lasts at most 20 ms, then the
+	// frames leave anyway (counted in Stats.FlowTimeouts). Default: half the frames
 	// RecvBuffer holds, at least 64; negative turns flow control off.
 	// A window below about 80 frames makes most waits end by timeout
 	// rather than by an ACK: a flush carries up to 64 frames and

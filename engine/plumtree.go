@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
+	"github.com/warpmesh/warpmesh/engine/internal/flowtree"
 	"github.com/warpmesh/warpmesh/engine/internal/plumtree"
 	"github.com/warpmesh/warpmesh/engine/internal/stream"
 	"github.com/warpmesh/warpmesh/sockopt"
@@ -42,7 +43,8 @@ import (
 // treeState is the receiver's Plumtree driver state.
 type treeState struct {
 	m       *plumtree.Machine
-	view    *destView // the view the machine's grafts and prunes belong to
+	flow    *flowtree.Table // our tree children's progress reports (flow.go)
+	view    *destView       // the view the machine's grafts and prunes belong to
 	acts    []plumtree.Action
 	entries []codec.TreeEntry
 	graft   [1]codec.TreeEntry
@@ -77,7 +79,7 @@ type fedMark struct {
 	at     time.Time
 }
 
-func (t *treeState) init(frameSize int, self uint64) {
+func (t *treeState) init(frameSize int, self uint64, fanout int) {
 	// Lazy peers are taken in turn from a place of this node's own, so
 	// that nodes do not all announce to the same few members first.
 	t.turn = int(self % 65521)
@@ -89,6 +91,11 @@ func (t *treeState) init(frameSize int, self uint64) {
 		MaxOrigins:       treeMaxOrigins,
 		MaxPerRound:      codec.MaxTreeEntries(frameSize, true),
 		Reannounce:       treeReannounce,
+	})
+	t.flow = flowtree.New(flowtree.Params{
+		MaxOrigins:  treeMaxOrigins,
+		MaxChildren: fanout, // only tree children report to us (flow.go)
+		Stale:       flowStale,
 	})
 	t.acts = make([]plumtree.Action, 0, 64)
 	t.entries = make([]codec.TreeEntry, 0, codec.MaxTreeEntries(frameSize, true)) // room for a tag: fits sealed or not
@@ -106,6 +113,7 @@ func (r *receiver) treeView() *destView {
 	}
 	if v != r.tree.view {
 		r.tree.m.Reset()
+		r.tree.flow.Reset(v.ids)
 		r.tree.m.SetGraftTimeout(treeGraftTimeout * time.Duration(1+r.n.treeDepth()))
 		r.tree.view = v
 	}

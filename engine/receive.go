@@ -99,7 +99,7 @@ func (r *receiver) init(n *Node) error {
 	r.dedup = newBloom()
 	r.relay.init(n)
 	r.ring.frameSize = n.cfg.MaxFrameSize
-	r.tree.init(n.cfg.MaxFrameSize, n.id)
+	r.tree.init(n.cfg.MaxFrameSize, n.id, n.cfg.Fanout)
 	r.dests = make([]netip.AddrPort, 0, 64)
 	if n.cfg.Keyring != nil {
 		r.open = &opener{ring: n.cfg.Keyring, cache: make(map[[2]uint64]*openKeys), scratch: make([]byte, 0, codec.MaxFrameSize)}
@@ -359,7 +359,7 @@ func (r *receiver) frame(b []byte, from netip.AddrPort, viaGroup bool, now time.
 		r.announced(st, h.Seq, now)
 		return
 	case codec.TypeAck:
-		r.ack(&h, payload)
+		r.ack(&h, payload, now)
 	case codec.TypeJoin:
 		r.handleJoin(&h, payload, now)
 	case codec.TypeProbe:

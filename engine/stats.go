@@ -32,7 +32,7 @@ const (
 	DropUnvalidated                       // needs a validated address first (a new epoch of a member)
 	DropImplausible                       // packet number out of reach of the member's last one
 	DropForged                            // LEAVE not from the member's validated address
-	DropTreeRefused                       // IHAVE, GRAFT or PRUNE outside a relay tree, about an unknown origin or epoch, or past a table's cap
+	DropTreeRefused                       // IHAVE, GRAFT or PRUNE outside a relay tree, about an unknown origin or epoch, or past a table's cap; an ACK on another origin's stream not from our tree child for it
 	numDropReasons
 )
 
