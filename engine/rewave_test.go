@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -137,42 +136,6 @@ func TestGossipedLeaveChallengesInPlaintext(t *testing.T) {
 		}
 		if _, ch := m.update(&leave, keyed, now); ch.IsValid() {
 			t.Fatalf("keyed %v: the same leave again asked for a challenge to %v", keyed, ch)
-		}
-	}
-}
-
-// TestJoinPushPullAsksAVoucher: the join push-pull goes to a member whose
-// frames vouch (validated by its RESPONSE, or out of its grace), not to
-// one still in its vouched grace, whose table would all wait for
-// challenges; with only such members, to one of them.
-func TestJoinPushPullAsksAVoucher(t *testing.T) {
-	m := capTable()
-	m.cfg.Heartbeat = 100 * time.Millisecond
-	now := time.Now()
-	m.mu.Lock()
-	for i := 2; i <= 9; i++ {
-		if !m.vouchLocked(uint64(i), 1, 0, phantom(i), now) {
-			m.mu.Unlock()
-			t.Fatalf("member %d not vouched for", i)
-		}
-	}
-	m.mu.Unlock()
-	rng := rand.New(rand.NewPCG(1, 2))
-	seen := map[int]bool{}
-	for k := 0; k < 50; k++ {
-		a, ok := m.randomVoucher(rng)
-		if !ok {
-			t.Fatal("no member picked")
-		}
-		seen[int(a.Addr().As4()[3])] = true
-	}
-	if len(seen) < 2 {
-		t.Fatalf("only vouched members: picked %v, want several", seen)
-	}
-	m.validated(5, 1, phantom(5), phantom(5), 1, now) // its own RESPONSE
-	for k := 0; k < 50; k++ {
-		if a, _ := m.randomVoucher(rng); a != phantom(5) {
-			t.Fatalf("picked %v, want the member validated by its RESPONSE, %v", a, phantom(5))
 		}
 	}
 }

@@ -392,6 +392,16 @@ func (m *Machine) Remove(id uint64) {
 // allocate when dst has the room.
 func (m *Machine) Apply(u Update, now time.Time, dst []Action) (Outcome, []Action) {
 	if u.ID == m.self.ID {
+		if u.State == Left && u.Epoch == m.self.Epoch {
+			// Said to have left while running: a member retired this
+			// node for a newcomer said to have taken its address (gossip
+			// that a key holder got wrong, or forged). A higher
+			// incarnation than any held makes the mesh challenge our
+			// address again (Validate), and our RESPONSE brings us back.
+			m.self.Incarnation = max(m.self.Incarnation, u.Incarnation) + 1
+			m.q.push(m.self)
+			return Applied, append(dst, Action{Kind: Refuted, Incarnation: m.self.Incarnation})
+		}
 		if (u.State != Suspect && u.State != Dead) || u.Epoch != m.self.Epoch {
 			return Stale, dst
 		}

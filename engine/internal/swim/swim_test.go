@@ -713,3 +713,34 @@ func TestLeftWhateverIncarnation(t *testing.T) {
 		t.Fatalf("death at a lower incarnation: %v, want stale", o)
 	}
 }
+
+// TestOwnLeaveRefuted: a running node told it left (at any incarnation)
+// raises its incarnation past the news and queues itself alive, so the
+// members that retired it challenge it again; a leave of another epoch
+// is stale.
+func TestOwnLeaveRefuted(t *testing.T) {
+	m := machine(3)
+	m.SetIncarnation(4)
+	if o, _ := m.Apply(Update{ID: 1, Epoch: 0, Incarnation: 9, Addr: addr(1), State: Left}, t0, nil); o != Stale {
+		t.Fatalf("leave of an earlier epoch: %v, want stale", o)
+	}
+	for _, c := range []struct{ inc, want uint64 }{{2, 5}, {7, 8}} {
+		inc, want := c.inc, c.want
+		o, acts := m.Apply(Update{ID: 1, Epoch: 1, Incarnation: inc, Addr: addr(1), State: Left}, t0, nil)
+		ref := kinds(acts, Refuted)
+		if o != Applied || len(ref) != 1 || m.Incarnation() <= inc {
+			t.Fatalf("own leave at %d: %v %v, incarnation %d; want refuted above %d", inc, o, acts, m.Incarnation(), inc)
+		}
+		if ref[0].Incarnation != want {
+			t.Fatalf("own leave at %d: refuted at %d, want %d", inc, ref[0].Incarnation, want)
+		}
+	}
+	ups := m.Take(nil, 64)
+	found := false
+	for _, u := range ups {
+		found = found || (u.ID == 1 && u.State == Alive && u.Incarnation == m.Incarnation())
+	}
+	if !found {
+		t.Fatalf("refutation not queued: %v", ups)
+	}
+}
