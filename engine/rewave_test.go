@@ -139,3 +139,32 @@ func TestGossipedLeaveChallengesInPlaintext(t *testing.T) {
 		}
 	}
 }
+
+// TestRetiredMemberComesBack: a live member retired for a made-up id at
+// its address (a key holder's word) refutes; its higher incarnation makes
+// the table challenge its address, and its RESPONSE brings it back and
+// retires the made-up id.
+func TestRetiredMemberComesBack(t *testing.T) {
+	m, now := swimCapTable(t, true)
+	fake := codec.Update{ID: 99, Epoch: 11, Addr: phantom(3), State: StateAlive, From: 2}
+	m.update(&fake, true, now)
+	if st, _ := m.stateOf(3); st != StateLeft {
+		t.Fatalf("member 3 after the made-up id: %v, want left", st)
+	}
+	refute := codec.Update{ID: 3, Epoch: 10, Incarnation: 1, Addr: phantom(3), State: StateAlive, From: 3}
+	if _, ch := m.update(&refute, true, now); ch != phantom(3) {
+		t.Fatalf("refutation of a retired member: challenge %v, want its address", ch)
+	}
+	if ok, _ := m.validated(3, 10, phantom(3), phantom(3), 2, now); !ok {
+		t.Fatal("its RESPONSE was refused")
+	}
+	if st, _ := m.stateOf(3); st != StateAlive {
+		t.Fatalf("member 3 after its RESPONSE: %v, want alive", st)
+	}
+	if st, _ := m.stateOf(99); st != StateLeft {
+		t.Fatalf("the made-up id after the member's RESPONSE: %v, want left", st)
+	}
+	if a, ok := m.viewMember(3); !ok || a != phantom(3) {
+		t.Fatalf("member 3 not back in the view: %v %v", a, ok)
+	}
+}
