@@ -23,8 +23,15 @@ import (
 // where the mesh stands — how many (observer, old id) pairs still list
 // the crashed incarnation alive or suspect, how many (observer, new id)
 // pairs know the newcomer alive, how many newcomers know everyone, how
-// many are ready — and when each reached its end. It asserts only that
-// the wave converges within WARPMESH_SCALE_CONVERGE (default 3m).
+// many are ready — and when each reached its end, with the suspicions
+// and deaths of the wave by whom they are about. WARPMESH_REWAVE_PUBLISH=1
+// publishes first as TestScale does (1 origin, then 10, 10k keys each,
+// at most 30 s per phase), so the wave starts in the suspicion storm
+// that publishing leaves on a loaded host, as TestScale's does. It
+// asserts only that the wave converges within WARPMESH_SCALE_CONVERGE
+// (default 3m). Unlike TestScale's converge, which counts members alive,
+// it names them: a node still listing a crashed id alive hides there a
+// newcomer it does not know.
 func TestRestartWaveTimeline(t *testing.T) {
 	size, err := strconv.Atoi(os.Getenv("WARPMESH_REWAVE"))
 	if err != nil || size < 40 {
