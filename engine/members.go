@@ -394,7 +394,7 @@ func (m *membership) validatedLocked(id, epoch uint64, addr, src netip.AddrPort,
 	} else if epoch > e.Epoch {
 		e.Epoch, e.Incarnation = epoch, 0
 	}
-	m.replaceAddrLocked(id, addr, now)
+	reused := m.replaceAddrLocked(id, addr, now)
 	if m.validAt[e.Addr] == id {
 		delete(m.validAt, e.Addr)
 	}
@@ -404,6 +404,9 @@ func (m *membership) validatedLocked(id, epoch uint64, addr, src netip.AddrPort,
 	e.State, e.stateSince = StateAlive, now
 	if m.swim != nil {
 		m.swim.Add(entrySwim(e), now)
+		if reused {
+			m.swim.Announce(id) // every node holding the former id there needs this
+		}
 	}
 	if !wasLive {
 		m.events.push(Event{Type: EventJoin, Member: e.Member})
@@ -432,13 +435,19 @@ func (m *membership) evictGoneLocked() bool {
 
 // replaceAddrLocked retires any other validated member at addr: two live
 // nodes cannot share one address, so the older one was restarted with a
-// new id. Only a validated newcomer retires anyone.
-func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.Time) {
+// new id. Only a validated newcomer retires anyone. It reports whether
+// another validated member (live or not) held addr: id's news then
+// replaces that member's at every node that still lists it there.
+func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.Time) (reused bool) {
 	oid, ok := m.validAt[addr]
 	if !ok || oid == id {
-		return
+		return false
 	}
-	if o := m.members[oid]; o != nil && o.Addr == addr && (o.State == StateAlive || o.State == StateSuspect) {
+	o := m.members[oid]
+	if o == nil || o.Addr != addr {
+		return false
+	}
+	if o.State == StateAlive || o.State == StateSuspect {
 		o.State, o.stateSince = StateLeft, now
 		m.syncLocked(o)
 		m.events.push(Event{Type: EventLeave, Member: o.Member})
@@ -446,6 +455,7 @@ func (m *membership) replaceAddrLocked(id uint64, addr netip.AddrPort, now time.
 			m.swim.Leave(o.ID, o.Epoch, nil) // and the probes stop asking for it there
 		}
 	}
+	return true
 }
 
 // vouches reports whether the members h's frame names may be vouched for
@@ -480,9 +490,18 @@ func (m *membership) vouchLocked(id, epoch, inc uint64, addr netip.AddrPort, now
 		return false // our own address: a former self others still list (a restart with a new id)
 	}
 	if o, ok := m.validAt[addr]; ok {
-		if e := m.members[o]; e != nil && (e.State == StateAlive || e.State == StateSuspect) {
-			return false // a live member is there: only a RESPONSE from there proves a newcomer took it
+		if e := m.members[o]; e != nil && (e.State == StateAlive || e.State == StateSuspect) && epoch <= e.Epoch {
+			// A live member is there and the newcomer did not boot after
+			// it: stale news (a former self of the member gossiped late),
+			// or clocks that disagree. Only a RESPONSE from there proves
+			// a newcomer took the address.
+			return false
 		}
+		// A live member is there, but the newcomer booted after it (an
+		// epoch is the boot time): one socket answers at an address, so
+		// the member restarted with a new id there, and a key holder
+		// validated the newcomer there. validatedLocked retires the old
+		// id (replaceAddrLocked) and spreads that.
 	}
 	if ok, _ := m.validatedLocked(id, epoch, addr, addr, 0, now); !ok {
 		return false

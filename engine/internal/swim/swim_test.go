@@ -651,3 +651,96 @@ func TestPushPullMaxCapsSteadyInterval(t *testing.T) {
 		t.Fatalf("no cap: interval %v, want %v", got, 1000*c.PushPullPer)
 	}
 }
+
+// TestAnnouncePastQueueCap: news that a member took another's address is
+// queued whatever the queue holds; a member not held, or not alive, is
+// not announced.
+func TestAnnouncePastQueueCap(t *testing.T) {
+	c := cfg
+	c.QueueCap = 2
+	m := New(c, Update{ID: 1, Epoch: 1, Addr: addr(1)}, 7)
+	for i := 2; i <= 6; i++ {
+		m.Add(Update{ID: uint64(i), Epoch: 1, Addr: addr(i)}, t0)
+	}
+	if m.Queued() != 2 {
+		t.Fatalf("queued %d, want the cap, 2", m.Queued())
+	}
+	m.Announce(6)
+	if m.Queued() != 3 {
+		t.Fatalf("announced member not queued past the cap: %d queued", m.Queued())
+	}
+	ups := m.Take(nil, 10)
+	found := false
+	for _, u := range ups {
+		found = found || (u.ID == 6 && u.State == Alive)
+	}
+	if !found {
+		t.Fatalf("the announcement is not in the next frame: %v", ups)
+	}
+	m.Announce(77) // not held
+	m.Apply(Update{ID: 5, Epoch: 1, State: Dead}, t0, nil)
+	q := m.Queued()
+	m.Announce(5) // dead here
+	if m.Queued() != q {
+		t.Fatalf("announcing a dead member queued news: %d, want %d", m.Queued(), q)
+	}
+}
+
+// TestLeftWhateverIncarnation: a leave is final for its epoch, so it is
+// taken at a lower incarnation than the one held (a refutation the
+// retiring node never heard of); a leave of another epoch is not.
+func TestLeftWhateverIncarnation(t *testing.T) {
+	m := machine(3)
+	if o, _ := m.Apply(Update{ID: 2, Epoch: 1, Incarnation: 5, Addr: addr(2), State: Alive}, t0, nil); o != Applied {
+		t.Fatalf("refutation at incarnation 5: %v", o)
+	}
+	if o, _ := m.Apply(Update{ID: 2, Epoch: 0, Incarnation: 9, Addr: addr(2), State: Left}, t0, nil); o != Stale {
+		t.Fatalf("leave of an earlier epoch: %v, want stale", o)
+	}
+	o, acts := m.Apply(Update{ID: 2, Epoch: 1, Incarnation: 2, Addr: addr(2), State: Left}, t0, nil)
+	if o != Applied || len(kinds(acts, Changed)) != 1 {
+		t.Fatalf("leave at a lower incarnation: %v %v, want applied and changed", o, acts)
+	}
+	if u, _ := m.Get(2); u.State != Left || u.Incarnation != 5 {
+		t.Fatalf("member 2 after the leave: %v at %d, want left at 5", u.State, u.Incarnation)
+	}
+	if o, _ := m.Apply(Update{ID: 2, Epoch: 1, Incarnation: 9, Addr: addr(2), State: Left}, t0, nil); o != Stale {
+		t.Fatalf("a second leave: %v, want stale", o)
+	}
+	// A death still needs the incarnation held.
+	m.Apply(Update{ID: 3, Epoch: 1, Incarnation: 4, Addr: addr(3), State: Alive}, t0, nil)
+	if o, _ := m.Apply(Update{ID: 3, Epoch: 1, Incarnation: 3, Addr: addr(3), State: Dead}, t0, nil); o != Stale {
+		t.Fatalf("death at a lower incarnation: %v, want stale", o)
+	}
+}
+
+// TestOwnLeaveRefuted: a running node told it left (at any incarnation)
+// raises its incarnation past the news and queues itself alive, so the
+// members that retired it challenge it again; a leave of another epoch
+// is stale.
+func TestOwnLeaveRefuted(t *testing.T) {
+	m := machine(3)
+	m.SetIncarnation(4)
+	if o, _ := m.Apply(Update{ID: 1, Epoch: 0, Incarnation: 9, Addr: addr(1), State: Left}, t0, nil); o != Stale {
+		t.Fatalf("leave of an earlier epoch: %v, want stale", o)
+	}
+	for _, c := range []struct{ inc, want uint64 }{{2, 5}, {7, 8}} {
+		inc, want := c.inc, c.want
+		o, acts := m.Apply(Update{ID: 1, Epoch: 1, Incarnation: inc, Addr: addr(1), State: Left}, t0, nil)
+		ref := kinds(acts, Refuted)
+		if o != Applied || len(ref) != 1 || m.Incarnation() <= inc {
+			t.Fatalf("own leave at %d: %v %v, incarnation %d; want refuted above %d", inc, o, acts, m.Incarnation(), inc)
+		}
+		if ref[0].Incarnation != want {
+			t.Fatalf("own leave at %d: refuted at %d, want %d", inc, ref[0].Incarnation, want)
+		}
+	}
+	ups := m.Take(nil, 64)
+	found := false
+	for _, u := range ups {
+		found = found || (u.ID == 1 && u.State == Alive && u.Incarnation == m.Incarnation())
+	}
+	if !found {
+		t.Fatalf("refutation not queued: %v", ups)
+	}
+}
