@@ -188,8 +188,8 @@ func (m *scaleMesh) start(i int) *engine.Node {
 	return node
 }
 
-// converge waits until every running node sees every other alive and is
-// ready, and returns how long that took.
+// converge waits until every running node sees every other alive (by id)
+// and is ready, and returns how long that took.
 func (m *scaleMesh) converge(what string, limit time.Duration) time.Duration {
 	m.t.Helper()
 	start := time.Now()
@@ -205,7 +205,7 @@ func (m *scaleMesh) converge(what string, limit time.Duration) time.Duration {
 			}
 			asks, answers, frames = asks+s.JoinAsksSent, answers+s.JoinAnswersSent, frames+s.FramesSent
 		}
-		if lo == len(m.nodes)-1 && ready == len(m.nodes) {
+		if lo == len(m.nodes)-1 && ready == len(m.nodes) && m.knowEachOther() {
 			return time.Since(start)
 		}
 		if time.Since(lastLog) > 10*time.Second {
@@ -231,6 +231,28 @@ func (m *scaleMesh) converge(what string, limit time.Duration) time.Duration {
 		// than the mesh it watches.
 		time.Sleep(max(m.period/4, 10*time.Millisecond))
 	}
+}
+
+// knowEachOther reports whether every running node lists every other by
+// id as alive: a count of alive members alone would let a crashed id a
+// node still lists alive stand in for a newcomer it does not know yet.
+func (m *scaleMesh) knowEachOther() bool {
+	ids := make(map[uint64]bool, len(m.nodes))
+	for _, node := range m.nodes {
+		ids[node.ID()] = true
+	}
+	for _, node := range m.nodes {
+		known := 0
+		for _, mb := range node.Members() {
+			if mb.State == engine.StateAlive && ids[mb.ID] {
+				known++
+			}
+		}
+		if known != len(m.nodes)-1 {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *scaleMesh) traffic() (frames, bytes uint64) {
