@@ -110,8 +110,11 @@ func lateOriginRun(t *testing.T, keyed bool) {
 	if s.MarksUsed == 0 {
 		t.Fatalf("the origin's stream did not start from the seed's mark")
 	}
-	if s.GapsDetected != 0 {
-		t.Fatalf("joiner noticed %d of the origin's sequences missing: it owed none (every frame predates it)", s.GapsDetected)
+	// Only the new key's frame may be noticed missing (its high-water
+	// mark, on a control frame, can overtake it); without the mark the
+	// joiner noticed the origin's whole history (~300 frames).
+	if s.GapsDetected > 1 {
+		t.Fatalf("joiner noticed %d of the origin's sequences missing: it owed at most the new key's frame", s.GapsDetected)
 	}
 	t.Logf("joiner: marks asked %d, streams from a mark %d, gaps detected %d (repaired %d), keys applied %d", s.JoinMarksAsked, s.MarksUsed, s.GapsDetected, s.GapsRepaired, atJoiner.Load())
 }
