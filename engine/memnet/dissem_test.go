@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"os"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -67,14 +66,7 @@ func TestTreeOriginsDiag(t *testing.T) {
 	})
 	start := time.Now()
 	waitMesh(t, 300*time.Second, nodes)
-	waitFor(t, 60*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 60*time.Second, nodes)
 	t.Logf("N=%d converged in %v", size, time.Since(start).Round(time.Millisecond))
 	time.Sleep(3 * hb) // settling, not synchronisation
 	got := make([]atomic.Int64, size)
@@ -233,27 +225,11 @@ func TestTreeStalledRelay(t *testing.T) {
 		t.Cleanup(func() { node.Abort() })
 	}
 	waitMesh(t, 60*time.Second, nodes)
-	waitFor(t, 20*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 20*time.Second, nodes)
 	// The origin's tree as every node computes it (engine/fanout.go): ids
 	// on a ring from the origin, position p relays to p*F+1 … p*F+F. The
 	// relay at position 1 has children 4-6, and they 13-21.
-	ids := make([]uint64, size)
-	for i, node := range nodes {
-		ids[i] = node.ID()
-	}
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	at := func(pos int) int {
-		o := slices.Index(sorted, ids[0])
-		return slices.Index(ids, sorted[(o+pos)%size])
-	}
+	at := treeAt(nodes)
 	relay := at(1)
 	subtree := []int{relay}
 	for p := fanout + 1; p <= 2*fanout; p++ {

@@ -102,25 +102,9 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int, stall bool) slowSubtreeR
 		t.Cleanup(func() { node.Abort() })
 	}
 	waitMesh(t, 60*time.Second, nodes)
-	waitFor(t, 20*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 20*time.Second, nodes)
 	// The origin's tree as every node computes it (engine/fanout.go).
-	ids := make([]uint64, size)
-	for i, node := range nodes {
-		ids[i] = node.ID()
-	}
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	at := func(pos int) int {
-		o := slices.Index(sorted, ids[0])
-		return slices.Index(ids, sorted[(o+pos)%size])
-	}
+	at := treeAt(nodes)
 	slow, parent := at(4), at(1)
 	subtree := []int{slow, at(13), at(14), at(15)}
 

@@ -1,7 +1,6 @@
 package memnet_test
 
 import (
-	"slices"
 	"testing"
 	"time"
 
@@ -155,26 +154,10 @@ func TestTreeGraftsAroundSilentLink(t *testing.T) {
 		}
 	})
 	waitMesh(t, 60*time.Second, nodes)
-	waitFor(t, 20*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 20*time.Second, nodes)
 	// The origin's tree as every node computes it (engine/fanout.go): ids
 	// on a ring from the origin, position p relays to p*F+1 … p*F+F.
-	ids := make([]uint64, size)
-	for i, node := range nodes {
-		ids[i] = node.ID()
-	}
-	sorted := slices.Clone(ids)
-	slices.Sort(sorted)
-	at := func(pos int) int { // node index at ring position pos
-		o := slices.Index(sorted, ids[0])
-		return slices.Index(ids, sorted[(o+pos)%size])
-	}
+	at := treeAt(nodes) // node index at ring position pos
 	parent, child := at(1), at(fanout+1)
 	if err := n.SetLoss(simAddr(parent), simAddr(child), 1); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +75,34 @@ func waitMesh(t testing.TB, d time.Duration, nodes []*engine.Node) {
 		}
 		return true
 	})
+}
+
+// waitReady waits until every node is Ready.
+func waitReady(t testing.TB, d time.Duration, nodes []*engine.Node) {
+	t.Helper()
+	waitFor(t, d, "every node ready", func() bool {
+		for _, node := range nodes {
+			if !node.Ready() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// treeAt returns, for the relay tree of nodes[0]'s stream as every node
+// computes it (engine/fanout.go: ids on a ring from the origin, position
+// p relays to p*F+1 … p*F+F), the index in nodes of the node at a ring
+// position.
+func treeAt(nodes []*engine.Node) func(pos int) int {
+	ids := make([]uint64, len(nodes))
+	for i, node := range nodes {
+		ids[i] = node.ID()
+	}
+	sorted := slices.Clone(ids)
+	slices.Sort(sorted)
+	o := slices.Index(sorted, ids[0])
+	return func(pos int) int { return slices.Index(ids, sorted[(o+pos)%len(ids)]) }
 }
 
 // publishIndexed invalidates the 8-byte big-endian keys from..to-1.

@@ -32,14 +32,7 @@ func TestTreeRepairUnderLoss(t *testing.T) {
 		}
 	})
 	waitMesh(t, 20*time.Second, nodes)
-	waitFor(t, 10*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 10*time.Second, nodes)
 	if err := n.SetDefaultLink(memnet.Link{Loss: 0.02}); err != nil {
 		t.Fatal(err)
 	}

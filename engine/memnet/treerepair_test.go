@@ -34,14 +34,7 @@ func treeLossRun(t *testing.T, size, keys int, loss float64, seed int64, hb time
 		}
 	})
 	waitMesh(t, 180*time.Second, nodes)
-	waitFor(t, 20*time.Second, "every node ready", func() bool {
-		for _, node := range nodes {
-			if !node.Ready() {
-				return false
-			}
-		}
-		return true
-	})
+	waitReady(t, 20*time.Second, nodes)
 	if err := n.SetDefaultLink(memnet.Link{Loss: loss}); err != nil {
 		t.Fatal(err)
 	}
