@@ -255,6 +255,24 @@ func (m *scaleMesh) knowEachOther() bool {
 	return true
 }
 
+// publishFrom starts, for each origin (an index in m.nodes), a goroutine
+// that publishes keys 16-byte keys (the origin's rank, then j) and stops
+// early only if the node closes.
+func (m *scaleMesh) publishFrom(origins []int, keys int) {
+	for k, o := range origins {
+		go func() {
+			key := make([]byte, 16)
+			binary.BigEndian.PutUint64(key, uint64(k))
+			for j := 0; j < keys; j++ {
+				binary.BigEndian.PutUint64(key[8:], uint64(j))
+				if err := m.nodes[o].Publish(context.Background(), key, false); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
 func (m *scaleMesh) traffic() (frames, bytes uint64) {
 	for _, node := range m.nodes {
 		s := node.Stats()
@@ -337,18 +355,7 @@ func scaleRun(t *testing.T, size int, period time.Duration) {
 			got[i].Store(0)
 		}
 		t0 := time.Now()
-		for k, o := range origins {
-			go func() {
-				key := make([]byte, 16)
-				binary.BigEndian.PutUint64(key, uint64(k))
-				for j := 0; j < keys; j++ {
-					binary.BigEndian.PutUint64(key[8:], uint64(j))
-					if err := m.nodes[o].Publish(context.Background(), key, false); err != nil {
-						return
-					}
-				}
-			}()
-		}
+		m.publishFrom(origins, keys)
 		want := func(i int) int64 {
 			w := int64(len(origins) * keys)
 			for _, o := range origins {
