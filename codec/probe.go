@@ -260,13 +260,3 @@ func SyncPayloadLen(count int) int { return SyncFixedLen + count*DigestEntryLen 
 // SyncMarksPayloadLen is the payload length of a SyncMarks SYNC with
 // count tree entries.
 func SyncMarksPayloadLen(count int) int { return SyncFixedLen + count*TreeEntryLen }
-
-// MaxSyncMarks returns how many marks a SyncMarks frame holds within a
-// frameSize budget (with a tag reserved when auth is set).
-func MaxSyncMarks(frameSize int, auth bool) int {
-	room := min(frameSize, MaxFrameSize) - HeaderLen - SyncFixedLen
-	if auth {
-		room -= TagLen
-	}
-	return max(room/TreeEntryLen, 0)
-}

@@ -181,9 +181,6 @@ func TestSyncMarks(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
-	if per := MaxSyncMarks(1400, true); per != (1400-HeaderLen-SyncFixedLen-TagLen)/TreeEntryLen || per < 50 {
-		t.Errorf("MaxSyncMarks(1400, auth) = %d", per)
-	}
 }
 
 // digestFrame is a SyncDigest SYNC frame summarising a table.

@@ -130,7 +130,6 @@ type readiness struct {
 	marksTurn int                        // rotates the member asked
 	marksFrom uint64                     // the member last asked: its answer completes the wait
 	marksGot  []bool                     // parts of its answer received
-	marksLeft int                        // parts still missing
 	marksDone bool                       // a whole answer arrived
 }
 
@@ -139,6 +138,31 @@ type readiness struct {
 type joinAsk struct {
 	first, at time.Time
 	backoff   time.Duration
+}
+
+// waiting reports whether the last ask is not due for a retry at now,
+// lowering next to when it is.
+func (a *joinAsk) waiting(now time.Time, next *time.Time) bool {
+	if now.Sub(a.at) < a.backoff {
+		sooner(next, a.at.Add(a.backoff))
+		return true
+	}
+	return false
+}
+
+// sent records an ask sent at now: the backoff doubles from first up to
+// joinAskMax, and next is lowered to the retry.
+func (a *joinAsk) sent(now time.Time, first time.Duration, next *time.Time) {
+	a.at = now
+	a.backoff = min(max(2*a.backoff, first), joinAskMax)
+	sooner(next, now.Add(a.backoff))
+}
+
+// sooner lowers *next to t if t is earlier.
+func sooner(next *time.Time, t time.Time) {
+	if t.Before(*next) {
+		*next = t
+	}
 }
 
 // Ready reports whether the node is coherent with the mesh: every live
@@ -216,37 +240,22 @@ func (r *receiver) joinCheck(now time.Time) {
 		}
 		missing++
 		if asked {
-			if t := a.first.Add(wait); t.Before(next) {
-				next = t
+			sooner(&next, a.first.Add(wait))
+			if a.waiting(now, &next) {
+				continue
 			}
+		} else {
+			a.first = now
+			sooner(&next, now.Add(wait))
 		}
-		last, bo := a.at, a.backoff
-		if asked && now.Sub(last) < bo {
-			if t := last.Add(bo); t.Before(next) {
-				next = t
-			}
-			continue
-		}
-		bo = min(max(2*bo, joinAskFirst), joinAskMax)
-		first := a.first
-		if !asked {
-			first = now
-			if t := now.Add(wait); t.Before(next) {
-				next = t
-			}
-		}
-		r.join.asked[id] = joinAsk{first: first, at: now, backoff: bo}
-		if t := now.Add(bo); t.Before(next) {
-			next = t
-		}
+		a.sent(now, joinAskFirst, &next)
+		r.join.asked[id] = a
 		r.sendJoin(codec.Join{Kind: codec.JoinAsk, Member: id}, v.live[i])
 		n.ctr.joinAsksSent.Add(1)
 	}
 	grace := min(max(n.cfg.Heartbeat, readyGraceLo), readyGraceHi)
 	if len(v.ids) == 0 {
-		if t := r.born.Add(grace); t.Before(next) {
-			next = t
-		}
+		sooner(&next, r.born.Add(grace))
 	}
 	r.askMarks(v, now, &next)
 	wait4marks := r.marksWait(v, now, wait, &next)

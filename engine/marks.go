@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/warpmesh/warpmesh/codec"
@@ -82,25 +83,17 @@ func (r *receiver) askMarks(v *destView, now time.Time, next *time.Time) {
 	if a.first.IsZero() {
 		a.first = now
 	}
-	if !a.at.IsZero() && now.Sub(a.at) < a.backoff {
-		if t := a.at.Add(a.backoff); t.Before(*next) {
-			*next = t
-		}
+	if a.waiting(now, next) {
 		return
 	}
-	a.at = now
-	a.backoff = min(max(2*a.backoff, joinMarksFirst), joinAskMax)
+	a.sent(now, joinMarksFirst, next)
 	i := j.marksTurn % len(v.ids)
 	j.marksTurn++
 	if v.ids[i] != j.marksFrom {
-		j.marksFrom, j.marksGot, j.marksLeft = v.ids[i], j.marksGot[:0], 0
+		j.marksFrom, j.marksGot = v.ids[i], j.marksGot[:0]
 	}
 	r.sendJoin(codec.Join{Kind: codec.JoinMarks, Member: v.ids[i]}, v.live[i])
-	n := r.n
-	n.ctr.marksAsksSent.Add(1)
-	if t := now.Add(a.backoff); t.Before(*next) {
-		*next = t
-	}
+	r.n.ctr.marksAsksSent.Add(1)
 }
 
 // marksWait reports whether readiness still waits for a whole marks
@@ -119,9 +112,7 @@ func (r *receiver) marksWait(v *destView, now time.Time, wait time.Duration, nex
 	if !now.Before(end) {
 		return false // nobody answered for SuspectAfter: ready without marks
 	}
-	if end.Before(*next) {
-		*next = end
-	}
+	sooner(next, end)
 	return true
 }
 
@@ -176,13 +167,9 @@ func (r *receiver) handleMarks(h *codec.Header, payload []byte) {
 	}
 	if len(j.marksGot) != int(s.Parts) {
 		j.marksGot = append(j.marksGot[:0], make([]bool, s.Parts)...)
-		j.marksLeft = int(s.Parts)
 	}
-	if !j.marksGot[s.Part] {
-		j.marksGot[s.Part] = true
-		j.marksLeft--
-	}
-	if j.marksLeft == 0 {
+	j.marksGot[s.Part] = true
+	if !slices.Contains(j.marksGot, false) {
 		j.marksDone = true
 		j.next = time.Time{} // check readiness at the next tick
 		n.timers.kick()
@@ -212,7 +199,7 @@ func (r *receiver) sendMarks(to netip.AddrPort, now time.Time) {
 		}
 	}
 	r.marksOut = out
-	per := max(codec.MaxSyncMarks(n.cfg.MaxFrameSize, n.sealing()), 1)
+	per := n.syncPer(codec.TreeEntryLen)
 	if parts := max((len(out)+per-1)/per, 1); !r.marksBudget.takeN(now, float64(parts)) {
 		n.ctr.marksRefused.Add(1)
 		return

@@ -292,17 +292,13 @@ func (n *Node) shutdown(graceful bool) error {
 		}
 		n.pub.Close()
 		n.senderWG.Wait()
-		if graceful {
-			n.hb.sendLeave()
-		}
 		n.cancel()
 		if graceful {
-			// Once more as this node's last control frame: a member takes a
+			// The LEAVE is this node's last control frame: a member takes a
 			// LEAVE only if it is newer than every packet it has had from
 			// us, and a frame the timer loops or the receive worker numbered
-			// after the first LEAVE may have been written before it. With
-			// the loops stopped and the worker held, nothing follows this
-			// one.
+			// after it could be written before it. With the loops stopped
+			// and the worker held, nothing follows it.
 			n.tickWG.Wait()
 			n.rx.mu.Lock()
 			n.hb.sendLeave()

@@ -275,32 +275,12 @@ func (p *prober) sendSyncLocked(kind codec.SyncKind, to netip.AddrPort) {
 	n := p.n
 	p.digest = append(p.digest[:0], codec.DigestEntry{ID: n.id, Epoch: n.epoch, Incarnation: n.inc.Load(), Addr: n.cfg.advertise, State: StateAlive})
 	p.digest = n.members.syncEntries(p.digest)
-	per := (n.cfg.MaxFrameSize - codec.HeaderLen - codec.SyncFixedLen - codec.TagLen) / codec.DigestEntryLen
-	parts := (len(p.digest) + per - 1) / per
-	for len(p.frames) < parts {
-		p.frames = append(p.frames, make([]byte, 0, n.cfg.MaxFrameSize)) // once per table size reached
-	}
-	p.msgs = p.msgs[:0]
-	for i := 0; i < parts; i++ {
-		entries := p.digest[i*per : min((i+1)*per, len(p.digest))]
-		hdr := n.controlHeader(codec.TypeSync)
-		hdr.Count = uint16(len(entries))
-		hdr.PayloadLen = uint16(codec.SyncPayloadLen(len(entries)))
-		b := codec.AppendHeader(p.frames[i][:0], &hdr)
-		b = codec.AppendSync(b, &codec.Sync{Kind: kind, Part: uint16(i), Parts: uint16(parts)})
-		for j := range entries {
-			b = codec.AppendDigestEntry(b, &entries[j])
-		}
-		b = n.sealFrame(b, &hdr, &p.sc)
-		p.frames[i] = b
-		p.msgs = append(p.msgs, sockopt.Message{Buf: b, Addr: to})
-	}
-	for msgs := p.msgs; len(msgs) > 0; {
-		k := min(len(msgs), n.cfg.BatchSize)
-		n.write(msgs[:k])
-		msgs = msgs[k:]
-	}
+	p.msgs = n.syncParts(kind, len(p.digest), codec.DigestEntryLen, p.putDigest, &p.frames, p.msgs, &p.sc, to)
+	n.writeBatched(p.msgs)
 }
+
+// putDigest appends the table's entry i (syncParts).
+func (p *prober) putDigest(b []byte, i int) []byte { return codec.AppendDigestEntry(b, &p.digest[i]) }
 
 // tableSum summarises the live part of what sendSyncLocked would send
 // (this node's entry and every validated member alive or suspect),

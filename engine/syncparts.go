@@ -7,6 +7,12 @@ import (
 	"github.com/warpmesh/warpmesh/sockopt"
 )
 
+// syncPer is how many entries of entryLen bytes one SYNC frame holds (a
+// tag's room kept whether or not the node seals).
+func (n *Node) syncPer(entryLen int) int {
+	return max((n.cfg.MaxFrameSize-codec.HeaderLen-codec.SyncFixedLen-codec.TagLen)/entryLen, 1)
+}
+
 // syncParts builds one half of a SYNC exchange of the given kind: count
 // entries of entryLen bytes each, as many to a frame as fit, part 0
 // first, entry i appended by put (one part with no entries when count is
@@ -15,11 +21,7 @@ import (
 // It allocates only when *bufs grows.
 func (n *Node) syncParts(kind codec.SyncKind, count, entryLen int, put func(b []byte, i int) []byte,
 	bufs *[][]byte, msgs []sockopt.Message, sc *sealScratch, to netip.AddrPort) []sockopt.Message {
-	room := n.cfg.MaxFrameSize - codec.HeaderLen - codec.SyncFixedLen
-	if n.sealing() {
-		room -= codec.TagLen
-	}
-	per := max(room/entryLen, 1)
+	per := n.syncPer(entryLen)
 	parts := max((count+per-1)/per, 1)
 	for len(*bufs) < parts {
 		*bufs = append(*bufs, make([]byte, 0, n.cfg.MaxFrameSize)) // once per exchange size reached

@@ -186,15 +186,10 @@ func TestTreeStalledRelay(t *testing.T) {
 	hb := 200 * time.Millisecond
 	n := newNet(t, 93)
 	eps := make([]*memnet.Endpoint, size)
-	nodes := make([]*engine.Node, size)
 	var gaps atomic.Int64
-	for i := range nodes {
-		ep, err := n.Listen(simAddr(i))
-		if err != nil {
-			t.Fatal(err)
-		}
+	nodes := startMeshOn(t, n, size, []int{0, 1}, func(i int, ep *memnet.Endpoint) engine.Options {
 		eps[i] = ep
-		o := engine.Options{
+		return engine.Options{
 			Heartbeat:     hb,
 			SuspectAfter:  2 * time.Second, // the pause must not kill the relay
 			DeadAfter:     4 * time.Second,
@@ -203,27 +198,14 @@ func TestTreeStalledRelay(t *testing.T) {
 			Fanout:        fanout,
 			EchoLocal:     i == 0,
 			PublishRing:   1 << 14,
-			Logger:        quietLogger,
 			Transport:     ep,
-			AdvertiseAddr: ep.LocalAddr().String(),
 			OnEvent: func(e engine.Event) {
 				if e.Type == engine.EventGap {
 					gaps.Add(1)
 				}
 			},
 		}
-		for _, s := range []int{0, 1} {
-			if s != i {
-				o.Peers = append(o.Peers, simAddr(s).String())
-			}
-		}
-		node, err := engine.New(o)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		nodes[i] = node
-		t.Cleanup(func() { node.Abort() })
-	}
+	})
 	waitMesh(t, 60*time.Second, nodes)
 	waitReady(t, 20*time.Second, nodes)
 	// The origin's tree as every node computes it (engine/fanout.go): ids

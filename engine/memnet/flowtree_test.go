@@ -62,15 +62,10 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int, stall bool) slowSubtreeR
 	t.Cleanup(func() { n.Close() })
 	rds := make([]*slowReader, size)
 	eps := make([]*memnet.Endpoint, size)
-	nodes := make([]*engine.Node, size)
 	var gaps atomic.Int64
-	for i := range nodes {
-		ep, err := n.Listen(simAddr(i))
-		if err != nil {
-			t.Fatal(err)
-		}
+	nodes := startMeshOn(t, n, size, []int{0, 1}, func(i int, ep *memnet.Endpoint) engine.Options {
 		eps[i], rds[i] = ep, &slowReader{Endpoint: ep}
-		o := engine.Options{
+		return engine.Options{
 			Heartbeat:     100 * time.Millisecond,
 			SuspectAfter:  3 * time.Second, // the slow node must not be suspected
 			DeadAfter:     6 * time.Second,
@@ -80,27 +75,14 @@ func flowSlowSubtreeRun(t *testing.T, window, keys int, stall bool) slowSubtreeR
 			FlowWindow:    window,
 			EchoLocal:     i == 0,
 			PublishRing:   1 << 16,
-			Logger:        quietLogger,
 			Transport:     rds[i],
-			AdvertiseAddr: ep.LocalAddr().String(),
 			OnEvent: func(e engine.Event) {
 				if e.Type == engine.EventGap {
 					gaps.Add(1)
 				}
 			},
 		}
-		for _, s := range []int{0, 1} {
-			if s != i {
-				o.Peers = append(o.Peers, simAddr(s).String())
-			}
-		}
-		node, err := engine.New(o)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		nodes[i] = node
-		t.Cleanup(func() { node.Abort() })
-	}
+	})
 	waitMesh(t, 60*time.Second, nodes)
 	waitReady(t, 20*time.Second, nodes)
 	// The origin's tree as every node computes it (engine/fanout.go).

@@ -43,15 +43,8 @@ func TestRestartWaveTimeline(t *testing.T) {
 	if d, err := time.ParseDuration(os.Getenv("WARPMESH_SCALE_CONVERGE")); err == nil && d > 0 {
 		limit = d
 	}
-	ev := &scaleEvents{firstSus: map[uint64]time.Time{}, deadBy: map[uint64]int{}, lastDead: map[uint64]time.Time{}, watch: map[uint64]bool{}}
-	m := &scaleMesh{t: t, net: newNet(t, int64(size)), period: period, ev: ev, nodes: make([]*engine.Node, size)}
-	t.Cleanup(func() {
-		for _, node := range m.nodes {
-			if node != nil {
-				node.Abort()
-			}
-		}
-	})
+	m := newScaleMesh(t, size, period)
+	ev := m.ev
 	for i := range m.nodes {
 		m.start(i)
 	}

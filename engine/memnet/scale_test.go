@@ -151,6 +151,21 @@ type scaleMesh struct {
 	nodes  []*engine.Node
 }
 
+// newScaleMesh is an empty mesh of size slots on its own memnet; its
+// nodes are aborted when the test ends.
+func newScaleMesh(t *testing.T, size int, period time.Duration) *scaleMesh {
+	ev := &scaleEvents{firstSus: map[uint64]time.Time{}, deadBy: map[uint64]int{}, lastDead: map[uint64]time.Time{}, watch: map[uint64]bool{}}
+	m := &scaleMesh{t: t, net: newNet(t, int64(size)), period: period, ev: ev, nodes: make([]*engine.Node, size)}
+	t.Cleanup(func() {
+		for _, node := range m.nodes {
+			if node != nil {
+				node.Abort()
+			}
+		}
+	})
+	return m
+}
+
 func (m *scaleMesh) start(i int) *engine.Node {
 	m.t.Helper()
 	ep, err := m.net.Listen(simAddr(i))
@@ -284,15 +299,8 @@ func (m *scaleMesh) traffic() (frames, bytes uint64) {
 
 func scaleRun(t *testing.T, size int, period time.Duration) {
 	heap0 := heapInUse()
-	ev := &scaleEvents{firstSus: map[uint64]time.Time{}, deadBy: map[uint64]int{}, lastDead: map[uint64]time.Time{}, watch: map[uint64]bool{}}
-	m := &scaleMesh{t: t, net: newNet(t, int64(size)), period: period, ev: ev, nodes: make([]*engine.Node, size)}
-	t.Cleanup(func() {
-		for _, node := range m.nodes {
-			if node != nil {
-				node.Abort()
-			}
-		}
-	})
+	m := newScaleMesh(t, size, period)
+	ev := m.ev
 	periods := func(d time.Duration) float64 { return d.Seconds() / period.Seconds() }
 	logN := math.Log2(float64(size))
 

@@ -30,14 +30,26 @@ func simAddr(i int) netip.AddrPort {
 // (Transport, AdvertiseAddr and Peers are filled in).
 func startMesh(t testing.TB, n *memnet.Network, count int, seeds []int, opts func(i int) engine.Options) []*engine.Node {
 	t.Helper()
+	return startMeshOn(t, n, count, seeds, func(i int, ep *memnet.Endpoint) engine.Options {
+		o := opts(i)
+		o.Transport = ep
+		return o
+	})
+}
+
+// startMeshOn is startMesh for options that set their own Transport
+// around node i's endpoint ep (a wrapper that slows or pauses it); each
+// node is aborted when the test ends (no leave storm: the network goes
+// away with them).
+func startMeshOn(t testing.TB, n *memnet.Network, count int, seeds []int, opts func(i int, ep *memnet.Endpoint) engine.Options) []*engine.Node {
+	t.Helper()
 	nodes := make([]*engine.Node, count)
 	for i := range nodes {
 		ep, err := n.Listen(simAddr(i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := opts(i)
-		o.Transport = ep
+		o := opts(i, ep)
 		o.AdvertiseAddr = ep.LocalAddr().String()
 		for _, s := range seeds {
 			if s != i {
@@ -52,12 +64,8 @@ func startMesh(t testing.TB, n *memnet.Network, count int, seeds []int, opts fun
 			t.Fatalf("node %d: %v", i, err)
 		}
 		nodes[i] = node
+		t.Cleanup(func() { node.Abort() })
 	}
-	t.Cleanup(func() {
-		for _, node := range nodes {
-			node.Abort() // no leave storm: the network goes away with them
-		}
-	})
 	return nodes
 }
 
